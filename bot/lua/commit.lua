@@ -1,0 +1,38 @@
+-- Write everything one sprint decided, atomically, only if we still hold the contact's lock.
+-- KEYS: 1 lock, 2 queue, 3 contact, 4 session, 5 runs, 6 msgs, 7 history, 8 outbox,
+--       9 timers, 10 ready, 11 sendq, 12.. one key per ended run (in ARGV order)
+-- ARGV: 1 token, 2 events consumed, 3 contact json ('' = unchanged), 4 session json ('' = unchanged),
+--       5 contact uuid, 6 n new runs, run uuids..., n ended runs, run jsons...,
+--       n messages, (uuid, json, outbox '1'|'0')..., n timers to drop, members...,
+--       n timers to add, (member, due)...
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local i = 6
+local function take()
+  local v = ARGV[i]; i = i + 1; return v
+end
+local consumed = tonumber(ARGV[2])
+if consumed > 0 then redis.call('LTRIM', KEYS[2], consumed, -1) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4]) end
+for _ = 1, tonumber(take()) do redis.call('LPUSH', KEYS[5], take()) end
+local n_ended = tonumber(take())
+for k = 1, n_ended do redis.call('SET', KEYS[11 + k], take()) end
+local outboxed = 0
+for _ = 1, tonumber(take()) do
+  local id, json, out = take(), take(), take()
+  redis.call('HSET', KEYS[6], id, json)
+  redis.call('RPUSH', KEYS[7], id)
+  if out == '1' then redis.call('RPUSH', KEYS[8], id); outboxed = outboxed + 1 end
+end
+for _ = 1, tonumber(take()) do redis.call('ZREM', KEYS[9], take()) end
+for _ = 1, tonumber(take()) do
+  local member, due = take(), take()
+  redis.call('ZADD', KEYS[9], due, member)
+end
+redis.call('DEL', KEYS[1])
+local remaining = redis.call('LLEN', KEYS[2])
+if remaining > 0 then redis.call('XADD', KEYS[10], '*', 'c', ARGV[5]) end
+if outboxed > 0 then redis.call('XADD', KEYS[11], '*', 'c', ARGV[5]) end
+return remaining

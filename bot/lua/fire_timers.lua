@@ -1,0 +1,14 @@
+-- Turn due timers into events on their contact's queue. Members are "<contact>|<kind>|<token>".
+-- KEYS: timers, ready   ARGV: now, limit, queue key pattern (with %s for the contact uuid)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
+for k = 1, #due, 2 do
+  local member, at = due[k], due[k + 1]
+  local contact, kind, token = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
+  redis.call('ZREM', KEYS[1], member)
+  if contact then
+    local event = cjson.encode({type = kind, token = token, at = tonumber(at)})
+    redis.call('RPUSH', string.format(ARGV[3], contact), event)
+    redis.call('XADD', KEYS[2], '*', 'c', contact)
+  end
+end
+return #due / 2

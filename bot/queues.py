@@ -1,0 +1,264 @@
+"""The work loops of one ``chasqui serve`` process: events, timers and sends.
+
+Any number of processes run these loops on one Redis. Per contact, events are applied in arrival
+order and exactly once: the contact's lock is taken and its queue read in one script (claim), and
+the sprint's effects are written and the consumed events removed in another (commit) that does
+nothing if the lock was lost meanwhile. Stream entries are only signals ("this contact has work");
+a signal acknowledged before its work was committed is re-raised by the commit script itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.clock import Clock
+from bot.engine import Engine, Session, Sprint
+from bot.store import READY, SENDERS, SENDQ, WORKERS, Commit, Store
+from bot.webhooks import WebhookCaller
+from channels.base import Channel, SendResult
+
+log = logging.getLogger("chasqui.queues")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    consumers: int = 2  # concurrent batch loops per process
+    batch: int = 100
+    lock_ttl_ms: int = 60_000
+    max_events: int = 100
+    reclaim_idle_ms: int = 60_000
+    timer_interval: float = 0.2
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        engine: Callable[[], Engine],
+        channels: dict[str, Channel],
+        clock: Clock,
+        settings: WorkerSettings | None = None,
+        webhooks: WebhookCaller | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine  # a callable: flows may be reloaded while we run
+        self.channels = channels
+        self.clock = clock
+        self.settings = settings or WorkerSettings()
+        self.webhooks = webhooks or WebhookCaller()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.setup()
+        loops = [self._event_loop(i) for i in range(self.settings.consumers)]
+        loops += [self._send_loop(i) for i in range(self.settings.consumers)]
+        loops += [self._timer_loop(), self._reclaim_loop()]
+        self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.webhooks.close()
+
+    async def _forever(self, what: str, step: Callable[[], Any]) -> None:
+        """Run ``step`` again and again; a failing step is logged and retried, never fatal."""
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; retrying in 1s", what)
+                await asyncio.sleep(1)
+
+    async def _event_loop(self, n: int) -> None:
+        consumer = f"{self.name}:{n}"
+
+        async def step() -> None:
+            entries = await self.store.read_ready(consumer, self.settings.batch, 1000)
+            if entries:
+                await self.process(entries)
+
+        await self._forever("event loop", step)
+
+    async def _send_loop(self, n: int) -> None:
+        consumer = f"{self.name}:s{n}"
+
+        async def step() -> None:
+            entries = await self.store.read_sendq(consumer, self.settings.batch, 1000)
+            if entries:
+                await self.send(entries)
+
+        await self._forever("send loop", step)
+
+    async def _timer_loop(self) -> None:
+        async def step() -> None:
+            while await self.store.fire_timers(self.clock.now()) > 0:
+                pass
+            await asyncio.sleep(self.settings.timer_interval)
+
+        await self._forever("timer loop", step)
+
+    async def _reclaim_loop(self) -> None:
+        """Take over signals that a crashed process read and never acknowledged."""
+        idle = self.settings.reclaim_idle_ms
+
+        async def step() -> None:
+            entries = await self.store.reclaim_ready(f"{self.name}:r", idle, self.settings.batch)
+            if entries:
+                await self.process(entries)
+            sends = await self.store.reclaim_sendq(f"{self.name}:r", idle, self.settings.batch)
+            if sends:
+                await self.send(sends)
+            await asyncio.sleep(max(idle / 4000, 0.05))
+
+        await self._forever("reclaim loop", step)
+
+    # -- events ------------------------------------------------------------------------------
+    async def process(self, entries: list[tuple[bytes, str]]) -> None:
+        """Apply the queued events of the contacts these entries name; then acknowledge them."""
+        by_contact: dict[str, list[bytes]] = {}
+        for eid, cid in entries:
+            by_contact.setdefault(cid, []).append(eid)
+        cids = list(by_contact)
+        s = self.settings
+        claims = await self.store.claim(cids, s.lock_ttl_ms, s.max_events)
+        commits: list[Commit] = []
+        slow: list[asyncio.Task[Commit]] = []
+        engine = self.engine()
+        for claim in claims:
+            if claim is None:
+                continue  # another worker holds the contact; its commit re-signals what is left
+            contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
+            sprint = engine.sprint(contact, Session.from_json(claim.session_raw), self.clock.now())
+            pending = self._apply_until_io(engine, sprint, claim.events)
+            if pending is None:
+                commits.append(self._commit_of(claim.cid, claim.token, len(claim.events), sprint))
+            else:
+                slow.append(
+                    asyncio.create_task(
+                        self._finish_with_io(
+                            engine, sprint, claim.cid, claim.token, claim.events, pending
+                        )
+                    )
+                )
+        if commits:
+            await self._commit(commits)
+        if slow:
+            done = await asyncio.gather(*slow)
+            await self._commit(list(done))
+        await self.store.ack(READY, WORKERS, [e for eid in by_contact.values() for e in eid])
+
+    def _apply_until_io(
+        self, engine: Engine, sprint: Sprint, events: list[dict[str, Any]]
+    ) -> int | None:
+        """Apply events in order; the index of the event left waiting on a webhook, if any."""
+        for i, event in enumerate(events):
+            engine.apply(sprint, event)
+            if sprint.webhook_request is not None:
+                return i
+        return None
+
+    async def _finish_with_io(
+        self,
+        engine: Engine,
+        sprint: Sprint,
+        cid: str,
+        token: str,
+        events: list[dict[str, Any]],
+        index: int,
+    ) -> Commit:
+        while True:
+            request, sprint.webhook_request = sprint.webhook_request, None
+            assert request is not None
+            response = await self.webhooks.call(request)
+            engine.apply(sprint, {"type": "webhook", "response": response, "at": self.clock.now()})
+            if sprint.webhook_request is not None:
+                continue
+            rest = self._apply_until_io(engine, sprint, events[index + 1 :])
+            if rest is None:
+                return self._commit_of(cid, token, len(events), sprint)
+            index += 1 + rest
+
+    def _commit_of(self, cid: str, token: str, consumed: int, sprint: Sprint) -> Commit:
+        return Commit(
+            cid=cid,
+            token=token,
+            consumed=consumed,
+            contact=sprint.contact
+            if sprint.contact_dirty and not sprint.contact.get("deleted")
+            else None,
+            session=sprint.session.to_json() if sprint.session_dirty else None,
+            new_runs=sprint.new_runs,
+            ended_runs=sprint.ended_runs,
+            messages=sprint.messages,
+            timers_remove=sprint.timers_remove,
+            timers_add=sprint.timers_add,
+        )
+
+    async def _commit(self, commits: list[Commit]) -> None:
+        results = await self.store.commit(commits)
+        for commit, result in zip(commits, results, strict=True):
+            if result < 0:
+                log.warning(
+                    "lost the lock of contact %s; its events will be applied again", commit.cid
+                )
+
+    # -- sends -------------------------------------------------------------------------------
+    async def send(self, entries: list[tuple[bytes, str]]) -> None:
+        cids = list(dict.fromkeys(cid for _, cid in entries))
+        token = uuid.uuid4().hex
+        outboxes = await self.store.take_outboxes(cids, token, self.settings.lock_ttl_ms, 50)
+        jobs = [
+            self._send_contact(cid, token, msgs)
+            for cid, msgs in zip(cids, outboxes, strict=True)
+            if msgs
+        ]
+        await asyncio.gather(*jobs)
+        await self.store.ack(SENDQ, SENDERS, [eid for eid, _ in entries])
+
+    async def _send_contact(self, cid: str, token: str, messages: list[dict[str, Any]]) -> None:
+        """One contact's messages, in order: a contact never gets its second message first."""
+        done: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        for message in messages:
+            channel = self.channels.get(message.get("channel") or "")
+            if channel is None:
+                result = SendResult(False, error={"code": "channel_unavailable"})
+            else:
+                try:
+                    result = await channel.send(message)
+                except Exception as exc:  # a channel bug must not stop other contacts' sends
+                    log.exception("channel %s failed to send", channel.name)
+                    result = SendResult(
+                        False, error={"code": "channel_error", "message": type(exc).__name__}
+                    )
+            now = self.clock.now()
+            event = None
+            if result.ok:
+                message.update(status="sent", external_id=result.external_id, sent_on=now)
+            else:
+                message.update(status="failed", error=result.error, failed_on=now)
+                code = (result.error or {}).get("code")
+                event = {
+                    "type": "fail",
+                    "run": message.get("run"),
+                    "node": message.get("node"),
+                    "code": code,
+                    "at": now,
+                }
+            done.append((message, event))
+        await self.store.finish_sends(cid, token, done)

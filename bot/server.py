@@ -1,0 +1,202 @@
+"""The aiohttp application: health, the admin API, and the runtime's lifetime."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Config
+from bot.engine import Session
+from bot.errors import ApiError
+from bot.runtime import Runtime, admin_token
+
+log = logging.getLogger("chasqui.server")
+
+RUNTIME = web.AppKey("runtime", Runtime)
+TOKEN = web.AppKey("token", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error with a code; never a bare 500 or a stack trace."""
+    try:
+        if request.path.startswith("/api/"):
+            _authorize(request)
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPRequestEntityTooLarge:
+        return ApiError(413, "body_too_large", "the request body is too large").response()
+    except web.HTTPNotFound:
+        return ApiError(404, "not_found", f"no route {request.path}").response()
+    except web.HTTPMethodNotAllowed:
+        return ApiError(405, "method_not_allowed", f"{request.method} not allowed").response()
+    except web.HTTPException:
+        raise
+    except Exception:
+        ref = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on %s %s", ref, request.method, request.path)
+        return ApiError(500, "internal", f"internal error (reference {ref})").response()
+
+
+def _authorize(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not given or not hmac.compare_digest(given.encode(), request.app[TOKEN].encode()):
+        raise ApiError(
+            401, "unauthorized", "send the admin token as 'Authorization: Bearer <token>'"
+        )
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    checks: dict[str, Any] = {"flows": len(runtime.registry.flows)}
+    try:
+        await runtime.store.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"down: {type(exc).__name__}"
+    healthy = checks["redis"] == "ok"
+    return web.json_response(
+        {"status": "ok" if healthy else "unhealthy", **checks}, status=200 if healthy else 503
+    )
+
+
+async def list_flows(request: web.Request) -> web.Response:
+    flows = request.app[RUNTIME].registry.flows
+    return web.json_response(
+        {
+            "flows": [
+                {
+                    "id": f.id,
+                    "name": f.name,
+                    "language": f.language,
+                    "version": f.version,
+                    "nodes": len(f.nodes),
+                    "expire_after": f.expire_after,
+                }
+                for f in flows.values()
+            ]
+        }
+    )
+
+
+async def reload_flows(request: web.Request) -> web.Response:
+    report = request.app[RUNTIME].load_flows()
+    return web.json_response(
+        {
+            "loaded": report.loaded,
+            "unchanged": report.unchanged,
+            "kept": report.kept,
+            "removed": report.removed,
+            "problems": [str(p) for p in report.problems],
+        },
+        status=200,
+    )
+
+
+async def _contact(request: web.Request) -> dict[str, Any]:
+    contact = await request.app[RUNTIME].store.get_contact(request.match_info["uuid"])
+    if contact is None:
+        raise ApiError(404, "unknown_contact", f"no contact {request.match_info['uuid']}")
+    return contact
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    return web.json_response(await _contact(request))
+
+
+async def find_contact(request: web.Request) -> web.Response:
+    urn = request.query.get("urn")
+    if not urn:
+        raise ApiError(400, "bad_request", "give ?urn=scheme:path")
+    store = request.app[RUNTIME].store
+    cid = await store.contact_id_for_urn(urn)
+    contact = await store.get_contact(cid) if cid else None
+    if contact is None:
+        raise ApiError(404, "unknown_contact", f"no contact with URN {urn}")
+    return web.json_response(contact)
+
+
+async def contact_runs(request: web.Request) -> web.Response:
+    contact = await _contact(request)
+    store = request.app[RUNTIME].store
+    session = Session.from_json(await store.session_raw(contact["uuid"]))
+    active = [frame["run"] for frame in reversed(session.frames)]
+    ended = await store.ended_runs(contact["uuid"])
+    return web.json_response({"runs": active + ended})
+
+
+async def contact_messages(request: web.Request) -> web.Response:
+    contact = await _contact(request)
+    messages = await request.app[RUNTIME].store.messages(contact["uuid"])
+    return web.json_response({"messages": messages})
+
+
+async def start_contact(request: web.Request) -> web.Response:
+    """Start (or restart) one contact in a flow; any run it is waiting in is interrupted."""
+    contact = await _contact(request)
+    body = await _json_body(request)
+    runtime = request.app[RUNTIME]
+    flow = body.get("flow")
+    if not isinstance(flow, str) or flow not in runtime.registry.flows:
+        raise ApiError(
+            404, "unknown_flow", f"no flow {flow!r}", {"flows": sorted(runtime.registry.flows)}
+        )
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "bad_request", "params must be an object")
+    await runtime.store.enqueue(
+        contact["uuid"],
+        {"type": "start", "flow": flow, "params": params, "at": runtime.clock.now()},
+    )
+    return web.json_response({"queued": True, "contact": contact["uuid"], "flow": flow}, status=202)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/v1/flows", list_flows)
+    app.router.add_post("/api/v1/flows/reload", reload_flows)
+    app.router.add_get("/api/v1/contacts", find_contact)
+    app.router.add_get("/api/v1/contacts/{uuid}", get_contact)
+    app.router.add_get("/api/v1/contacts/{uuid}/runs", contact_runs)
+    app.router.add_get("/api/v1/contacts/{uuid}/messages", contact_messages)
+    app.router.add_post("/api/v1/contacts/{uuid}/start", start_contact)
+
+
+def create_app(config: Config, runtime: Runtime | None = None) -> web.Application:
+    """The app; the runtime (Redis, workers, channels) lives and dies with it."""
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=config.server.max_body_bytes
+    )
+    runtime = runtime or Runtime(config)
+    app[RUNTIME] = runtime
+    app[TOKEN] = admin_token(config)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        if not runtime.registry.flows:
+            runtime.load_flows()
+        await runtime.start()
+        yield
+        await runtime.stop()
+
+    app.cleanup_ctx.append(lifetime)
+    setup_routes(app)
+    return app

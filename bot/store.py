@@ -1,0 +1,297 @@
+"""The Redis data layer. Every key name is built here (and in the Lua files beside it).
+
+All keys of one contact share the hash tag ``{c:<uuid>}`` so that on Redis Cluster they live on
+one slot and each per-contact step is a single-slot script. Global keys (the work streams, the
+timer set, the URN index) are few and named below. Layout, with why, in docs/redis.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+READY = "chasqui:ready"  # stream: "contact <uuid> has events queued"
+SENDQ = "chasqui:sendq"  # stream: "contact <uuid> has messages in its outbox"
+TIMERS = "chasqui:timers"  # sorted set: "<contact>|<kind>|<token>" scored by due time
+WORKERS = "workers"  # consumer group on READY
+SENDERS = "senders"  # consumer group on SENDQ
+
+
+def contact_key(cid: str, part: str) -> str:
+    return f"{{c:{cid}}}:{part}"
+
+
+def urn_key(urn: str) -> str:
+    return f"chasqui:urn:{urn}"
+
+
+def console_key(cid: str) -> str:
+    return contact_key(cid, "console")
+
+
+QUEUE_PATTERN = contact_key("%s", "q")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class Claim:
+    """A contact whose lock we hold, with its queued events and state as read."""
+
+    cid: str
+    token: str
+    events: list[dict[str, Any]]
+    contact: dict[str, Any] | None
+    session_raw: bytes
+
+
+@dataclass
+class Commit:
+    cid: str
+    token: str
+    consumed: int
+    contact: dict[str, Any] | None = None  # None: unchanged
+    session: str | None = None  # None: unchanged
+    new_runs: list[str] = field(default_factory=list)
+    ended_runs: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    timers_remove: list[str] = field(default_factory=list)
+    timers_add: dict[str, float] = field(default_factory=dict)
+
+
+def _script(redis: Redis, name: str) -> AsyncScript:
+    source = resources.files("bot").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return redis.register_script(source)
+
+
+class Store:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        # redis-py types replies as bytes/str unions; this client always answers bytes.
+        self._r: Any = redis
+        names = (
+            "claim",
+            "commit",
+            "enqueue",
+            "fire_timers",
+            "take_outbox",
+            "finish_sends",
+            "contact_for_urn",
+        )
+        self._scripts = {name: _script(redis, name) for name in names}
+
+    async def setup(self) -> None:
+        """Create the consumer groups (once; a second process finds them)."""
+        for stream, group in ((READY, WORKERS), (SENDQ, SENDERS)):
+            try:
+                await self._r.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- contacts ----------------------------------------------------------------------------
+    async def contact_for_urn(
+        self, urn: str, name: str = "", now: float = 0.0, **extra: Any
+    ) -> tuple[dict[str, Any], bool]:
+        """The contact with this URN, created if new; True when it was created."""
+        cid = str(uuid.uuid4())
+        record = {
+            "uuid": cid,
+            "name": name,
+            "urns": [urn],
+            "fields": {},
+            "groups": [],
+            "status": "active",
+            "created_on": now,
+            **extra,
+        }
+        found, created = await self._scripts["contact_for_urn"](
+            keys=[urn_key(urn), contact_key(cid, "contact")], args=[cid, dumps(record)]
+        )
+        found = found.decode() if isinstance(found, bytes) else str(found)
+        if created:
+            return record, True
+        contact = await self.get_contact(found)
+        if contact is None:  # index without record: repair by re-creating
+            record["uuid"] = found
+            await self._r.set(contact_key(found, "contact"), dumps(record))
+            return record, True
+        return contact, False
+
+    async def get_contact(self, cid: str) -> dict[str, Any] | None:
+        raw = await self._r.get(contact_key(cid, "contact"))
+        return json.loads(raw) if raw else None
+
+    async def contact_id_for_urn(self, urn: str) -> str | None:
+        raw = await self._r.get(urn_key(urn))
+        return raw.decode() if raw else None
+
+    # -- events in ---------------------------------------------------------------------------
+    async def enqueue(self, cid: str, event: dict[str, Any]) -> None:
+        await self._scripts["enqueue"](
+            keys=[contact_key(cid, "q"), READY], args=[dumps(event), cid]
+        )
+
+    async def read_ready(self, consumer: str, count: int, block_ms: int) -> list[tuple[bytes, str]]:
+        reply = await self._r.xreadgroup(WORKERS, consumer, {READY: ">"}, count, block_ms)
+        return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
+
+    async def reclaim_ready(
+        self, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[bytes, str]]:
+        """Entries a dead worker took and never acknowledged."""
+        reply = await self._r.xautoclaim(READY, WORKERS, consumer, min_idle_ms, "0", count)
+        return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
+
+    async def ack(self, stream: str, group: str, ids: Sequence[bytes]) -> None:
+        if ids:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, group, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+
+    async def claim(self, cids: Sequence[str], ttl_ms: int, max_events: int) -> list[Claim | None]:
+        script = self._scripts["claim"]
+        tokens = [uuid.uuid4().hex for _ in cids]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for cid, token in zip(cids, tokens, strict=True):
+                keys = [contact_key(cid, p) for p in ("lock", "q", "contact", "session")]
+                await script(keys=keys, args=[token, ttl_ms, max_events], client=pipe)
+            replies = await pipe.execute()
+        claims: list[Claim | None] = []
+        for cid, token, reply in zip(cids, tokens, replies, strict=True):
+            if not reply:
+                claims.append(None)
+                continue
+            events, contact, session = reply
+            claims.append(
+                Claim(
+                    cid,
+                    token,
+                    [json.loads(e) for e in events],
+                    json.loads(contact) if contact else None,
+                    session,
+                )
+            )
+        return claims
+
+    async def commit(self, commits: Sequence[Commit]) -> list[int]:
+        """Write each sprint's effects; -1 for one whose lock was lost (nothing written)."""
+        script = self._scripts["commit"]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for c in commits:
+                keys = [
+                    contact_key(c.cid, p)
+                    for p in (
+                        "lock",
+                        "q",
+                        "contact",
+                        "session",
+                        "runs",
+                        "msgs",
+                        "history",
+                        "outbox",
+                    )
+                ]
+                keys += [TIMERS, READY, SENDQ]
+                keys += [contact_key(c.cid, f"run:{r['uuid']}") for r in c.ended_runs]
+                args: list[Any] = [
+                    c.token,
+                    c.consumed,
+                    dumps(c.contact) if c.contact else "",
+                    c.session or "",
+                    c.cid,
+                    len(c.new_runs),
+                    *c.new_runs,
+                    len(c.ended_runs),
+                    *(dumps(r) for r in c.ended_runs),
+                    len(c.messages),
+                ]
+                for m in c.messages:
+                    args += [m["uuid"], dumps(m), "1" if m.get("status") == "queued" else "0"]
+                args += [len(c.timers_remove), *c.timers_remove, len(c.timers_add)]
+                for member, due in c.timers_add.items():
+                    args += [member, due]
+                await script(keys=keys, args=args, client=pipe)
+            return [int(r) for r in await pipe.execute()]
+
+    async def fire_timers(self, now: float, limit: int = 1000) -> int:
+        fired = await self._scripts["fire_timers"](
+            keys=[TIMERS, READY], args=[now, limit, QUEUE_PATTERN]
+        )
+        return int(fired)
+
+    # -- sending -----------------------------------------------------------------------------
+    async def read_sendq(self, consumer: str, count: int, block_ms: int) -> list[tuple[bytes, str]]:
+        reply = await self._r.xreadgroup(SENDERS, consumer, {SENDQ: ">"}, count, block_ms)
+        return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
+
+    async def reclaim_sendq(
+        self, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[bytes, str]]:
+        reply = await self._r.xautoclaim(SENDQ, SENDERS, consumer, min_idle_ms, "0", count)
+        return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
+
+    async def take_outboxes(
+        self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int
+    ) -> list[list[dict[str, Any]] | None]:
+        script = self._scripts["take_outbox"]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
+                await script(keys=keys, args=[token, ttl_ms, max_msgs], client=pipe)
+            replies = await pipe.execute()
+        return [
+            None if r is False or r is None else [json.loads(m) for m in r if m] for r in replies
+        ]
+
+    async def finish_sends(
+        self, cid: str, token: str, done: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]
+    ) -> None:
+        args: list[Any] = [token, cid, len(done)]
+        for message, event in done:
+            args += [message["uuid"], dumps(message), dumps(event) if event else ""]
+        keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
+        keys += [SENDQ, contact_key(cid, "q"), READY]
+        await self._scripts["finish_sends"](keys=keys, args=args)
+
+    # -- reading history ---------------------------------------------------------------------
+    async def session_raw(self, cid: str) -> bytes | None:
+        raw: bytes | None = await self._r.get(contact_key(cid, "session"))
+        return raw
+
+    async def ended_runs(self, cid: str, limit: int = 50) -> list[dict[str, Any]]:
+        ids = await self._r.lrange(contact_key(cid, "runs"), 0, limit - 1)
+        if not ids:
+            return []
+        raws = await self._r.mget([contact_key(cid, f"run:{i.decode()}") for i in ids])
+        return [json.loads(r) for r in raws if r]
+
+    async def run_ids(self, cid: str, limit: int = 50) -> list[str]:
+        return [i.decode() for i in await self._r.lrange(contact_key(cid, "runs"), 0, limit - 1)]
+
+    async def messages(self, cid: str, limit: int = 100) -> list[dict[str, Any]]:
+        ids = await self._r.lrange(contact_key(cid, "history"), -limit, -1)
+        if not ids:
+            return []
+        raws = await self._r.hmget(contact_key(cid, "msgs"), ids)
+        return [json.loads(r) for r in raws if r]
+
+    async def console_append(self, cid: str, message: dict[str, Any]) -> None:
+        await self._r.xadd(console_key(cid), {"m": dumps(message)}, maxlen=1000, approximate=True)
+
+    async def console_read(
+        self, cid: str, last_id: str, block_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        reply = await self._r.xread({console_key(cid): last_id}, count=100, block=block_ms)
+        return [(eid.decode(), json.loads(f[b"m"])) for _, entries in reply for eid, f in entries]

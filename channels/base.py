@@ -1,0 +1,67 @@
+"""The one small interface every channel implements, and the registry that finds them.
+
+A channel type is one module in ``channels/`` exposing ``CHANNEL`` (its class). Nothing in
+``bot/`` names a channel type: the runtime asks a channel which URN schemes it reaches and hands it
+messages to send; webhook routes come from the channel itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from bot.config import ChannelConfig
+from bot.engine import Route
+from bot.store import Store
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one send: accepted (with the provider's id) or failed for good."""
+
+    ok: bool
+    external_id: str | None = None
+    error: dict[str, Any] | None = None  # {"code": machine-readable, "message": human, ...}
+
+
+class Channel(ABC):
+    TYPE: ClassVar[str]
+    SCHEMES: ClassVar[tuple[str, ...]]
+
+    def __init__(self, name: str, config: ChannelConfig, store: Store) -> None:
+        self.name = name
+        self.config = config
+        self.store = store
+
+    @property
+    def route(self) -> Route:
+        return Route(self.name, self.SCHEMES)
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; called once when the server starts."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``start`` opened."""
+
+    @abstractmethod
+    async def send(self, message: dict[str, Any]) -> SendResult:
+        """Deliver one message (the record built by the engine) and say what happened."""
+
+
+class UnknownChannelType(ValueError):
+    pass
+
+
+def channel_class(type_name: str) -> type[Channel]:
+    try:
+        module = importlib.import_module(f"channels.{type_name}")
+    except ModuleNotFoundError as exc:
+        raise UnknownChannelType(f"unknown channel type {type_name!r}") from exc
+    cls: type[Channel] = module.CHANNEL
+    return cls
+
+
+def build_channels(configs: dict[str, ChannelConfig], store: Store) -> dict[str, Channel]:
+    return {name: channel_class(cfg.type)(name, cfg, store) for name, cfg in configs.items()}
