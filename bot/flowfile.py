@@ -7,6 +7,7 @@ reported at once so an author fixes them in one pass. A flow's version is the ha
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -57,6 +58,7 @@ class Node:
     next: str | None = None
     on_failure: str | None = None
     index: int = 0
+    line: int | None = None  # of the node's entry in the file, for problems found later
 
     def exits(self) -> dict[str, str | None]:
         return self.body.exits(self)
@@ -133,9 +135,16 @@ class _FlowChecker:
         kinds = [k for k in raw if k in NODE_KINDS]
         unknown = [k for k in raw if k not in NODE_KINDS and k not in NODE_KEYS]
         for key in unknown:
+            hint = difflib.get_close_matches(key, [*NODE_KINDS, *NODE_KEYS], n=1, cutoff=0.75)
             self.problem(
-                f"unknown key {key!r} (node kinds: {', '.join(NODE_KINDS)})", [*path, key], where
+                f"unknown key {key!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f" (node kinds: {', '.join(NODE_KINDS)})",
+                [*path, key],
+                where,
             )
+        if not kinds and unknown:
+            return None  # the unknown key is the problem; "no kind" would only repeat it
         if len(kinds) != 1:
             self.problem(f"a node has exactly one kind, found {kinds or 'none'}", path, where)
             return None
@@ -162,7 +171,8 @@ class _FlowChecker:
                 where,
                 "on_failure",
             )
-        node = Node(node_id, kind, body, raw.get("next"), raw.get("on_failure"), index)
+        line = line_of(self.tree, path)
+        node = Node(node_id, kind, body, raw.get("next"), raw.get("on_failure"), index, line)
         for fld, text in body.texts():
             try:
                 compile_text(text)
@@ -184,11 +194,14 @@ class _FlowChecker:
             )
         return node
 
-    def check_graph(self, nodes: dict[str, Node]) -> None:
+    def check_targets(self, nodes: dict[str, Node], declared: set[str]) -> None:
+        """Exits to ids that no node of the file declares."""
         for node in nodes.values():
             where = f"nodes[{node.index}] ({node.id})"
             for exit_name, target in node.exits().items():
-                if target is not None and target not in nodes:
+                if exit_name == FAILURE and not node.on_failure:
+                    continue  # defaults to `next`, checked as such
+                if target is not None and target not in declared:
                     fld = "on_failure" if exit_name == FAILURE else _exit_field(node, exit_name)
                     self.problem(
                         f"unknown node {target!r}",
@@ -196,6 +209,9 @@ class _FlowChecker:
                         where,
                         fld,
                     )
+
+    def check_graph(self, nodes: dict[str, Node]) -> None:
+        """Unreachable nodes and cycles; only meaningful once every node was built."""
         reachable = _reachable(nodes)
         for node in nodes.values():
             if node.id not in reachable:
@@ -246,7 +262,9 @@ def _reachable(nodes: dict[str, Node]) -> set[str]:
 def _cycles_without_wait(nodes: dict[str, Node]) -> Iterator[list[str]]:
     """Cycles among edges that do not leave a wait: a run on one would never stop by itself."""
     graph = {
-        n.id: [t for t in n.exits().values() if t in nodes] if not n.body.WAITS else []
+        n.id: list(dict.fromkeys(t for t in n.exits().values() if t in nodes))
+        if not n.body.WAITS
+        else []
         for n in nodes.values()
     }
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
@@ -288,6 +306,11 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
             checker.problem(_pydantic_message(err), list(err["loc"]), None, _loc(err["loc"]))
         raise FlowError(checker.problems) from None
     nodes: dict[str, Node] = {}
+    declared = {
+        raw["id"]
+        for raw in header.nodes
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str)
+    }
     for index, raw in enumerate(header.nodes):
         node = checker.build_node(index, raw)
         if node is None:
@@ -301,6 +324,7 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
             )
             continue
         nodes[node.id] = node
+    checker.check_targets(nodes, declared)
     if not checker.problems:
         checker.check_graph(nodes)
     if checker.problems:
@@ -333,7 +357,7 @@ def check_references(flows: dict[str, Flow]) -> list[Problem]:
                 problems.append(
                     Problem(
                         str(flow.path),
-                        None,
+                        node.line,
                         f"unknown flow {target!r}",
                         f"nodes[{node.index}] ({node.id})",
                         "enter_flow.flow",

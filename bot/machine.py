@@ -12,6 +12,7 @@ decided *before* firing (by the node's own code), so every condition is a plain 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,9 @@ from bot.nodes.base import FAILURE, TIMEOUT
 if TYPE_CHECKING:
     from bot.engine import Sprint
     from bot.flowfile import Flow, Node
+
+# transitions logs every callback at INFO: noise for operators, and a cost on the hot path.
+logging.getLogger("transitions").setLevel(logging.WARNING)
 
 START = "_start"
 END = "_end"

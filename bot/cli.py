@@ -1,0 +1,121 @@
+"""The ``chasqui`` command: serve, check, test, simulate.
+
+Every command takes ``--config PATH`` (default ``$CHASQUI_CONFIG`` or ``./config.toml``).
+Exit codes: 0 fine, 1 problems found (invalid flows, failing tests), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot.config import Config, ConfigError, load_config
+from bot.flowfile import check_references, flow_files, load_folder
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    folder = Path(args.path) if args.path else config.resolve(config.flows.path)
+    if not folder.exists():
+        print(f"{folder}: no such file or folder", file=sys.stderr)
+        return 2
+    flows, problems = load_folder(folder, set(config.channels))
+    if folder.is_file():  # a single file: enter_flow targets are looked up beside it
+        siblings, _ = load_folder(folder.parent, set(config.channels))
+        problems = [p for p in problems if "unknown flow" not in p.message]
+        problems += [p for p in check_references({**siblings, **flows})
+                     if p.file == str(folder)]
+    for problem in problems:
+        print(problem)
+    total = len(flow_files(folder))
+    if problems:
+        print(f"\n{len(problems)} problem(s) in {total} flow file(s)", file=sys.stderr)
+        return 1
+    print(f"{total} flow file(s) OK: {', '.join(sorted(flows))}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bot.runtime import Runtime
+    from bot.server import create_app
+
+    config = _config(args)
+    runtime = Runtime(config)
+    report = runtime.load_flows()
+    if report.problems:
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        print("refusing to start: fix the flows above (chasqui check)", file=sys.stderr)
+        return 1
+    logging.info("flows loaded: %s", ", ".join(sorted(runtime.registry.flows)) or "none")
+    app = create_app(config, runtime)
+    web.run_app(app, host=config.server.host, port=config.server.port,
+                print=lambda msg: logging.info("%s", msg.strip()))
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from bot.convtest import run_cli
+
+    return run_cli(_config(args), args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bot.simulate import simulate
+
+    return asyncio.run(simulate(_config(args), args.flow, args.name, args.urn))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chasqui", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="config file (default: $CHASQUI_CONFIG or config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server (embedded Valkey unless redis.url is set)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate flow files; exit 1 listing every problem")
+    p.add_argument("path", nargs="?", help="a flow file or folder (default: the flows path)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("test", help="run the conversation tests in <flows>/tests")
+    p.add_argument("paths", nargs="*", help="test files (default: all of <flows>/tests)")
+    p.add_argument("-k", dest="match", help="only tests whose name contains this")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("simulate", help="chat with a flow in the terminal")
+    p.add_argument("flow", help="flow id (the file name without .yaml)")
+    p.add_argument("--name", default="Ana", help="the simulated contact's name")
+    p.add_argument("--urn", help="the simulated contact's URN (default console:<name>)")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet = args.command in ("simulate", "test", "check")
+    level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
