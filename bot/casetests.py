@@ -16,6 +16,7 @@ payloads such as ``NOT_RECEIVED`` stay a single word: it matches only ``not_rece
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -76,7 +77,13 @@ def _tokens(text: str) -> list[tuple[int, int, str]]:
 
 
 def _arg_words(args: Sequence[object]) -> list[str]:
-    return [w for arg in args for _, _, w in _tokens(str(arg))]
+    return list(_words_of(tuple(str(arg) for arg in args)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _words_of(args: tuple[str, ...]) -> tuple[str, ...]:
+    # A flow's case arguments are constant: fold them once, not on every reply (hot path).
+    return tuple(w for arg in args for _, _, w in _tokens(arg))
 
 
 def _has_text(text: str, args: Sequence[object]) -> str | None:
@@ -309,7 +316,20 @@ def evaluate(name: str, text: str, args: list[object]) -> str | None:
     Never raises because of `text`; raises ValueError for bad arguments, which the flow
     checker reports at load time (see check_args).
     """
-    error = check_args(name, args)
+    if _hashable(args):  # the types are part of the key: 1, 1.0 and True are equal keys
+        error = _checked(name, tuple(args), tuple(type(a) for a in args))
+    else:
+        error = check_args(name, args)
     if error is not None:
         raise ValueError(error)
     return CASE_TESTS[name].func(text, args)
+
+
+def _hashable(args: Sequence[object]) -> bool:
+    return all(isinstance(a, str | int | float | bool | None) for a in args)
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked(name: str, args: tuple[object, ...], types: tuple[type, ...]) -> str | None:
+    """``check_args`` once per (test, arguments): they come from flow files, not from contacts."""
+    return check_args(name, list(args))

@@ -85,15 +85,18 @@ class Config(_Section):
         return path if path.is_absolute() else self.base_dir / path
 
 
-def _resolve_env_refs(value: Any, where: str) -> Any:
+def _resolve_env_refs(value: Any, where: str, environ: Mapping[str, str]) -> Any:
     """Replace ``env:VAR`` strings by the variable's value, failing loudly when it is unset."""
     if isinstance(value, dict):
-        return {k: _resolve_env_refs(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {
+            k: _resolve_env_refs(v, f"{where}.{k}" if where else k, environ)
+            for k, v in value.items()
+        }
     if isinstance(value, str) and value.startswith("env:"):
         var = value[4:]
-        if var not in os.environ:
+        if var not in environ:
             raise ConfigError(f"{where}: environment variable {var} is not set")
-        return os.environ[var]
+        return environ[var]
     return value
 
 
@@ -113,22 +116,25 @@ def _apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read the config file (default ``$CHASQUI_CONFIG`` or ``./config.toml``) plus overrides."""
     environ = os.environ if environ is None else environ
-    file = Path(path or environ.get("CHASQUI_CONFIG") or DEFAULT_CONFIG)
+    explicit = path or environ.get("CHASQUI_CONFIG")
+    file = Path(explicit or DEFAULT_CONFIG)
     data: dict[str, Any] = {}
     if file.exists():
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: {exc}") from exc
-    elif path is not None:
+    elif explicit:  # only the default file may be absent (then the defaults apply)
         raise ConfigError(f"{file}: no such config file")
     _apply_overrides(data, environ)
-    data = _resolve_env_refs(data, "")
+    data = _resolve_env_refs(data, "", environ)
     data["base_dir"] = file.resolve().parent
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: "
+            + ("unknown setting" if err["type"] == "extra_forbidden" else err["msg"])
+            for err in exc.errors()
         )
         raise ConfigError(f"{file}: {problems}") from exc

@@ -319,6 +319,15 @@ class Engine:
                     f"node {node!r} no longer exists in {flow.id} version {flow.version}",
                 )
                 return
+            wait = sprint.session.wait
+            waits_here = wait is not None and wait["run"] == frame["run"]["uuid"]
+            if waits_here and node in flow.nodes and not flow.nodes[node].body.WAITS:
+                # same id, other kind: a reply routed to it would have no on_reply to call
+                sprint.end_all(
+                    INTERRUPTED,
+                    f"node {node!r} is no longer a wait in {flow.id} version {flow.version}",
+                )
+                return
             if frame["run"]["version"] != flow.version:
                 frame["run"]["version"] = flow.version
 

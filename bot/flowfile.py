@@ -58,7 +58,7 @@ class Node:
     next: str | None = None
     on_failure: str | None = None
     index: int = 0
-    line: int | None = None  # of the node's entry in the file, for problems found later
+    line: int | None = None  # of the node's kind key, for problems found after parsing
 
     def exits(self) -> dict[str, str | None]:
         return self.body.exits(self)
@@ -102,6 +102,10 @@ def _loc(loc: Iterable[str | int]) -> str:
 
 
 def _pydantic_message(err: Any) -> str:
+    if err["type"] == "missing":
+        return "required, but missing"
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
@@ -171,7 +175,7 @@ class _FlowChecker:
                 where,
                 "on_failure",
             )
-        line = line_of(self.tree, path)
+        line = line_of(self.tree, [*path, kind])
         node = Node(node_id, kind, body, raw.get("next"), raw.get("on_failure"), index, line)
         for fld, text in body.texts():
             try:
@@ -328,7 +332,7 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
     if not checker.problems:
         checker.check_graph(nodes)
     if checker.problems:
-        raise FlowError(checker.problems)
+        raise FlowError(sorted(checker.problems, key=lambda p: p.line or 0))
     return Flow(
         id=path.stem,
         name=header.name or path.stem,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.clock import Clock
-from bot.engine import Engine, Session, Sprint
-from bot.store import READY, SENDERS, SENDQ, WORKERS, Commit, Store
+from bot.engine import FAILED, Engine, Session, Sprint
+from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, Store
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, SendResult
 
@@ -143,18 +143,12 @@ class Worker:
         for claim in claims:
             if claim is None:
                 continue  # another worker holds the contact; its commit re-signals what is left
-            contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
-            sprint = engine.sprint(contact, Session.from_json(claim.session_raw), self.clock.now())
-            pending = self._apply_until_io(engine, sprint, claim.events)
+            sprint, pending = self._decide(engine, claim)
             if pending is None:
                 commits.append(self._commit_of(claim.cid, claim.token, len(claim.events), sprint))
             else:
                 slow.append(
-                    asyncio.create_task(
-                        self._finish_with_io(
-                            engine, sprint, claim.cid, claim.token, claim.events, pending
-                        )
-                    )
+                    asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
                 )
         if commits:
             await self._commit(commits)
@@ -162,6 +156,29 @@ class Worker:
             done = await asyncio.gather(*slow)
             await self._commit(list(done))
         await self.store.ack(READY, WORKERS, [e for eid in by_contact.values() for e in eid])
+
+    def _decide(self, engine: Engine, claim: Claim) -> tuple[Sprint, int | None]:
+        contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
+        try:
+            sprint = engine.sprint(contact, Session.from_json(claim.session_raw), self.clock.now())
+            return sprint, self._apply_until_io(engine, sprint, claim.events)
+        except Exception as exc:
+            return self._poisoned(engine, claim, exc), None
+
+    def _poisoned(self, engine: Engine, claim: Claim, exc: Exception) -> Sprint:
+        """Events that crash the engine are a bug of ours. Record it on the contact's runs and
+        drop those events, rather than retrying them forever and holding up the whole batch."""
+        log.error("engine error on contact %s; its runs end as failed", claim.cid, exc_info=exc)
+        contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
+        sprint = Sprint(engine, contact, Session(), self.clock.now())
+        try:
+            sprint.session = Session.from_json(claim.session_raw)
+            sprint.end_all(FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        except Exception:  # the stored session itself is unreadable: start the contact afresh
+            sprint.session = Session()
+            sprint.ended_runs.clear()
+            sprint.session_dirty = True
+        return sprint
 
     def _apply_until_io(
         self, engine: Engine, sprint: Sprint, events: list[dict[str, Any]]
@@ -174,14 +191,19 @@ class Worker:
         return None
 
     async def _finish_with_io(
-        self,
-        engine: Engine,
-        sprint: Sprint,
-        cid: str,
-        token: str,
-        events: list[dict[str, Any]],
-        index: int,
+        self, engine: Engine, sprint: Sprint, claim: Claim, index: int
     ) -> Commit:
+        """Make the webhook calls a sprint asked for, feed the answers back, apply the rest."""
+        try:
+            return await self._webhooks_then_rest(engine, sprint, claim, index)
+        except Exception as exc:
+            poisoned = self._poisoned(engine, claim, exc)
+            return self._commit_of(claim.cid, claim.token, len(claim.events), poisoned)
+
+    async def _webhooks_then_rest(
+        self, engine: Engine, sprint: Sprint, claim: Claim, index: int
+    ) -> Commit:
+        events = claim.events
         while True:
             request, sprint.webhook_request = sprint.webhook_request, None
             assert request is not None
@@ -191,7 +213,7 @@ class Worker:
                 continue
             rest = self._apply_until_io(engine, sprint, events[index + 1 :])
             if rest is None:
-                return self._commit_of(cid, token, len(events), sprint)
+                return self._commit_of(claim.cid, claim.token, len(events), sprint)
             index += 1 + rest
 
     def _commit_of(self, cid: str, token: str, consumed: int, sprint: Sprint) -> Commit:
@@ -223,15 +245,19 @@ class Worker:
         cids = list(dict.fromkeys(cid for _, cid in entries))
         token = uuid.uuid4().hex
         outboxes = await self.store.take_outboxes(cids, token, self.settings.lock_ttl_ms, 50)
-        jobs = [
-            self._send_contact(cid, token, msgs)
-            for cid, msgs in zip(cids, outboxes, strict=True)
-            if msgs
-        ]
-        await asyncio.gather(*jobs)
+        todo = [(cid, msgs) for cid, msgs in zip(cids, outboxes, strict=True) if msgs]
+        # Contacts are sent to concurrently; their outcomes are recorded in one pipeline (a
+        # script call per contact would hold one pooled connection each: a batch of 100 would
+        # exhaust redis-py's default pool of 100 connections).
+        results = await asyncio.gather(*(self._send_contact(msgs) for _, msgs in todo))
+        await self.store.finish_sends_many(
+            token, [(cid, done) for (cid, _), done in zip(todo, results, strict=True)]
+        )
         await self.store.ack(SENDQ, SENDERS, [eid for eid, _ in entries])
 
-    async def _send_contact(self, cid: str, token: str, messages: list[dict[str, Any]]) -> None:
+    async def _send_contact(
+        self, messages: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         """One contact's messages, in order: a contact never gets its second message first."""
         done: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         for message in messages:
@@ -261,4 +287,4 @@ class Worker:
                     "at": now,
                 }
             done.append((message, event))
-        await self.store.finish_sends(cid, token, done)
+        return done

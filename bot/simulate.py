@@ -67,7 +67,8 @@ async def simulate(config: Config, flow_id: str, name: str, urn: str | None) -> 
                 entries = await store.console_read(cid, last, 700)
                 if not entries:
                     break
-                for last, message in entries:
+                for entry_id, message in entries:
+                    last = entry_id
                     for line in render_message(message):
                         print(f"bot> {line}")
                     choices = message.get("quick_replies") or choices

@@ -142,7 +142,10 @@ class Store:
             keys=[contact_key(cid, "q"), READY], args=[dumps(event), cid]
         )
 
-    async def read_ready(self, consumer: str, count: int, block_ms: int) -> list[tuple[bytes, str]]:
+    async def read_ready(
+        self, consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[bytes, str]]:
+        """Signals for this consumer; ``block_ms=None`` returns at once (0 would block forever)."""
         reply = await self._r.xreadgroup(WORKERS, consumer, {READY: ">"}, count, block_ms)
         return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
 
@@ -232,7 +235,9 @@ class Store:
         return int(fired)
 
     # -- sending -----------------------------------------------------------------------------
-    async def read_sendq(self, consumer: str, count: int, block_ms: int) -> list[tuple[bytes, str]]:
+    async def read_sendq(
+        self, consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[bytes, str]]:
         reply = await self._r.xreadgroup(SENDERS, consumer, {SENDQ: ">"}, count, block_ms)
         return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
 
@@ -258,12 +263,26 @@ class Store:
     async def finish_sends(
         self, cid: str, token: str, done: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]
     ) -> None:
-        args: list[Any] = [token, cid, len(done)]
-        for message, event in done:
-            args += [message["uuid"], dumps(message), dumps(event) if event else ""]
-        keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
-        keys += [SENDQ, contact_key(cid, "q"), READY]
-        await self._scripts["finish_sends"](keys=keys, args=args)
+        await self.finish_sends_many(token, [(cid, done)])
+
+    async def finish_sends_many(
+        self,
+        token: str,
+        contacts: Sequence[tuple[str, Sequence[tuple[dict[str, Any], dict[str, Any] | None]]]],
+    ) -> None:
+        """``finish_sends`` for many contacts in one pipeline (one round trip, one connection)."""
+        if not contacts:
+            return
+        script = self._scripts["finish_sends"]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for cid, done in contacts:
+                args: list[Any] = [token, cid, len(done)]
+                for message, event in done:
+                    args += [message["uuid"], dumps(message), dumps(event) if event else ""]
+                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
+                keys += [SENDQ, contact_key(cid, "q"), READY]
+                await script(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     # -- reading history ---------------------------------------------------------------------
     async def session_raw(self, cid: str) -> bytes | None:

@@ -29,8 +29,14 @@ def load_documents(text: str) -> list[Any]:
         return list(yaml.load_all(text))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        message = exc.problem or exc.context
+        if exc.problem and exc.context and exc.context_mark is not None:
+            # "found unexpected end of stream" alone hides where the unclosed thing began
+            message = f"{exc.problem} ({exc.context} at line {exc.context_mark.line + 1})"
+            if "end of stream" in exc.problem:
+                mark = exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise YamlError(f"invalid YAML: {exc.problem or exc.context}", line) from exc
+        raise YamlError(f"invalid YAML: {message}", line) from exc
     except YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", None) from exc
 

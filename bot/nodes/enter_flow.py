@@ -1,6 +1,7 @@
 """``enter_flow``: run another flow and come back here when it ends.
 
-``next`` is taken when the child completes, ``on_failure`` when it fails or expires.
+``next`` is taken when the child completes, ``on_failure`` when the child cannot start (its flow
+is gone). A child that expires, fails or is interrupted ends its parents with it, as in RapidPro.
 """
 
 from __future__ import annotations

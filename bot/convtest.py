@@ -1,0 +1,836 @@
+"""Conversation tests: ``<flows>/tests/*.yaml`` played on the real engine and a real Valkey.
+
+A test case (one YAML document) names a flow, a contact and a chat transcript::
+
+    flow: order_followup
+    contact: {name: Ana Souza, urn: "whatsapp:+5511988887777", fields: {order_id: A-1001}}
+    steps:
+      - bot: {template: order_delivered, body: [Ana, A-1001]}
+      - user: "si, recibido"
+      - bot: "¡Gracias, Ana! 🙌"
+      - wait: 24h
+    results: {delivery: Received}
+    status: completed
+
+Each case gets an empty database, a fresh contact and a :class:`~bot.clock.ManualClock`. Events
+are queued exactly as the server queues them and applied by the real :class:`~bot.queues.Worker`;
+outgoing messages go through its send path into a capturing channel. A deterministic drain loop
+(non-blocking reads of the ready and send streams until both are empty) replaces the background
+loops, so a case runs in milliseconds and never sleeps. ``wait`` moves the clock forward, firing
+every timer that falls due on the way at its own due time, in order.
+
+``chasqui test`` starts a throwaway embedded Valkey of its own: it never touches the data of a
+running server. The reference for authors is docs/testing-flows.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import difflib
+import json
+import tempfile
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.clock import ManualClock
+from bot.config import ChannelConfig, Config
+from bot.durations import parse_duration
+from bot.embedded import EmbeddedValkey
+from bot.engine import (
+    ACTIVE,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    INTERRUPTED,
+    WAITING,
+    Route,
+    Session,
+)
+from bot.flowfile import Problem, flow_files
+from bot.flows import FlowRegistry
+from bot.queues import Worker
+from bot.runtime import limits_of
+from bot.store import TIMERS, Store
+from bot.webhooks import WebhookCaller
+from bot.yamlsource import YamlError, line_of, load_documents, plain
+from channels.base import Channel, SendResult, UnknownChannelType, channel_class
+
+STEP_KINDS = ("bot", "user", "wait")
+BOT_KEYS = ("text", "template", "header", "body", "buttons", "quick_replies", "attachment")
+CASE_KEYS = ("flow", "name", "contact", "params", "steps", "results", "status", "contact_after")
+CONTACT_KEYS = ("name", "urn", "fields", "language", "groups")
+CONTACT_AFTER_KEYS = ("name", "language", "fields", "groups")
+RESULT_KEYS = ("category", "value")
+STATUSES = (COMPLETED, WAITING, ACTIVE, EXPIRED, INTERRUPTED, FAILED)
+DEFAULT_URN = "test:contact"
+CONSUMER = "convtest"
+MAX_DRAIN_ROUNDS = 1000  # a flow the engine's own loop guard lets through still cannot hang us
+MAX_TIMER_FIRINGS = 10_000
+
+
+# -- test files -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # bot, user or wait
+    value: Any  # bot: str | dict; user: str; wait: seconds
+    shown: str  # the step as a transcript line, e.g. "wait: 24h"
+
+
+@dataclass
+class Case:
+    file: str  # as shown in reports
+    index: int  # 1-based document number in the file
+    flow: str
+    name: str | None
+    contact: dict[str, Any]
+    params: dict[str, Any]
+    steps: list[Step]
+    results: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {category, value}
+    status: str | None = None
+    contact_after: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        where = f"{self.file}#{self.index}"
+        return f"{where} ({self.name})" if self.name else where
+
+    @property
+    def urn(self) -> str:
+        urn: str = self.contact.get("urn") or DEFAULT_URN
+        return urn
+
+
+class CaseFileError(Exception):
+    """Test files that cannot be run; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _text(value: Any) -> str | None:
+    """A scalar as the text a flow would produce (YAML ``42`` means the text "42")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    return None
+
+
+def _texts(value: Any) -> Any:
+    """Scalars inside lists and mappings as texts, so expectations compare with rendered values."""
+    if isinstance(value, list):
+        return [_texts(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _texts(v) for k, v in value.items()}
+    if value is None:
+        return None
+    return _text(value)
+
+
+class _DocChecker:
+    """Builds one :class:`Case` from one document, collecting every problem on the way."""
+
+    def __init__(self, file: str, index: int, tree: Any, flows: Collection[str]) -> None:
+        self.file, self.index, self.tree, self.flows = file, index, tree, flows
+        self.problems: list[Problem] = []
+
+    def problem(self, message: str, path: Sequence[str | int] = (), fld: str = "") -> None:
+        self.problems.append(
+            Problem(
+                self.file, line_of(self.tree, path), message, f"document {self.index}", fld or None
+            )
+        )
+
+    def mapping(self, raw: dict[str, Any], key: str) -> dict[str, Any]:
+        value = raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem("must be a mapping", [key], key)
+            return {}
+        return value
+
+    def unknown_keys(
+        self, raw: dict[str, Any], known: Sequence[str], path: list[str | int], fld: str
+    ) -> None:
+        for key in raw:
+            if key not in known:
+                where = f"{fld}.{key}" if fld else key
+                self.problem(f"unknown key (known: {', '.join(known)})", [*path, key], where)
+
+    def build(self) -> Case | None:
+        raw = plain(self.tree)
+        if not isinstance(raw, dict):
+            self.problem("a test case is a mapping (flow, contact, steps, ...)")
+            return None
+        self.unknown_keys(raw, CASE_KEYS, [], "")
+        flow = raw.get("flow")
+        if not isinstance(flow, str) or not flow:
+            self.problem("required: the id of the flow to test", ["flow"], "flow")
+        elif flow not in self.flows:
+            known = ", ".join(sorted(self.flows)) or "none"
+            self.problem(f"unknown flow {flow!r} (flows: {known})", ["flow"], "flow")
+        name = raw.get("name")
+        if name is not None and not isinstance(name, str | int | float):
+            self.problem("must be a text", ["name"], "name")
+        contact = self.contact(self.mapping(raw, "contact"))
+        params = self.mapping(raw, "params")
+        steps = self.steps(raw.get("steps"))
+        results = self.results(self.mapping(raw, "results"))
+        status = raw.get("status")
+        if status is not None and status not in STATUSES:
+            self.problem(
+                f"unknown status {status!r} (one of {', '.join(STATUSES)})", ["status"], "status"
+            )
+        after = self.contact_after(self.mapping(raw, "contact_after"))
+        if self.problems:
+            return None
+        return Case(
+            file=self.file,
+            index=self.index,
+            flow=str(flow),
+            name=None if name is None else str(name),
+            contact=contact,
+            params=params,
+            steps=steps,
+            results=results,
+            status=status,
+            contact_after=after,
+        )
+
+    def contact(self, raw: dict[str, Any]) -> dict[str, Any]:
+        self.unknown_keys(raw, CONTACT_KEYS, ["contact"], "contact")
+        contact: dict[str, Any] = {"name": "", "urn": DEFAULT_URN}
+        for key in ("name", "language", "urn"):
+            if raw.get(key) is not None:
+                value = _text(raw[key])
+                if value is None:
+                    self.problem("must be a text", ["contact", key], f"contact.{key}")
+                else:
+                    contact[key] = value
+        urn = contact["urn"]
+        if ":" not in urn or not urn.split(":", 1)[0] or not urn.split(":", 1)[1]:
+            self.problem(
+                f"{urn!r} is not a URN (write scheme:path, e.g. whatsapp:+5511988887777)",
+                ["contact", "urn"],
+                "contact.urn",
+            )
+        fields = raw.get("fields") or {}
+        if not isinstance(fields, dict) or any(_text(v) is None for v in fields.values()):
+            self.problem("must map field names to texts", ["contact", "fields"], "contact.fields")
+        else:
+            contact["fields"] = {k: _text(v) for k, v in fields.items()}
+        groups = raw.get("groups") or []
+        if not isinstance(groups, list) or any(_text(g) is None for g in groups):
+            self.problem("must be a list of group names", ["contact", "groups"], "contact.groups")
+        else:
+            contact["groups"] = [_text(g) for g in groups]
+        return contact
+
+    def steps(self, raw: Any) -> list[Step]:
+        if not isinstance(raw, list) or not raw:
+            self.problem("required: a list of bot / user / wait steps", ["steps"], "steps")
+            return []
+        steps = []
+        for i, item in enumerate(raw):
+            step = self.step(i, item)
+            if step is not None:
+                steps.append(step)
+        return steps
+
+    def step(self, i: int, raw: Any) -> Step | None:
+        path: list[str | int] = ["steps", i]
+        where = f"steps[{i}]"
+        if not isinstance(raw, dict) or len(raw) != 1:
+            self.problem("a step is one of bot: ..., user: ..., wait: ...", path, where)
+            return None
+        ((kind, value),) = raw.items()
+        if kind not in STEP_KINDS:
+            self.problem(f"unknown step {kind!r} (bot, user or wait)", [*path, kind], where)
+            return None
+        where = f"{where}.{kind}"
+        if kind == "user":
+            text = _text(value)
+            if text is None:
+                self.problem("the user's message must be a text", [*path, kind], where)
+                return None
+            return Step("user", text, f"user: {show(text)}")
+        if kind == "wait":
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                self.problem(str(exc), [*path, kind], where)
+                return None
+            return Step("wait", seconds, f"wait: {value}")
+        return self.bot_step(value, [*path, kind], where)
+
+    def bot_step(self, value: Any, path: list[str | int], where: str) -> Step | None:
+        text = _text(value)
+        if text is not None:
+            return Step("bot", text, f"bot: {show(text)}")
+        if not isinstance(value, dict) or not value:
+            self.problem(
+                "expect a message text or a mapping of "
+                f"{', '.join(BOT_KEYS)} (e.g. {{template: order_delivered}})",
+                path,
+                where,
+            )
+            return None
+        before = len(self.problems)
+        self.unknown_keys(value, BOT_KEYS, path, where)
+        for key, item in value.items():
+            scalar = key in ("text", "template", "attachment")
+            ok = (
+                _text(item) is not None
+                if scalar
+                else isinstance(item, list) or (key == "body" and isinstance(item, dict))
+            )
+            if key in BOT_KEYS and not ok:
+                kind = "a text" if scalar else "a list"
+                self.problem(f"must be {kind}", [*path, key], f"{where}.{key}")
+        if len(self.problems) > before:
+            return None
+        expected = _texts(value)
+        return Step("bot", expected, f"bot: {show(expected)}")
+
+    def results(self, raw: dict[str, Any]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for name, value in raw.items():
+            where = f"results.{name}"
+            if _text(value) is not None:
+                out[name] = {"category": str(_text(value))}
+            elif isinstance(value, dict) and value:
+                self.unknown_keys(value, RESULT_KEYS, ["results", name], where)
+                out[name] = {k: str(_text(v)) for k, v in value.items() if k in RESULT_KEYS}
+            else:
+                self.problem(
+                    "expect a category, or {category: ..., value: ...}", ["results", name], where
+                )
+        return out
+
+    def contact_after(self, raw: dict[str, Any]) -> dict[str, Any]:
+        self.unknown_keys(raw, CONTACT_AFTER_KEYS, ["contact_after"], "contact_after")
+        out: dict[str, Any] = {}
+        for key in ("name", "language"):
+            if key in raw:
+                out[key] = _text(raw[key]) if raw[key] is not None else None
+        if "fields" in raw:
+            fields = raw["fields"]
+            if isinstance(fields, dict):
+                out["fields"] = _texts(fields)
+            else:
+                self.problem("must be a mapping", ["contact_after", "fields"], "contact_after")
+        if "groups" in raw:
+            groups = raw["groups"] or []
+            if isinstance(groups, list):
+                out["groups"] = _texts(groups)
+            else:
+                self.problem("must be a list", ["contact_after", "groups"], "contact_after")
+        return out
+
+
+def parse_cases(data: str, file: str, flows: Collection[str]) -> tuple[list[Case], list[Problem]]:
+    """The test cases of one file's text, and the problems of the documents that are not."""
+    try:
+        docs = load_documents(data)
+    except YamlError as exc:
+        return [], [Problem(file, exc.line, exc.message)]
+    cases: list[Case] = []
+    problems: list[Problem] = []
+    for index, tree in enumerate(docs, 1):
+        if tree is None:  # an empty document, e.g. after a trailing ---
+            continue
+        checker = _DocChecker(file, index, tree, flows)
+        case = checker.build()
+        problems += checker.problems
+        if case is not None:
+            cases.append(case)
+    return cases, problems
+
+
+def _shown_path(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    return str(path)
+
+
+def case_files(folder: Path) -> list[Path]:
+    """The test files of a folder (``*.yaml``, ``*.yml``), sorted."""
+    return sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+def load_cases(paths: Iterable[Path], flows_folder: Path) -> tuple[list[Case], list[Problem]]:
+    """Every well-formed case of ``paths`` and the problems of the malformed ones."""
+    flows = {p.stem for p in flow_files(flows_folder)} if flows_folder.exists() else set()
+    cases: list[Case] = []
+    problems: list[Problem] = []
+    for path in paths:
+        shown = _shown_path(path)
+        try:
+            data = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(shown, None, f"cannot read: {exc}"))
+            continue
+        more, wrong = parse_cases(data, shown, flows)
+        cases += more
+        problems += wrong
+    return cases, problems
+
+
+# -- showing messages -------------------------------------------------------------------------
+
+_INDICATORS = set("-?:,[]{}#&*!|>'\"%@` ")
+
+
+def _quote(text: str) -> str:
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in quoted)
+
+
+def show(value: Any) -> str:
+    """A value in YAML flow style, quoting a text only when it would otherwise mislead."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    plain_ok = (
+        text
+        and text == text.strip()
+        and text[0] not in _INDICATORS
+        and all(c.isprintable() for c in text)
+        and not any(c in text for c in ",[]{}")
+        and ": " not in text
+        and " #" not in text
+        and not text.endswith(":")
+    )
+    return text if plain_ok else _quote(text)
+
+
+def _view(message: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The message's values for the keys a ``bot:`` mapping gives, named as the test names them."""
+    template = message.get("template") or {}
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key == "template":
+            out[key] = template.get("name")
+        elif key in ("header", "body", "buttons"):
+            out[key] = template.get(key, []) if template else None
+        elif key == "quick_replies":
+            out[key] = message.get(key) or []
+        else:
+            out[key] = message.get(key)
+    return out
+
+
+def _default_view(message: dict[str, Any]) -> Any:
+    """How an unexpected message is shown: its text, else its template or attachment."""
+    if message.get("text") is not None:
+        return message["text"]
+    template = message.get("template")
+    if template:
+        keys = ["template", *(k for k in ("header", "body") if template.get(k))]
+        return _view(message, keys)
+    return {"attachment": message.get("attachment")}
+
+
+def _compare(expected: Any, message: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``message`` matches a ``bot:`` expectation, and the message as a transcript line."""
+    if isinstance(expected, str):
+        text = message.get("text")
+        actual = text if text is not None else _default_view(message)
+        return text == expected, f"bot: {show(actual)}"
+    view = _view(message, expected)
+    return view == expected, f"bot: {show(view)}"
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+class CaptureChannel(Channel):
+    """A channel that delivers nothing: it records each message handed to it, in order."""
+
+    TYPE = "capture"
+    SCHEMES = ()
+
+    def __init__(self, name: str, store: Store, sent: list[dict[str, Any]]) -> None:
+        super().__init__(name, ChannelConfig(type=self.TYPE), store)
+        self.sent = sent
+
+    async def send(self, message: dict[str, Any]) -> SendResult:
+        self.sent.append(dict(message))
+        return SendResult(ok=True, external_id=message["uuid"])
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    passed: bool
+    problems: list[str] = field(default_factory=list)  # what went wrong, one line each
+    expected: list[str] = field(default_factory=list)  # the transcript the test wrote
+    actual: list[str] = field(default_factory=list)  # the conversation that happened
+
+    @property
+    def label(self) -> str:
+        return self.case.label
+
+    def diff(self) -> list[str]:
+        """The transcripts side by side as ndiff lines (``-`` expected, ``+`` actual)."""
+        if self.expected == self.actual:
+            return []
+        return [
+            line for line in difflib.ndiff(self.expected, self.actual) if not line.startswith("?")
+        ]
+
+    def report(self) -> str:
+        if self.passed:
+            return f"PASS {self.label}"
+        lines = [f"FAIL {self.label}"]
+        diff = self.diff()
+        if diff:
+            lines.append("  (- expected, + actual)")
+            lines += [f"  {line}" for line in diff]
+        lines += [f"  {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def routes_for(config: Config, schemes: Iterable[str]) -> list[Route]:
+    """The configured channels' routes, plus a ``test-<scheme>`` route for any other scheme."""
+    routes: list[Route] = []
+    covered: set[str] = set()
+    for name, cfg in config.channels.items():
+        try:
+            cls = channel_class(cfg.type)
+        except (UnknownChannelType, ImportError, AttributeError):
+            continue
+        routes.append(Route(name, tuple(cls.SCHEMES)))
+        covered.update(cls.SCHEMES)
+    routes += [Route(f"test-{s}", (s,)) for s in sorted(set(schemes) - covered)]
+    return routes
+
+
+class Runner:
+    """Plays cases one after the other on one store (flushed before each case)."""
+
+    def __init__(
+        self, flows_folder: Path, store: Store, config: Config, schemes: Iterable[str]
+    ) -> None:
+        self.store = store
+        self.redis: Redis = store.redis
+        routes = routes_for(config, schemes)
+        self.sent: list[dict[str, Any]] = []
+        self.channels: dict[str, Channel] = {
+            r.name: CaptureChannel(r.name, store, self.sent) for r in routes
+        }
+        names = set(config.channels) | set(self.channels)
+        self.registry = FlowRegistry(flows_folder, routes, limits_of(config), names)
+        self.load_report = self.registry.reload()
+        self.webhooks = WebhookCaller(allow_private=config.engine.webhook_allow_private)
+
+    async def close(self) -> None:
+        await self.webhooks.close()
+
+    async def run(self, case: Case) -> CaseResult:
+        if case.flow not in self.registry.flows:
+            problems = [str(p) for p in self.load_report.problems if Path(p.file).stem == case.flow]
+            return CaseResult(
+                case, False, [f"flow {case.flow!r} is invalid (see chasqui check):", *problems]
+            )
+        await self.redis.flushdb()
+        await self.store.setup()
+        self.sent.clear()
+        return await _Play(self, case).run()
+
+
+class _Play:
+    """One case being played."""
+
+    def __init__(self, runner: Runner, case: Case) -> None:
+        self.runner, self.case, self.store = runner, case, runner.store
+        self.clock = ManualClock()
+        self.worker = Worker(
+            self.store,
+            lambda: runner.registry.engine,
+            runner.channels,
+            self.clock,
+            webhooks=runner.webhooks,
+        )
+        self.seen = 0  # messages of runner.sent already taken
+        self.cid = ""
+        self.reply_channel: str | None = None
+
+    async def drain(self) -> None:
+        """Apply queued events and send queued messages until nothing is left to do."""
+        for _ in range(MAX_DRAIN_ROUNDS):
+            ready = await self.store.read_ready(CONSUMER, 100, None)
+            if ready:
+                await self.worker.process(ready)
+            sends = await self.store.read_sendq(CONSUMER, 100, None)
+            if sends:
+                await self.worker.send(sends)
+            if not ready and not sends:
+                return
+        raise RuntimeError(f"still busy after {MAX_DRAIN_ROUNDS} rounds of events")
+
+    def new_messages(self) -> list[dict[str, Any]]:
+        sent = self.runner.sent[self.seen :]
+        self.seen = len(self.runner.sent)
+        return sent
+
+    async def pass_time(self, seconds: int) -> None:
+        """Move the clock ``seconds`` ahead; each timer due meanwhile fires at its due time."""
+        target = self.clock.now() + seconds
+        for _ in range(MAX_TIMER_FIRINGS):
+            due = await self.runner.redis.zrangebyscore(
+                TIMERS, "-inf", target, start=0, num=1, withscores=True
+            )
+            if not due:
+                break
+            self.clock.advance(max(0.0, float(due[0][1]) - self.clock.now()))
+            await self.store.fire_timers(self.clock.now())
+            await self.drain()
+        self.clock.advance(target - self.clock.now())
+
+    async def run(self) -> CaseResult:
+        case, store = self.case, self.store
+        extra: dict[str, Any] = {
+            k: case.contact[k] for k in ("fields", "groups", "language") if k in case.contact
+        }
+        contact, _ = await store.contact_for_urn(
+            case.urn, case.contact.get("name", ""), self.clock.now(), **extra
+        )
+        self.cid = contact["uuid"]
+        route = self.runner.registry.engine.route_for(contact)
+        self.reply_channel = route[0].name if route else None
+        event = {"type": "start", "flow": case.flow, "params": case.params, "at": self.clock.now()}
+        await store.enqueue(self.cid, event)
+        await self.drain()
+
+        result = CaseResult(case, True)
+        pending = self.new_messages()
+        for step in case.steps:
+            if step.kind == "bot":
+                result.expected.append(step.shown)
+                if pending:
+                    ok, line = _compare(step.value, pending.pop(0))
+                    result.actual.append(line)
+                    result.passed &= ok
+                else:
+                    result.passed = False  # expected a message that never came
+                continue
+            self._extra(result, pending)
+            pending = []
+            result.expected.append(step.shown)
+            result.actual.append(step.shown)
+            if step.kind == "user":
+                reply = {
+                    "type": "reply",
+                    "text": step.value,
+                    "urn": case.urn,
+                    "channel": self.reply_channel,
+                    "at": self.clock.now(),
+                }
+                await store.enqueue(self.cid, reply)
+                await self.drain()
+            else:
+                await self.pass_time(step.value)
+            pending = self.new_messages()
+        self._extra(result, pending)
+        await self._check_end(result)
+        return result
+
+    def _extra(self, result: CaseResult, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            result.actual.append(f"bot: {show(_default_view(message))}")
+            result.passed = False
+
+    async def _root_run(self) -> dict[str, Any] | None:
+        session = Session.from_json(await self.store.session_raw(self.cid))
+        for frame in session.frames:
+            if "parent" not in frame["run"]:
+                run: dict[str, Any] = frame["run"]
+                return run
+        for run in await self.store.ended_runs(self.cid):  # newest first
+            if "parent" not in run:
+                return run
+        return None
+
+    async def _check_end(self, result: CaseResult) -> None:
+        case = self.case
+        problems = result.problems
+        run = await self._root_run()
+        if run is None:
+            problems.append(f"no run of {case.flow} was started")
+            result.passed = False
+            return
+        results = run.get("results", {})
+        for name, want in case.results.items():
+            got = results.get(name)
+            if got is None:
+                known = ", ".join(sorted(results)) or "none"
+                problems.append(
+                    f"results.{name}: expected {show(want.get('category') or want)}, "
+                    f"got no such result (results: {known})"
+                )
+                continue
+            for key, value in want.items():
+                actual = str(got.get(key, ""))
+                if actual != value:
+                    where = f"results.{name}" if key == "category" else f"results.{name}.{key}"
+                    problems.append(f"{where}: expected {show(value)}, got {show(actual)}")
+        if case.status is not None and run.get("status") != case.status:
+            problems.append(f"status: expected {case.status}, got {run.get('status')}")
+        if case.contact_after:
+            contact = await self.store.get_contact(self.cid) or {}
+            problems += _contact_problems(case.contact_after, contact)
+        if problems:
+            result.passed = False
+        if not result.passed:
+            for error in run.get("errors", []):
+                problems.append(
+                    f"run error at {error.get('node')}: {error.get('code')}"
+                    + (f" ({error['message']})" if error.get("message") else "")
+                )
+
+
+def _contact_problems(want: dict[str, Any], contact: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in ("name", "language"):
+        if key in want and (contact.get(key) or None) != (want[key] or None):
+            problems.append(
+                f"contact.{key}: expected {show(want[key])}, got {show(contact.get(key))}"
+            )
+    fields = contact.get("fields") or {}
+    for key, value in (want.get("fields") or {}).items():
+        if fields.get(key) != value:
+            problems.append(
+                f"contact.fields.{key}: expected {show(value)}, got {show(fields.get(key))}"
+            )
+    if "groups" in want and sorted(want["groups"]) != sorted(contact.get("groups") or []):
+        problems.append(
+            f"contact.groups: expected {show(sorted(want['groups']))}, "
+            f"got {show(sorted(contact.get('groups') or []))}"
+        )
+    return problems
+
+
+@contextlib.asynccontextmanager
+async def _store(redis_url: str | None) -> AsyncIterator[Store]:
+    """A store on ``redis_url`` (a throwaway database: it is flushed), else a private Valkey."""
+    async with contextlib.AsyncExitStack() as stack:
+        if redis_url is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="chasqui-test-"))
+            server = EmbeddedValkey(Path(folder), port=0)
+            redis_url = await server.start()
+            stack.push_async_callback(server.stop)
+        redis = Redis.from_url(redis_url, decode_responses=False)
+        stack.push_async_callback(redis.aclose)
+        store = Store(redis)
+        yield store
+
+
+async def run_cases(
+    cases: Sequence[Case],
+    flows_folder: Path,
+    *,
+    redis_url: str | None = None,
+    config: Config | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Play ``cases``; ``redis_url`` must name a throwaway database (each case flushes it)."""
+    if not cases:
+        return []
+    config = config or Config()
+    schemes = {case.urn.split(":", 1)[0] for case in cases}
+    results: list[CaseResult] = []
+    async with _store(redis_url) as store:
+        runner = Runner(flows_folder, store, config, schemes)
+        try:
+            for case in cases:
+                result = await runner.run(case)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            await runner.close()
+    return results
+
+
+async def run_file(
+    path: Path,
+    flows_folder: Path,
+    *,
+    redis_url: str | None = None,
+    config: Config | None = None,
+) -> list[CaseResult]:
+    """Play every case of one test file; raises :class:`CaseFileError` if any is malformed."""
+    cases, problems = load_cases([path], flows_folder)
+    if problems:
+        raise CaseFileError(problems)
+    return await run_cases(cases, flows_folder, redis_url=redis_url, config=config)
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def _selected_files(paths: Sequence[str], tests_folder: Path) -> tuple[list[Path], list[str]]:
+    if not paths:
+        return (case_files(tests_folder) if tests_folder.is_dir() else []), []
+    files: list[Path] = []
+    missing: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files += case_files(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(name)
+    return files, missing
+
+
+async def _main(config: Config, paths: Sequence[str], match: str | None) -> int:
+    flows_folder = config.resolve(config.flows.path)
+    if not flows_folder.is_dir():
+        print(f"{flows_folder}: no such flows folder")
+        return 2
+    files, missing = _selected_files(paths, flows_folder / "tests")
+    for name in missing:
+        print(f"{name}: no such file or folder")
+    cases, problems = load_cases(files, flows_folder)
+    for problem in problems:
+        print(f"ERROR {problem}")
+    if match:
+        cases = [c for c in cases if match.casefold() in c.label.casefold()]
+    if not files and not missing:
+        print(f"no conversation tests in {_shown_path(flows_folder / 'tests')}")
+    results = await run_cases(
+        cases, flows_folder, config=config, on_result=lambda r: print(r.report(), flush=True)
+    )
+    failed = sum(1 for r in results if not r.passed)
+    if problems or missing:
+        print(
+            f"{len(problems) + len(missing)} error(s) in the test files: those cases were not run"
+        )
+    print(f"{len(results) - failed} passed, {failed} failed")
+    if problems or missing:
+        return 2
+    return 1 if failed else 0
+
+
+def run_cli(config: Config, args: argparse.Namespace) -> int:
+    """``chasqui test [paths] [-k match]``: 0 all passed, 1 failures, 2 malformed test files."""
+    return asyncio.run(_main(config, list(args.paths or []), args.match))
