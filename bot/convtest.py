@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import difflib
 import json
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ DEFAULT_URN = "test:contact"
 CONSUMER = "convtest"
 MAX_DRAIN_ROUNDS = 1000  # a flow the engine's own loop guard lets through still cannot hang us
 MAX_TIMER_FIRINGS = 10_000
+
+log = logging.getLogger("chasqui.convtest")
 
 
 # -- test files -------------------------------------------------------------------------------
@@ -552,7 +555,11 @@ class Runner:
         await self.redis.flushdb()
         await self.store.setup()
         self.sent.clear()
-        return await _Play(self, case).run()
+        try:
+            return await _Play(self, case).run()
+        except Exception as exc:  # a crash in one case must not hide the others' results
+            log.exception("conversation test %s crashed", case.label)
+            return CaseResult(case, False, [f"crashed: {type(exc).__name__}: {exc}"])
 
 
 class _Play:

@@ -23,12 +23,17 @@ from bot.nodes.base import FAILURE, NEXT
 
 ACTIVE, WAITING = "active", "waiting"
 COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
-MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
+MAX_PATH = 500
+# what a channel may tell about an inbound message, kept on its record in the history
+INBOUND_DETAILS = ("external_id", "msg_type", "payload", "media", "location", "reply_to",
+                   "sent_at")  # path entries kept per run; a longer run records that it was truncated
 
 
 @dataclass(frozen=True)
 class Limits:
     max_steps: int = 100
+    max_reply_age: int = 3600  # older inbound messages are recorded, not answered
+    window_margin: int = 120  # free text stops this long before the window closes
     loop_repeats: int = 20
     loop_window: int = 300
     default_expire: int = 7 * 86400
@@ -40,6 +45,9 @@ class Route:
 
     name: str
     schemes: tuple[str, ...]
+    # Seconds after a contact's last inbound message during which free text may be sent
+    # (WhatsApp's 24-hour customer service window); None: the channel has no such window.
+    window: int | None = None
 
 
 class Session:
@@ -94,6 +102,7 @@ class Sprint:
     webhook_request: dict[str, Any] | None = None
     # scratch for the event being applied
     input_text: str = ""
+    input_alternates: list[str] = field(default_factory=list)  # button payload, reply id
     _subflow: str | None = None
     _steps: int = 0
 
@@ -206,6 +215,8 @@ class Sprint:
             error = f"contact_{self.contact['status']}"
         elif route is None:
             error = "no_route"
+        elif not self._window_allows(route[0], content):
+            error = "outside_24h_window"
         if error:
             message["status"] = "failed"
             message["error"] = {"code": error}
@@ -214,6 +225,15 @@ class Sprint:
             self._guard_loop(content)
         self.messages.append(message)
         return error
+
+    def _window_allows(self, route: Route, content: dict[str, Any]) -> bool:
+        """A template may always go; free text only inside the contact's window, checked here
+        so that an out-of-window message never reaches the provider."""
+        if route.window is None or content.get("template"):
+            return True
+        last = (self.contact.get("last_inbound") or {}).get(route.name)
+        margin = self.engine.limits.window_margin
+        return last is not None and self.now < float(last) + route.window - margin
 
     def _guard_loop(self, content: dict[str, Any]) -> None:
         digest = hashlib.blake2b(
@@ -337,6 +357,7 @@ class Engine:
         sprint.now = max(sprint.now, float(event.get("at", sprint.now)))
         sprint._steps = 0
         sprint.input_text = ""
+        sprint.input_alternates = []
         handler = getattr(self, f"_on_{event.get('type')}", None)
         try:
             if handler is not None:
@@ -362,25 +383,32 @@ class Engine:
     def _on_reply(self, sprint: Sprint, event: dict[str, Any]) -> None:
         text = str(event.get("text") or "")
         sprint.input_text = text
+        sprint.input_alternates = [str(event["payload"])] if event.get("payload") else []
+        sent_at = float(event.get("sent_at") or event.get("at") or sprint.now)
         contact = sprint.contact
         contact["last_seen_on"] = sprint.now
-        if event.get("channel"):
-            contact["last_channel"] = event["channel"]
+        channel = event.get("channel")
+        if channel:
+            contact["last_channel"] = channel
+            inbound = contact.setdefault("last_inbound", {})
+            inbound[channel] = max(float(inbound.get(channel, 0)), sent_at)
         sprint.contact_dirty = True
-        sprint.messages.append(
-            {
-                "uuid": event.get("uuid") or str(uuid.uuid4()),
-                "direction": "in",
-                "contact": contact["uuid"],
-                "channel": event.get("channel"),
-                "urn": event.get("urn"),
-                "text": text,
-                "run": sprint.session.wait["run"] if sprint.session.wait else None,
-                "status": "handled" if sprint.session.wait else "received",
-                "created_on": sprint.now,
-            }
-        )
-        if not self._at_wait(sprint):
+        stale = sent_at < sprint.now - self.limits.max_reply_age
+        answering = self._at_wait(sprint) and not stale
+        message = {
+            "uuid": event.get("uuid") or str(uuid.uuid4()),
+            "direction": "in",
+            "contact": contact["uuid"],
+            "channel": channel,
+            "urn": event.get("urn"),
+            "text": text,
+            "run": sprint.session.wait["run"] if answering and sprint.session.wait else None,
+            "status": "handled" if answering else "stale" if stale else "received",
+            "created_on": sprint.now,
+        }
+        message.update({k: event[k] for k in INBOUND_DETAILS if event.get(k) is not None})
+        sprint.messages.append(message)
+        if not answering:
             return
         node = sprint.flow.nodes[sprint.frame["node"]]
         sprint._clear_wait()

@@ -28,6 +28,7 @@ def limits_of(config: Config) -> Limits:
         loop_repeats=e.loop_repeats,
         loop_window=parse_duration(e.loop_window),
         default_expire=parse_duration(e.default_expire_after),
+        max_reply_age=parse_duration(e.max_reply_age),
     )
 
 

@@ -196,6 +196,7 @@ async def test_expiry_ends_the_run_and_later_replies_do_not_resume(bot: Bot) -> 
     assert await bot.timers() == []  # the 5h timeout went with the run
 
     await bot.reply(cid, "sorry, late")
+    await bot.drain()
     await bot.fire(5 * 3600)
     await bot.drain()
     assert bot.channel.sent == []

@@ -58,12 +58,22 @@ def route_exits(cases: list[Case], other: Exit) -> dict[str, str | None]:
     return exits
 
 
+def _first_match(case: Case, values: list[str]) -> str | None:
+    for text in values:
+        value = casetests.evaluate(case.test, text, case.args)
+        if value is not None:
+            return value
+    return None
+
+
 def route(
     cases: list[Case], other: Exit, text: str, sprint: Sprint, result: str | None, node_id: str
 ) -> str:
-    """Pick the first case whose test matches ``text``; store the result; return the exit."""
+    """Pick the first case whose test matches ``text`` — or one of the reply's alternates, e.g.
+    the payload of a tapped button — store the result, and return the exit."""
+    values = [text, *sprint.input_alternates]
     for i, case in enumerate(cases):
-        value = casetests.evaluate(case.test, text, case.args)
+        value = _first_match(case, values)
         if value is not None:
             if result:
                 sprint.save_result(result, value, case.category, node_id, input_text=text)
