@@ -426,7 +426,7 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--contacts", type=int, default=100_000, help="waiting contacts, memory part")
-    p.add_argument("--throughput-contacts", type=int, default=20_000, help="contacts per rep")
+    p.add_argument("--throughput-contacts", type=int, default=10_000, help="contacts per rep")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--batch", type=int, default=WorkerSettings().batch)
     p.add_argument("--consumers", type=int, default=WorkerSettings().consumers)

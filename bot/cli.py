@@ -30,8 +30,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if folder.is_file():  # a single file: enter_flow targets are looked up beside it
         siblings, _ = load_folder(folder.parent, set(config.channels))
         problems = [p for p in problems if "unknown flow" not in p.message]
-        problems += [p for p in check_references({**siblings, **flows})
-                     if p.file == str(folder)]
+        problems += [p for p in check_references({**siblings, **flows}) if p.file == str(folder)]
     for problem in problems:
         print(problem)
     total = len(flow_files(folder))
@@ -58,8 +57,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     logging.info("flows loaded: %s", ", ".join(sorted(runtime.registry.flows)) or "none")
     app = create_app(config, runtime)
-    web.run_app(app, host=config.server.host, port=config.server.port,
-                print=lambda msg: logging.info("%s", msg.strip()))
+    web.run_app(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        print=lambda msg: logging.info("%s", msg.strip()),
+    )
     return 0
 
 
@@ -105,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.command in ("simulate", "test", "check")
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -510,18 +510,37 @@ class CaseResult:
         return "\n".join(lines)
 
 
+def _channel_type(type_name: str) -> type[Channel] | None:
+    try:
+        return channel_class(type_name)
+    except (UnknownChannelType, ImportError, AttributeError):
+        return None
+
+
+def _window(cls: type[Channel] | None) -> int | None:
+    window = getattr(cls, "WINDOW", None)  # the 24-hour window of WhatsApp-like channels
+    return int(window) if window else None
+
+
 def routes_for(config: Config, schemes: Iterable[str]) -> list[Route]:
-    """The configured channels' routes, plus a ``test-<scheme>`` route for any other scheme."""
+    """The configured channels' routes, plus a ``test-<scheme>`` route for any other scheme.
+
+    A route keeps the free-text window of its channel type, so a test sees what the engine
+    refuses to send outside it; a ``test-<scheme>`` route takes the window of the channel type
+    named like its scheme (``whatsapp``), if there is one.
+    """
     routes: list[Route] = []
     covered: set[str] = set()
     for name, cfg in config.channels.items():
-        try:
-            cls = channel_class(cfg.type)
-        except (UnknownChannelType, ImportError, AttributeError):
+        cls = _channel_type(cfg.type)
+        if cls is None:
             continue
-        routes.append(Route(name, tuple(cls.SCHEMES)))
+        routes.append(Route(name, tuple(cls.SCHEMES), _window(cls)))
         covered.update(cls.SCHEMES)
-    routes += [Route(f"test-{s}", (s,)) for s in sorted(set(schemes) - covered)]
+    for scheme in sorted(set(schemes) - covered):
+        cls = _channel_type(scheme)
+        window = _window(cls) if cls is not None and scheme in cls.SCHEMES else None
+        routes.append(Route(f"test-{scheme}", (scheme,), window))
     return routes
 
 
@@ -706,6 +725,10 @@ class _Play:
         if problems:
             result.passed = False
         if not result.passed:
+            for message in await self.store.messages(self.cid):
+                if message.get("direction") == "out" and message.get("status") == "failed":
+                    code = (message.get("error") or {}).get("code")
+                    problems.append(f"not sent ({code}): {show(_default_view(message))}")
             for error in run.get("errors", []):
                 problems.append(
                     f"run error at {error.get('node')}: {error.get('code')}"

@@ -25,8 +25,15 @@ ACTIVE, WAITING = "active", "waiting"
 COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
 MAX_PATH = 500
 # what a channel may tell about an inbound message, kept on its record in the history
-INBOUND_DETAILS = ("external_id", "msg_type", "payload", "media", "location", "reply_to",
-                   "sent_at")  # path entries kept per run; a longer run records that it was truncated
+INBOUND_DETAILS = (
+    "external_id",
+    "msg_type",
+    "payload",
+    "media",
+    "location",
+    "reply_to",
+    "sent_at",
+)  # path entries kept per run; a longer run records that it was truncated
 
 
 @dataclass(frozen=True)

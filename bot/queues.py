@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.engine import FAILED, Engine, Session, Sprint
-from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, Store
+from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, SendResult
 
@@ -36,6 +36,7 @@ class WorkerSettings:
     max_events: int = 100
     reclaim_idle_ms: int = 60_000
     timer_interval: float = 0.2
+    max_send_attempts: int = 8  # retries (throttling, pair rate, 5xx) before a send fails
 
 
 class Worker:
@@ -256,35 +257,43 @@ class Worker:
         await self.store.ack(SENDQ, SENDERS, [eid for eid, _ in entries])
 
     async def _send_contact(
-        self, messages: list[dict[str, Any]]
-    ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """One contact's messages, in order: a contact never gets its second message first."""
-        done: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-        for message in messages:
-            channel = self.channels.get(message.get("channel") or "")
-            if channel is None:
-                result = SendResult(False, error={"code": "channel_unavailable"})
-            else:
-                try:
-                    result = await channel.send(message)
-                except Exception as exc:  # a channel bug must not stop other contacts' sends
-                    log.exception("channel %s failed to send", channel.name)
-                    result = SendResult(
-                        False, error={"code": "channel_error", "message": type(exc).__name__}
-                    )
+        self, queued: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> list[SendOutcome]:
+        """One contact's messages, in order: a contact never gets its second message first.
+        A message to retry later stops the contact's line until its retry timer fires."""
+        outcomes: list[SendOutcome] = []
+        for message, state in queued:
+            attempts = int(state.get("attempts", 0)) + 1
+            result = await self._send_one(message)
             now = self.clock.now()
-            event = None
             if result.ok:
-                message.update(status="sent", external_id=result.external_id, sent_on=now)
+                outcomes.append(
+                    SendOutcome(message, "sent", now, result.external_id, attempts=attempts)
+                )
+            elif result.retry_after is not None and attempts < self.settings.max_send_attempts:
+                outcomes.append(
+                    SendOutcome(
+                        message,
+                        "retry",
+                        now,
+                        error=result.error,
+                        retry_at=now + result.retry_after,
+                        attempts=attempts,
+                    )
+                )
+                break
             else:
-                message.update(status="failed", error=result.error, failed_on=now)
-                code = (result.error or {}).get("code")
-                event = {
-                    "type": "fail",
-                    "run": message.get("run"),
-                    "node": message.get("node"),
-                    "code": code,
-                    "at": now,
-                }
-            done.append((message, event))
-        return done
+                outcomes.append(
+                    SendOutcome(message, "failed", now, error=result.error, attempts=attempts)
+                )
+        return outcomes
+
+    async def _send_one(self, message: dict[str, Any]) -> SendResult:
+        channel = self.channels.get(message.get("channel") or "")
+        if channel is None:
+            return SendResult(False, error={"code": "channel_unavailable"})
+        try:
+            return await channel.send(message)
+        except Exception as exc:  # a channel bug must not stop other contacts' sends
+            log.exception("channel %s failed to send", channel.name)
+            return SendResult(False, error={"code": "channel_error", "message": type(exc).__name__})

@@ -73,7 +73,10 @@ async def healthz(request: web.Request) -> web.Response:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
-    healthy = checks["redis"] == "ok"
+    channels = {name: ch.health() for name, ch in runtime.channels.items()}
+    if channels:
+        checks["channels"] = channels
+    healthy = checks["redis"] == "ok" and all(c["status"] == "ok" for c in channels.values())
     return web.json_response(
         {"status": "ok" if healthy else "unhealthy", **checks}, status=200 if healthy else 503
     )
@@ -170,8 +173,22 @@ async def start_contact(request: web.Request) -> web.Response:
     return web.json_response({"queued": True, "contact": contact["uuid"], "flow": flow}, status=202)
 
 
+async def channel_webhook(request: web.Request) -> web.StreamResponse:
+    """``/webhooks/<type>/<name>``: the named channel (of that type) answers for itself."""
+    channel = request.app[RUNTIME].channels.get(request.match_info["name"])
+    if channel is None or request.match_info["type"] != channel.TYPE:
+        raise ApiError(
+            404,
+            "not_found",
+            f"no {request.match_info['type']} channel {request.match_info['name']!r}",
+        )
+    return await channel.handle_webhook(request)
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_route("GET", "/webhooks/{type}/{name}", channel_webhook)
+    app.router.add_route("POST", "/webhooks/{type}/{name}", channel_webhook)
     app.router.add_get("/api/v1/flows", list_flows)
     app.router.add_post("/api/v1/flows/reload", reload_flows)
     app.router.add_get("/api/v1/contacts", find_contact)

@@ -48,14 +48,17 @@ async def simulate(config: Config, flow_id: str, name: str, urn: str | None) -> 
     if flow_id not in runtime.registry.flows:
         for problem in report.problems:
             print(problem, file=sys.stderr)
-        print(f"no valid flow {flow_id!r}; flows: {', '.join(sorted(runtime.registry.flows))}",
-              file=sys.stderr)
+        print(
+            f"no valid flow {flow_id!r}; flows: {', '.join(sorted(runtime.registry.flows))}",
+            file=sys.stderr,
+        )
         return 1
     await runtime.start()
     try:
         store = runtime.store
-        contact, _ = await store.contact_for_urn(urn or f"console:{name.lower()}", name,
-                                                 runtime.clock.now())
+        contact, _ = await store.contact_for_urn(
+            urn or f"console:{name.lower()}", name, runtime.clock.now()
+        )
         cid = contact["uuid"]
         last = "$"
         choices: list[str] = []

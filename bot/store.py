@@ -33,6 +33,14 @@ def urn_key(urn: str) -> str:
     return f"chasqui:urn:{urn}"
 
 
+def ext_key(channel: str, external_id: str) -> str:
+    """A provider's message id (e.g. a wamid) -> "<contact uuid> <message uuid>"."""
+    return f"chasqui:ext:{channel}:{external_id}"
+
+
+EXTERNAL_ID_TTL = 30 * 86400  # statuses keep arriving for days; Meta retries for up to 7
+
+
 def console_key(cid: str) -> str:
     return contact_key(cid, "console")
 
@@ -53,6 +61,19 @@ class Claim:
     events: list[dict[str, Any]]
     contact: dict[str, Any] | None
     session_raw: bytes
+
+
+@dataclass
+class SendOutcome:
+    """What the sender learnt of one message: ``sent``, ``failed`` (final) or ``retry`` later."""
+
+    message: dict[str, Any]
+    status: str
+    at: float
+    external_id: str | None = None
+    error: dict[str, Any] | None = None
+    retry_at: float | None = None
+    attempts: int = 1
 
 
 @dataclass
@@ -87,6 +108,8 @@ class Store:
             "take_outbox",
             "finish_sends",
             "contact_for_urn",
+            "apply_status",
+            "rate_limit",
         )
         self._scripts = {name: _script(redis, name) for name in names}
 
@@ -230,7 +253,7 @@ class Store:
 
     async def fire_timers(self, now: float, limit: int = 1000) -> int:
         fired = await self._scripts["fire_timers"](
-            keys=[TIMERS, READY], args=[now, limit, QUEUE_PATTERN]
+            keys=[TIMERS, READY, SENDQ], args=[now, limit, QUEUE_PATTERN]
         )
         return int(fired)
 
@@ -249,40 +272,105 @@ class Store:
 
     async def take_outboxes(
         self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int
-    ) -> list[list[dict[str, Any]] | None]:
+    ) -> list[list[tuple[dict[str, Any], dict[str, Any]]] | None]:
+        """Per contact: None if another sender holds it, else its queued (message, state)."""
         script = self._scripts["take_outbox"]
         async with self._r.pipeline(transaction=False) as pipe:
             for cid in cids:
-                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
+                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs", "mstate")]
                 await script(keys=keys, args=[token, ttl_ms, max_msgs], client=pipe)
             replies = await pipe.execute()
-        return [
-            None if r is False or r is None else [json.loads(m) for m in r if m] for r in replies
-        ]
-
-    async def finish_sends(
-        self, cid: str, token: str, done: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]
-    ) -> None:
-        await self.finish_sends_many(token, [(cid, done)])
+        taken: list[list[tuple[dict[str, Any], dict[str, Any]]] | None] = []
+        for reply in replies:
+            if reply is False or reply is None:
+                taken.append(None)
+            elif not reply:
+                taken.append([])
+            else:
+                msgs, states = reply
+                taken.append(
+                    [
+                        (json.loads(m), json.loads(st) if st else {})
+                        for m, st in zip(msgs, states, strict=True)
+                        if m
+                    ]
+                )
+        return taken
 
     async def finish_sends_many(
-        self,
-        token: str,
-        contacts: Sequence[tuple[str, Sequence[tuple[dict[str, Any], dict[str, Any] | None]]]],
+        self, token: str, contacts: Sequence[tuple[str, Sequence[SendOutcome]]]
     ) -> None:
-        """``finish_sends`` for many contacts in one pipeline (one round trip, one connection)."""
+        """Record what became of each send, release the contacts, in one pipeline.
+
+        A sent message's provider id is indexed first, so a status webhook that races our
+        bookkeeping still finds it; statuses go through the same monotonic script as webhooks.
+        """
         if not contacts:
             return
-        script = self._scripts["finish_sends"]
+        apply, finish = self._scripts["apply_status"], self._scripts["finish_sends"]
         async with self._r.pipeline(transaction=False) as pipe:
-            for cid, done in contacts:
-                args: list[Any] = [token, cid, len(done)]
-                for message, event in done:
-                    args += [message["uuid"], dumps(message), dumps(event) if event else ""]
-                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
-                keys += [SENDQ, contact_key(cid, "q"), READY]
-                await script(keys=keys, args=args, client=pipe)
+            for cid, outcomes in contacts:
+                status_keys = [
+                    contact_key(cid, "mstate"),
+                    contact_key(cid, "msgs"),
+                    contact_key(cid, "q"),
+                    READY,
+                ]
+                done: list[str] = []
+                hold = False
+                for o in outcomes:
+                    mid = o.message["uuid"]
+                    extra: dict[str, Any] = {"attempts": o.attempts}
+                    if o.external_id:
+                        extra["external_id"] = o.external_id
+                        pipe.set(
+                            ext_key(o.message.get("channel") or "", o.external_id),
+                            f"{cid} {mid}",
+                            ex=EXTERNAL_ID_TTL,
+                        )
+                    if o.status == "retry":
+                        hold = True
+                        extra.update(retry_at=o.retry_at, last_error=o.error)
+                        pipe.zadd(TIMERS, {f"{cid}|send|{mid}": o.retry_at or o.at})
+                        args = [mid, "queued", o.at, "", cid, dumps(extra)]
+                    else:
+                        done.append(mid)
+                        error = dumps(o.error) if o.error else ""
+                        args = [mid, o.status, o.at, error, cid, dumps(extra)]
+                    await apply(keys=status_keys, args=args, client=pipe)
+                keys = [contact_key(cid, "sendlock"), contact_key(cid, "outbox"), SENDQ]
+                await finish(keys=keys, args=[token, cid, "1" if hold else "0", *done], client=pipe)
             await pipe.execute()
+
+    async def apply_status(
+        self,
+        channel: str,
+        external_id: str,
+        status: str,
+        at: float,
+        error: dict[str, Any] | None = None,
+    ) -> str:
+        """A provider's status for a message we sent: 'unknown' if we don't know that id."""
+        ref = await self._r.get(ext_key(channel, external_id))
+        if not ref:
+            return "unknown"
+        cid, mid = ref.decode().split(" ", 1)
+        keys = [contact_key(cid, "mstate"), contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
+        result = await self._scripts["apply_status"](
+            keys=keys, args=[mid, status, at, dumps(error) if error else "", cid, ""]
+        )
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def rate_wait(self, bucket: str, per_second: float, burst: float = 1.0) -> float:
+        """Seconds to wait before the next send on ``bucket`` (0: go now, and it is counted)."""
+        wait = await self._scripts["rate_limit"](
+            keys=[f"chasqui:rate:{bucket}"], args=[1.0 / per_second, burst]
+        )
+        return float(wait)
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        """True the first time ``key`` is seen within ``ttl`` seconds (webhook dedup)."""
+        return bool(await self._r.set(f"chasqui:seen:{key}", b"1", nx=True, ex=ttl))
 
     # -- reading history ---------------------------------------------------------------------
     async def session_raw(self, cid: str) -> bytes | None:
@@ -303,8 +391,17 @@ class Store:
         ids = await self._r.lrange(contact_key(cid, "history"), -limit, -1)
         if not ids:
             return []
-        raws = await self._r.hmget(contact_key(cid, "msgs"), ids)
-        return [json.loads(r) for r in raws if r]
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hmget(contact_key(cid, "msgs"), ids)
+            pipe.hmget(contact_key(cid, "mstate"), ids)
+            raws, states = await pipe.execute()
+        messages = []
+        for raw, state in zip(raws, states, strict=True):
+            if raw:
+                message = json.loads(raw)
+                message.update(json.loads(state) if state else {})
+                messages.append(message)
+        return messages
 
     async def console_append(self, cid: str, message: dict[str, Any]) -> None:
         await self._r.xadd(console_key(cid), {"m": dumps(message)}, maxlen=1000, approximate=True)

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from aiohttp import web
+
 from bot.config import ChannelConfig
 from bot.engine import Route
 from bot.store import Store
@@ -24,11 +26,17 @@ class SendResult:
     ok: bool
     external_id: str | None = None
     error: dict[str, Any] | None = None  # {"code": machine-readable, "message": human, ...}
+    # Not sent yet, but worth another try after this many seconds (throttling, pair rate,
+    # a transient provider error). The message stays first in the contact's outbox.
+    retry_after: float | None = None
 
 
 class Channel(ABC):
     TYPE: ClassVar[str]
     SCHEMES: ClassVar[tuple[str, ...]]
+    # Seconds after the contact's last message during which free text may be sent; None: any
+    # time. WhatsApp: 24 h; outside it only templates go, and the engine enforces that.
+    WINDOW: ClassVar[int | None] = None
 
     def __init__(self, name: str, config: ChannelConfig, store: Store) -> None:
         self.name = name
@@ -37,7 +45,18 @@ class Channel(ABC):
 
     @property
     def route(self) -> Route:
-        return Route(self.name, self.SCHEMES)
+        return Route(self.name, self.SCHEMES, self.WINDOW)
+
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok"}``, or ``"unhealthy"`` with a reason (shown by /healthz)."""
+        return {"status": "ok"}
+
+    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        """Answer ``/webhooks/<type>/<name>``; channels without inbound webhooks have none."""
+        return web.json_response(
+            {"error": {"code": "not_found", "message": f"channel {self.name} takes no webhooks"}},
+            status=404,
+        )
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections; called once when the server starts."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot import convtest
 from bot.cli import main
 from bot.config import load_config
 from bot.convtest import CaseFileError, CaseResult, run_file
+from channels.base import Channel, SendResult, UnknownChannelType
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -330,6 +333,60 @@ async def test_invalid_flow_fails_its_cases(flows: Path, valkey_url: str) -> Non
     assert not result.passed
     assert "flow 'greet' is invalid" in result.report()
     assert "unknown node 'gald'" in result.report()
+
+
+class WindowedChannel(Channel):
+    """Stands for the WhatsApp channel type: free text only within 24 h of the last inbound."""
+
+    TYPE = "whatsapp"
+    SCHEMES = ("whatsapp",)
+    WINDOW = 86400
+
+    async def send(self, message: dict[str, Any]) -> SendResult:
+        raise AssertionError("the runner sends through its capturing channel only")
+
+
+async def test_free_text_outside_the_window_is_reported_not_sent(
+    flows: Path, valkey_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def channel_class(type_name: str) -> type[Channel]:
+        if type_name == "whatsapp":
+            return WindowedChannel
+        raise UnknownChannelType(type_name)
+
+    monkeypatch.setattr(convtest, "channel_class", channel_class)
+    # The greeting has a template, so it may open the conversation; the nudge is free text
+    # with no inbound message ever: the engine refuses it and the runner says so.
+    result = await run_one(
+        flows,
+        valkey_url,
+        f"""\
+        flow: greet
+        {CONTACT}
+        steps:
+          - bot: {{template: greeting}}
+          - wait: 1h
+          - bot: Still there?
+        """,
+    )
+    assert not result.passed
+    assert "- bot: Still there?" in result.diff()
+    assert "  not sent (outside_24h_window): Still there?" in result.report()
+    # after a reply the window is open: the same nudge goes
+    result = await run_one(
+        flows,
+        valkey_url,
+        f"""\
+        flow: greet
+        {CONTACT}
+        steps:
+          - bot: {{template: greeting}}
+          - user: hmm
+          - bot: Sorry to hear that.
+          - bot: Tomorrow will be better.
+        """,
+    )
+    assert result.passed, result.report()
 
 
 def write_project(tmp_path: Path, flows: Path, tests: str) -> Path:
