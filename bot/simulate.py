@@ -15,7 +15,7 @@ from typing import Any
 from bot.config import Config
 from bot.runtime import Runtime
 
-HELP = "type a reply; /quit to leave, /restart to start over, /wait 24h to let time pass"
+HELP = "type a reply; /quit to leave, /restart to start over"
 
 
 def render_message(message: dict[str, Any]) -> list[str]:

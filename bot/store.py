@@ -38,6 +38,10 @@ def ext_key(channel: str, external_id: str) -> str:
     return f"chasqui:ext:{channel}:{external_id}"
 
 
+def templates_key(channel: str) -> str:
+    return f"chasqui:templates:{channel}"
+
+
 EXTERNAL_ID_TTL = 30 * 86400  # statuses keep arriving for days; Meta retries for up to 7
 
 
@@ -371,6 +375,25 @@ class Store:
     async def first_time(self, key: str, ttl: int) -> bool:
         """True the first time ``key`` is seen within ``ttl`` seconds (webhook dedup)."""
         return bool(await self._r.set(f"chasqui:seen:{key}", b"1", nx=True, ex=ttl))
+
+    # -- templates ---------------------------------------------------------------------------
+    async def save_templates(self, channel: str, templates: Sequence[dict[str, Any]]) -> None:
+        """Replace a channel's synced templates (Meta's items, keyed ``name|language``)."""
+        key = templates_key(channel)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if templates:
+                pipe.hset(key, mapping={f"{t['name']}|{t['language']}": dumps(t)
+                                        for t in templates})
+            await pipe.execute()
+
+    async def update_template(self, channel: str, template: dict[str, Any]) -> None:
+        await self._r.hset(templates_key(channel), f"{template['name']}|{template['language']}",
+                           dumps(template))
+
+    async def templates(self, channel: str) -> list[dict[str, Any]]:
+        raws = await self._r.hvals(templates_key(channel))
+        return sorted((json.loads(r) for r in raws), key=lambda t: (t["name"], t["language"]))
 
     # -- reading history ---------------------------------------------------------------------
     async def session_raw(self, cid: str) -> bytes | None:
