@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
 from bot.flowfile import check_references, flow_files, load_folder
+from channels.base import validate_channels
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -48,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     config = _config(args)
+    validate_channels(config.channels)
     runtime = Runtime(config)
     report = runtime.load_flows()
     if report.problems:

@@ -36,6 +36,15 @@ class ServerConfig(_Section):
     # Empty: a token is generated on first start and kept in <redis.data_dir>/admin-token.
     admin_token: SecretStr = SecretStr("")
     max_body_bytes: int = 1024 * 1024
+    # How this server is reached (webhook URLs of the sandbox); empty: http://host:port
+    public_url: str = ""
+
+    @property
+    def url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
 
 class RedisConfig(_Section):

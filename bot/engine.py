@@ -23,7 +23,7 @@ from bot.nodes.base import FAILURE, NEXT
 
 ACTIVE, WAITING = "active", "waiting"
 COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
-MAX_PATH = 500
+MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
 # what a channel may tell about an inbound message, kept on its record in the history
 INBOUND_DETAILS = (
     "external_id",
@@ -33,7 +33,9 @@ INBOUND_DETAILS = (
     "location",
     "reply_to",
     "sent_at",
-)  # path entries kept per run; a longer run records that it was truncated
+    "contacts",
+    "reaction",
+)
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,8 @@ class Engine:
             inbound[channel] = max(float(inbound.get(channel, 0)), sent_at)
         sprint.contact_dirty = True
         stale = sent_at < sprint.now - self.limits.max_reply_age
-        answering = self._at_wait(sprint) and not stale
+        # record_only: a reaction, a read receipt-like or unsupported message: kept, not answered
+        answering = self._at_wait(sprint) and not stale and not event.get("record_only")
         message = {
             "uuid": event.get("uuid") or str(uuid.uuid4()),
             "direction": "in",

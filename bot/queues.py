@@ -67,8 +67,11 @@ class Worker:
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        pending = set(self._tasks)
+        while pending:  # cancel again if a cancel was lost (see _forever)
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -77,7 +80,13 @@ class Worker:
 
     async def _forever(self, what: str, step: Callable[[], Any]) -> None:
         """Run ``step`` again and again; a failing step is logged and retried, never fatal."""
+        task = asyncio.current_task()
         while True:
+            # On Python 3.11 a cancel can be lost inside a library (asyncio.wait_for drops it
+            # when the awaited call finishes at the same moment; redis-py uses wait_for), and
+            # the loop would then run forever and hang shutdown: honour it here as well.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             try:
                 await step()
             except asyncio.CancelledError:

@@ -90,6 +90,7 @@ class Runtime:
         store = await self.connect()
         self.channels = build_channels(self.config.channels, store)
         for channel in self.channels.values():
+            channel.base_url = self.config.server.url
             await channel.start()
         self.registry.routes = [c.route for c in self.channels.values()]
         self.registry.engine = Engine(

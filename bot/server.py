@@ -15,6 +15,7 @@ from bot.config import Config
 from bot.engine import Session
 from bot.errors import ApiError
 from bot.runtime import Runtime, admin_token
+from channels.base import channel_class
 
 log = logging.getLogger("chasqui.server")
 
@@ -214,6 +215,9 @@ def create_app(config: Config, runtime: Runtime | None = None) -> web.Applicatio
         yield
         await runtime.stop()
 
-    app.cleanup_ctx.append(lifetime)
     setup_routes(app)
+    for name, cfg in config.channels.items():
+        for prefix, sub_app in channel_class(cfg.type).sub_apps(name, cfg, config.server.url):
+            app.add_subapp(prefix, sub_app)
+    app.cleanup_ctx.append(lifetime)
     return app

@@ -114,6 +114,7 @@ class Store:
             "contact_for_urn",
             "apply_status",
             "rate_limit",
+            "enqueue_once",
         )
         self._scripts = {name: _script(redis, name) for name in names}
 
@@ -168,6 +169,14 @@ class Store:
         await self._scripts["enqueue"](
             keys=[contact_key(cid, "q"), READY], args=[dumps(event), cid]
         )
+
+    async def enqueue_once(self, dedup: str, ttl: int, cid: str, event: dict[str, Any]) -> bool:
+        """Queue ``event`` unless ``dedup`` was seen within ``ttl`` seconds; True if queued."""
+        queued = await self._scripts["enqueue_once"](
+            keys=[f"chasqui:seen:{dedup}", contact_key(cid, "q"), READY],
+            args=[ttl, dumps(event), cid],
+        )
+        return bool(queued)
 
     async def read_ready(
         self, consumer: str, count: int, block_ms: int | None
@@ -383,13 +392,15 @@ class Store:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if templates:
-                pipe.hset(key, mapping={f"{t['name']}|{t['language']}": dumps(t)
-                                        for t in templates})
+                pipe.hset(
+                    key, mapping={f"{t['name']}|{t['language']}": dumps(t) for t in templates}
+                )
             await pipe.execute()
 
     async def update_template(self, channel: str, template: dict[str, Any]) -> None:
-        await self._r.hset(templates_key(channel), f"{template['name']}|{template['language']}",
-                           dumps(template))
+        await self._r.hset(
+            templates_key(channel), f"{template['name']}|{template['language']}", dumps(template)
+        )
 
     async def templates(self, channel: str) -> list[dict[str, Any]]:
         raws = await self._r.hvals(templates_key(channel))

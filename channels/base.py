@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from bot.config import ChannelConfig
+from bot.config import ChannelConfig, ConfigError
 from bot.engine import Route
 from bot.store import Store
 
@@ -42,6 +42,19 @@ class Channel(ABC):
         self.name = name
         self.config = config
         self.store = store
+        self.base_url = ""  # this server's own URL, set by the runtime before ``start``
+
+    @classmethod
+    def validate(cls, config: ChannelConfig) -> None:
+        """Raise ValueError saying what is wrong with this channel's settings."""
+        return None
+
+    @classmethod
+    def sub_apps(
+        cls, name: str, config: ChannelConfig, base_url: str
+    ) -> list[tuple[str, web.Application]]:
+        """Extra aiohttp apps to serve under a prefix (e.g. a provider's stand-in)."""
+        return []
 
     @property
     def route(self) -> Route:
@@ -82,5 +95,21 @@ def channel_class(type_name: str) -> type[Channel]:
     return cls
 
 
+def validate_channels(configs: dict[str, ChannelConfig]) -> None:
+    """Fail early, before anything starts, on an unknown type or bad channel settings."""
+    for name, cfg in configs.items():
+        try:
+            channel_class(cfg.type).validate(cfg)
+        except ValueError as exc:
+            raise ConfigError(f"channels.{name}: {exc}") from None
+
+
 def build_channels(configs: dict[str, ChannelConfig], store: Store) -> dict[str, Channel]:
-    return {name: channel_class(cfg.type)(name, cfg, store) for name, cfg in configs.items()}
+    """The configured channels; a bad section raises ConfigError naming it."""
+    channels: dict[str, Channel] = {}
+    for name, cfg in configs.items():
+        try:
+            channels[name] = channel_class(cfg.type)(name, cfg, store)
+        except ValueError as exc:  # includes UnknownChannelType and pydantic's errors
+            raise ConfigError(f"channels.{name}: {exc}") from None
+    return channels

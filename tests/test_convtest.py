@@ -49,7 +49,8 @@ nodes:
     next: ask
 """
 
-CONTACT = 'contact: {name: Ana Lima, urn: "whatsapp:+5511900000001"}'
+CONTACT = 'contact: {name: Ana Lima, urn: "tel:+5511900000001"}'
+WA_CONTACT = 'contact: {name: Ana Lima, urn: "whatsapp:+5511900000001"}'
 
 
 @pytest.fixture
@@ -362,7 +363,7 @@ async def test_free_text_outside_the_window_is_reported_not_sent(
         valkey_url,
         f"""\
         flow: greet
-        {CONTACT}
+        {WA_CONTACT}
         steps:
           - bot: {{template: greeting}}
           - wait: 1h
@@ -378,7 +379,7 @@ async def test_free_text_outside_the_window_is_reported_not_sent(
         valkey_url,
         f"""\
         flow: greet
-        {CONTACT}
+        {WA_CONTACT}
         steps:
           - bot: {{template: greeting}}
           - user: hmm
@@ -399,7 +400,7 @@ def write_project(tmp_path: Path, flows: Path, tests: str) -> Path:
 def test_cli_exit_codes_and_summary(
     tmp_path: Path, flows: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    case = f"flow: greet\nname: NAME\n{CONTACT}\nsteps: [{{bot: TEXT}}]\nstatus: waiting\n"
+    case = f"flow: greet\nname: NAME\n{WA_CONTACT}\nsteps: [{{bot: TEXT}}]\nstatus: waiting\n"
     good = case.replace("NAME", "good").replace("TEXT", "Hello Ana!")
     bad = case.replace("NAME", "bad").replace("TEXT", "Hi Ana!")
     config = str(write_project(tmp_path, flows, good + "---\n" + bad))

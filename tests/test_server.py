@@ -96,7 +96,10 @@ async def test_healthz_needs_no_token_and_checks_redis(api: Api) -> None:
     async with api.client.get("/healthz") as resp:
         assert resp.status == 200
         assert await resp.json() == {
-            "status": "ok", "flows": 1, "redis": "ok", "channels": {"console": {"status": "ok"}}
+            "status": "ok",
+            "flows": 1,
+            "redis": "ok",
+            "channels": {"console": {"status": "ok"}},
         }
 
 
