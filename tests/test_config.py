@@ -36,7 +36,11 @@ def test_the_repository_config_loads() -> None:
     assert config.base_dir == REPO
     assert config.server.port == 8080
     assert config.engine.loop_window == "5m"
-    assert config.channels == {"console": ChannelConfig(type="console")}
+    assert set(config.channels) == {"console", "whatsapp"}
+    assert config.channels["console"] == ChannelConfig(type="console")
+    whatsapp = config.channels["whatsapp"]
+    assert whatsapp.type == "whatsapp" and whatsapp.model_extra is not None
+    assert whatsapp.model_extra["graph_url"] == "sandbox"  # runs with no Meta account
     assert config.resolve(config.flows.path) == REPO / "flows"
     assert config.resolve(config.redis.data_dir) == REPO / "var"
 
