@@ -616,7 +616,7 @@ def test_the_shipped_flows_are_valid() -> None:
     assert problems == []
     flow = flows["order_followup"]
     assert (flow.name, flow.language, flow.expire_after) == ("Order follow-up", "es", 3 * 86400)
-    assert flow.first == "open"
+    assert flow.first == "channel"
 
 
 def test_version_is_the_hash_of_the_bytes(tmp_path: Path) -> None:
