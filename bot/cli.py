@@ -74,6 +74,58 @@ def cmd_test(args: argparse.Namespace) -> int:
     return run_cli(_config(args), args)
 
 
+def cmd_templates(args: argparse.Namespace) -> int:
+    from bot.runtime import Runtime
+
+    config = _config(args)
+    validate_channels(config.channels)
+
+    async def run() -> int:
+        runtime = Runtime(config)
+        await runtime.start(work=False)
+        try:
+            code = 0
+            for name, channel in runtime.channels.items():
+                if args.action == "sync":
+                    try:
+                        count = await channel.sync_templates()
+                    except Exception as exc:
+                        print(f"{name}: {exc}", file=sys.stderr)
+                        code = 1
+                        continue
+                    if count is not None:
+                        print(f"{name}: {count} template(s) synced")
+                for t in await runtime.store.templates(name):
+                    if args.action == "list":
+                        reason = f" ({t['rejected_reason']})" if t.get("rejected_reason") else ""
+                        print(
+                            f"{name}  {t['name']:<28} {t['language']:<6} "
+                            f"{t.get('status', '?'):<10} {t.get('category', '')}{reason}"
+                        )
+            return code
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(run())
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from bot.sandbox import demo_config, run_sandbox
+
+    sandbox = demo_config(
+        args.webhook_url,
+        max_mps=args.max_mps,
+        pair_rate=not args.no_pair_rate,
+        statuses=not args.no_statuses,
+    )
+    print(f"WhatsApp sandbox on http://{args.host}:{args.port} -> webhooks to {args.webhook_url}")
+    try:
+        asyncio.run(run_sandbox(sandbox, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.simulate import simulate
 
@@ -97,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="test files (default: all of <flows>/tests)")
     p.add_argument("-k", dest="match", help="only tests whose name contains this")
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("templates", help="sync or list the channels' message templates")
+    p.add_argument("action", choices=["sync", "list"])
+    p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("sandbox", help="run the WhatsApp Graph API sandbox on its own")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8080/webhooks/whatsapp/whatsapp",
+        help="where it posts signed webhooks",
+    )
+    p.add_argument("--max-mps", type=float, default=80.0, help="throughput per number; 0: off")
+    p.add_argument("--no-pair-rate", action="store_true", help="no per-recipient pair rate")
+    p.add_argument("--no-statuses", action="store_true", help="no status webhooks")
+    p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("simulate", help="chat with a flow in the terminal")
     p.add_argument("flow", help="flow id (the file name without .yaml)")

@@ -186,6 +186,57 @@ async def channel_webhook(request: web.Request) -> web.StreamResponse:
     return await channel.handle_webhook(request)
 
 
+async def create_contact(request: web.Request) -> web.Response:
+    """Create a contact (or find it: idempotent on the URN). Full contact management comes with
+    the contacts API; this is what sending a flow to a new number needs."""
+    body = await _json_body(request)
+    urn = body.get("urn")
+    if not isinstance(urn, str) or ":" not in urn or not urn.split(":", 1)[1]:
+        raise ApiError(400, "bad_request", "urn must look like scheme:path, e.g. whatsapp:+5511...")
+    name = body.get("name") or ""
+    fields = body.get("fields") or {}
+    if not isinstance(name, str) or not isinstance(fields, dict):
+        raise ApiError(400, "bad_request", "name must be text and fields an object")
+    runtime = request.app[RUNTIME]
+    contact, created = await runtime.store.contact_for_urn(
+        urn, name, runtime.clock.now(), fields={str(k): str(v) for k, v in fields.items()}
+    )
+    return web.json_response(contact, status=201 if created else 200)
+
+
+async def list_templates(request: web.Request) -> web.Response:
+    """Synced templates of every channel, filtered by ?channel=, status=, language=, name=."""
+    runtime = request.app[RUNTIME]
+    q = request.query
+    out = []
+    for name in runtime.channels:
+        if q.get("channel") and q["channel"] != name:
+            continue
+        for t in await runtime.store.templates(name):
+            if q.get("status") and t.get("status") != q["status"].upper():
+                continue
+            if q.get("language") and t.get("language") != q["language"]:
+                continue
+            if q.get("name") and t.get("name") != q["name"]:
+                continue
+            out.append({"channel": name, **t})
+    return web.json_response({"templates": out})
+
+
+async def sync_templates(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    synced: dict[str, Any] = {}
+    for name, channel in runtime.channels.items():
+        try:
+            count = await channel.sync_templates()
+        except Exception as exc:  # one channel's failure is reported, the others still sync
+            synced[name] = {"error": str(exc)}
+            continue
+        if count is not None:
+            synced[name] = {"templates": count}
+    return web.json_response({"synced": synced})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_route("GET", "/webhooks/{type}/{name}", channel_webhook)
@@ -193,6 +244,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/flows", list_flows)
     app.router.add_post("/api/v1/flows/reload", reload_flows)
     app.router.add_get("/api/v1/contacts", find_contact)
+    app.router.add_post("/api/v1/contacts", create_contact)
+    app.router.add_get("/api/v1/templates", list_templates)
+    app.router.add_post("/api/v1/templates/sync", sync_templates)
     app.router.add_get("/api/v1/contacts/{uuid}", get_contact)
     app.router.add_get("/api/v1/contacts/{uuid}/runs", contact_runs)
     app.router.add_get("/api/v1/contacts/{uuid}/messages", contact_messages)

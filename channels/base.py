@@ -77,6 +77,10 @@ class Channel(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` opened."""
 
+    async def sync_templates(self) -> int | None:
+        """Read the provider's message templates into Redis; None: this channel has none."""
+        return None
+
     @abstractmethod
     async def send(self, message: dict[str, Any]) -> SendResult:
         """Deliver one message (the record built by the engine) and say what happened."""
