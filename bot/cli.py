@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -119,10 +120,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         statuses=not args.no_statuses,
     )
     print(f"WhatsApp sandbox on http://{args.host}:{args.port} -> webhooks to {args.webhook_url}")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sandbox(sandbox, args.host, args.port))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

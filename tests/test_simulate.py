@@ -29,12 +29,21 @@ nodes:
 
 
 def test_render_message_shows_template_text_and_choices() -> None:
-    lines = render_message({
-        "text": "Hi", "quick_replies": ["Yes", "No"], "attachment": "https://x/y.png",
-        "template": {"name": "greeting", "language": "en", "body": ["Ana"]},
-    })
-    assert lines == ["[template greeting (en): Ana]", "Hi", "[attachment https://x/y.png]",
-                     "  (1) Yes", "  (2) No"]
+    lines = render_message(
+        {
+            "text": "Hi",
+            "quick_replies": ["Yes", "No"],
+            "attachment": "https://x/y.png",
+            "template": {"name": "greeting", "language": "en", "body": ["Ana"]},
+        }
+    )
+    assert lines == [
+        "[template greeting (en): Ana]",
+        "Hi",
+        "[attachment https://x/y.png]",
+        "  (1) Yes",
+        "  (2) No",
+    ]
 
 
 def test_simulate_chats_through_the_cli(tmp_path: Path, valkey_url: str) -> None:
@@ -44,9 +53,23 @@ def test_simulate_chats_through_the_cli(tmp_path: Path, valkey_url: str) -> None
         f'[redis]\nurl = "{valkey_url}"\n[channels.console]\ntype = "console"\n'
     )
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "--config", str(tmp_path / "config.toml"),
-         "simulate", "greeter", "--name", "Ana Souza", "--urn", f"console:{tmp_path.name}"],
-        input="1\n/quit\n", capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "--config",
+            str(tmp_path / "config.toml"),
+            "simulate",
+            "greeter",
+            "--name",
+            "Ana Souza",
+            "--urn",
+            f"console:{tmp_path.name}",
+        ],
+        input="1\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -61,8 +84,19 @@ def test_simulate_unknown_flow_exits_1(tmp_path: Path, valkey_url: str) -> None:
     (tmp_path / "flows").mkdir()
     (tmp_path / "config.toml").write_text(f'[redis]\nurl = "{valkey_url}"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "--config", str(tmp_path / "config.toml"),
-         "simulate", "nope"], input="", capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "--config",
+            str(tmp_path / "config.toml"),
+            "simulate",
+            "nope",
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "no valid flow 'nope'" in result.stderr

@@ -324,8 +324,9 @@ async def test_a_contact_that_crashes_the_engine_does_not_hold_up_its_batch(bot:
     await bot.start(bad, "echo")
     await bot.drain()
     # the bad contact's stored session is damaged (a frame without its run): applying fails
-    await bot.redis.set(contact_key(bad, "session"),
-                        json.dumps({"frames": [{"flow": "echo", "node": "ask"}]}))
+    await bot.redis.set(
+        contact_key(bad, "session"), json.dumps({"frames": [{"flow": "echo", "node": "ask"}]})
+    )
     await bot.reply(bad, "boom")
     await bot.reply(good, "hello")
     await bot.drain()
