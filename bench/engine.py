@@ -43,14 +43,17 @@ from redis.asyncio import Redis  # noqa: E402
 from bot.clock import Clock  # noqa: E402
 from bot.config import ChannelConfig  # noqa: E402
 from bot.embedded import EmbeddedValkey  # noqa: E402
-from bot.engine import Limits, Route  # noqa: E402
+from bot.engine import Limits  # noqa: E402
 from bot.flows import FlowRegistry  # noqa: E402
 from bot.queues import Worker, WorkerSettings  # noqa: E402
+from bot.redisconn import connect  # noqa: E402
 from bot.store import READY, SENDQ, TIMERS, Store, contact_key, dumps, urn_key  # noqa: E402
 from channels.base import Channel, SendResult  # noqa: E402
+from channels.whatsapp import WhatsAppChannel  # noqa: E402
 
 FLOW = "order_followup"
 SCHEME = "whatsapp"
+CHANNEL = "whatsapp"
 SETUP_CHUNK = 1000  # contacts written per pipeline while setting up (keeps our own RSS flat)
 
 
@@ -108,15 +111,17 @@ class Bench:
         self.redis = redis
         self.args = args
         self.store = Store(redis)
-        self.registry = FlowRegistry(ROOT / "flows", [Route("null", (SCHEME,))], Limits())
+        # as in production: the flow sets the channel to "whatsapp", a 24-hour-window route
+        routes = [WhatsAppChannel.route_of(CHANNEL)]  # window, templates
+        self.registry = FlowRegistry(ROOT / "flows", routes, Limits())
         report = self.registry.reload()
         if FLOW not in self.registry.flows:
             raise SystemExit(f"flow {FLOW!r} did not load: {report.problems}")
         self.clock = Clock()
-        channel = NullChannel("null", ChannelConfig(type="console"), self.store)
+        channel = NullChannel(CHANNEL, ChannelConfig(type="console"), self.store)
         settings = WorkerSettings(batch=args.batch)
         self.worker = Worker(
-            self.store, lambda: self.registry.engine, {"null": channel}, self.clock
+            self.store, lambda: self.registry.engine, {CHANNEL: channel}, self.clock
         )
         self.worker.settings = settings
 
@@ -202,7 +207,7 @@ class Bench:
             assert await self.redis.llen(contact_key(cid, "outbox")) == 0
             assert await self.redis.llen(contact_key(cid, "q")) == 0
         if waiting:
-            assert await self.redis.zcard(TIMERS) >= 2 * n
+            assert await self.redis.zcard(TIMERS) >= n  # one timer per wait
 
     async def used_memory(self) -> int:
         info = await self.redis.info("memory")
@@ -211,8 +216,10 @@ class Bench:
 
 # -- phases -------------------------------------------------------------------------------------
 START = {"type": "start", "flow": FLOW, "params": {"source": "bench"}}
-REPLY_OTHER = {"type": "reply", "text": "quizás mañana", "channel": "null"}  # other -> ask again
-REPLY_CASE = {"type": "reply", "text": "Sí, recibido", "channel": "null"}  # case -> thanks -> end
+# other -> ask_again -> wait; case -> thanks + ask_rating -> wait; rating -> rated -> completed
+REPLY_OTHER = {"type": "reply", "text": "quizás mañana", "channel": CHANNEL}
+REPLY_CASE = {"type": "reply", "text": "Sí, recibido", "channel": CHANNEL}
+REPLY_RATE = {"type": "reply", "text": "5", "channel": CHANNEL}
 
 
 async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
@@ -247,9 +254,14 @@ async def throughput(bench: Bench, n: int, reps: int) -> dict[str, list[float]]:
         await bench.check(prefix, n, waiting=True, msgs=3)
         await bench.enqueue(prefix, 0, n, REPLY_CASE)
         t, _ = await timed(bench.drain_events)
+        add("reply (case -> 2 sends -> wait): events stage only", n, t)
+        await timed(bench.drain_sends)
+        await bench.check(prefix, n, waiting=True, msgs=6)
+        await bench.enqueue(prefix, 0, n, REPLY_RATE)
+        t, _ = await timed(bench.drain_events)
         add("reply (case -> send -> complete): events stage only", n, t)
         await timed(bench.drain_sends)
-        await bench.check(prefix, n, waiting=False, msgs=5)
+        await bench.check(prefix, n, waiting=False, msgs=8)
 
         # concurrent: events and sends at once, as ``chasqui serve`` runs them
         await bench.reset()
@@ -264,8 +276,11 @@ async def throughput(bench: Bench, n: int, reps: int) -> dict[str, list[float]]:
         add("reply -> other -> sent -> wait again (events + sends)", n, t)
         await bench.enqueue(prefix, 0, n, REPLY_CASE)
         t, _ = await timed(bench.drain_both)
+        add("reply -> case -> 2 sent -> wait again (events + sends)", n, t)
+        await bench.enqueue(prefix, 0, n, REPLY_RATE)
+        t, _ = await timed(bench.drain_both)
         add("reply -> case -> sent -> completed (events + sends)", n, t)
-        await bench.check(prefix, n, waiting=False, msgs=5)
+        await bench.check(prefix, n, waiting=False, msgs=8)
         print(f"  rep {rep + 1}/{reps} done", flush=True)
     return rates
 
@@ -345,7 +360,7 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="chqb", dir="/tmp"))
     valkey = EmbeddedValkey(tmp)
     url = await valkey.start()
-    redis = Redis.from_url(url)  # the default pool, as bot.runtime makes it
+    redis = connect(url)  # as bot.runtime makes it
     try:
         info = await redis.info("server")
         print("machine")

@@ -56,6 +56,7 @@ from bot.engine import (
 from bot.flowfile import Problem, flow_files
 from bot.flows import FlowRegistry
 from bot.queues import Worker
+from bot.redisconn import connect
 from bot.runtime import limits_of
 from bot.store import TIMERS, Store
 from bot.webhooks import WebhookCaller
@@ -517,11 +518,6 @@ def _channel_type(type_name: str) -> type[Channel] | None:
         return None
 
 
-def _window(cls: type[Channel] | None) -> int | None:
-    window = getattr(cls, "WINDOW", None)  # the 24-hour window of WhatsApp-like channels
-    return int(window) if window else None
-
-
 def routes_for(config: Config, schemes: Iterable[str]) -> list[Route]:
     """The configured channels' routes, plus a ``test-<scheme>`` route for any other scheme.
 
@@ -535,12 +531,15 @@ def routes_for(config: Config, schemes: Iterable[str]) -> list[Route]:
         cls = _channel_type(cfg.type)
         if cls is None:
             continue
-        routes.append(Route(name, tuple(cls.SCHEMES), _window(cls)))
+        routes.append(cls.route_of(name))
         covered.update(cls.SCHEMES)
     for scheme in sorted(set(schemes) - covered):
         cls = _channel_type(scheme)
-        window = _window(cls) if cls is not None and scheme in cls.SCHEMES else None
-        routes.append(Route(f"test-{scheme}", (scheme,), window))
+        if cls is not None and scheme in cls.SCHEMES:
+            route = cls.route_of(f"test-{scheme}")
+            routes.append(Route(route.name, (scheme,), route.window, route.templates))
+        else:
+            routes.append(Route(f"test-{scheme}", (scheme,)))
     return routes
 
 
@@ -766,7 +765,7 @@ async def _store(redis_url: str | None) -> AsyncIterator[Store]:
             server = EmbeddedValkey(Path(folder), port=0)
             redis_url = await server.start()
             stack.push_async_callback(server.stop)
-        redis = Redis.from_url(redis_url, decode_responses=False)
+        redis = connect(redis_url)
         stack.push_async_callback(redis.aclose)
         store = Store(redis)
         yield store

@@ -136,6 +136,11 @@ def server_command(binary: str, data_dir: Path, *, port: int, unixsocket: Path |
         str(data_dir / LOGFILE_NAME),
         "--timeout",
         "0",  # never drop idle clients: registration connections are idle by design
+        # A contact's message hash holds JSON values of a few hundred bytes; kept as a compact
+        # listpack (instead of a hashtable once a value passes the default 64 bytes) it takes
+        # about half the memory. Lookups stay cheap: a contact's hash has few fields.
+        "--hash-max-listpack-value",
+        "1024",
     ]
     if unixsocket is not None:
         args += ["--unixsocket", str(unixsocket), "--unixsocketperm", "700"]

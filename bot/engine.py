@@ -57,6 +57,8 @@ class Route:
     # Seconds after a contact's last inbound message during which free text may be sent
     # (WhatsApp's 24-hour customer service window); None: the channel has no such window.
     window: int | None = None
+    # The channel sends a message's template instead of its text (WhatsApp); others the text.
+    templates: bool = False
 
 
 class Session:
@@ -90,6 +92,17 @@ class Session:
 
 class LoopDetected(Exception):
     pass
+
+
+def _for_channel(content: dict[str, Any], route: Route) -> dict[str, Any]:
+    """What this channel will really send: the template alone where templates are used (it
+    carries its own buttons and header), the text and the rest elsewhere. Recording only that
+    keeps the history true to what the contact saw, and the record small."""
+    if route.templates and content.get("template"):
+        return {"template": content["template"]}
+    if "template" in content and (content.get("text") or content.get("attachment")):
+        return {k: v for k, v in content.items() if k != "template"}
+    return content  # a template alone stays: the channel shows or refuses it
 
 
 @dataclass
@@ -194,18 +207,26 @@ class Sprint:
         self._subflow = flow_id
 
     def wait(self, timeout: int | None) -> None:
+        """Wait at the current node. One timer per wait: whichever of the timeout and the
+        run's expiry comes first (after a timeout the run moves on and waits afresh)."""
         self._clear_wait()
-        token = uuid.uuid4().hex[:16]
-        cid = self.contact["uuid"]
-        self.session.wait = {"token": token, "node": self.frame["node"], "run": self.run["uuid"]}
-        if timeout:
-            self.timers_add[f"{cid}|timeout|{token}"] = self.now + timeout
-        self.timers_add[f"{cid}|expire|{token}"] = self.now + self.flow.expire_after
+        token = uuid.uuid4().hex[:10]
+        expire = self.flow.expire_after
+        kind, due = ("timeout", timeout) if timeout and timeout < expire else ("expire", expire)
+        self.session.wait = {
+            "token": token,
+            "node": self.frame["node"],
+            "run": self.run["uuid"],
+            "timer": kind,
+        }
+        self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
         self.run["status"] = WAITING
 
     def send(self, node: Any, content: dict[str, Any]) -> str | None:
         """Queue a message for the contact; returns an error code when it cannot go at all."""
         route = self.engine.route_for(self.contact)
+        if route is not None:
+            content = _for_channel(content, route[0])
         message: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
             "direction": "out",
@@ -256,17 +277,15 @@ class Sprint:
                 f"the same message {limits.loop_repeats} times in {limits.loop_window}s"
             )
         recent.append([digest, self.now])
-        self.session.recent = recent[-limits.loop_repeats * 2 :]
+        self.session.recent = recent[-limits.loop_repeats * 3 :]
 
     # -- run bookkeeping -------------------------------------------------------------------
     def _clear_wait(self) -> None:
         wait = self.session.wait
         if wait:
-            cid = self.contact["uuid"]
-            for kind in ("timeout", "expire"):
-                member = f"{cid}|{kind}|{wait['token']}"
-                if self.timers_add.pop(member, None) is None:
-                    self.timers_remove.append(member)
+            member = f"{self.contact['uuid']}|{wait.get('timer', 'expire')}|{wait['token']}"
+            if self.timers_add.pop(member, None) is None:
+                self.timers_remove.append(member)
             self.session.wait = None
 
     def _new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
@@ -330,7 +349,7 @@ class Engine:
         return None
 
     def sprint(self, contact: dict[str, Any], session: Session, now: float) -> Sprint:
-        sprint = Sprint(self, contact, session, now)
+        sprint = Sprint(self, contact, session, round(now, 3))
         self._migrate(sprint)
         return sprint
 
@@ -363,7 +382,8 @@ class Engine:
     # -- events ----------------------------------------------------------------------------
     def apply(self, sprint: Sprint, event: dict[str, Any]) -> None:
         """Apply one event. Afterwards ``sprint.webhook_request`` may ask for an HTTP call."""
-        sprint.now = max(sprint.now, float(event.get("at", sprint.now)))
+        # times are kept to the millisecond: enough for ordering, and shorter in Redis
+        sprint.now = round(max(sprint.now, float(event.get("at", sprint.now))), 3)
         sprint._steps = 0
         sprint.input_text = ""
         sprint.input_alternates = []
@@ -375,6 +395,9 @@ class Engine:
             sprint.end_all(FAILED, str(exc))
         for frame in sprint.session.frames:
             frame["run"]["modified_on"] = sprint.now
+        since = sprint.now - self.limits.loop_window
+        if sprint.session.recent and sprint.session.recent[0][1] < since:
+            sprint.session.recent = [r for r in sprint.session.recent if r[1] >= since]
         sprint.session_dirty = True
 
     def _on_start(self, sprint: Sprint, event: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from bot.embedded import EmbeddedValkey
 from bot.engine import Engine, Limits
 from bot.flows import FlowRegistry, ReloadReport
 from bot.queues import Worker, WorkerSettings
+from bot.redisconn import connect
 from bot.store import Store
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, build_channels
@@ -79,7 +80,7 @@ class Runtime:
             self.embedded = EmbeddedValkey(self.config.resolve(self.config.redis.data_dir))
             url = await self.embedded.start()
             log.info("embedded Valkey ready")
-        self.redis = Redis.from_url(url, decode_responses=False, health_check_interval=10)
+        self.redis = connect(url, health_check_interval=10)
         await self.redis.ping()
         self._store = Store(self.redis)
         await self._store.setup()

@@ -290,7 +290,7 @@ class Store:
         script = self._scripts["take_outbox"]
         async with self._r.pipeline(transaction=False) as pipe:
             for cid in cids:
-                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs", "mstate")]
+                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
                 await script(keys=keys, args=[token, ttl_ms, max_msgs], client=pipe)
             replies = await pipe.execute()
         taken: list[list[tuple[dict[str, Any], dict[str, Any]]] | None] = []
@@ -323,12 +323,7 @@ class Store:
         apply, finish = self._scripts["apply_status"], self._scripts["finish_sends"]
         async with self._r.pipeline(transaction=False) as pipe:
             for cid, outcomes in contacts:
-                status_keys = [
-                    contact_key(cid, "mstate"),
-                    contact_key(cid, "msgs"),
-                    contact_key(cid, "q"),
-                    READY,
-                ]
+                status_keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
                 done: list[str] = []
                 hold = False
                 for o in outcomes:
@@ -368,7 +363,7 @@ class Store:
         if not ref:
             return "unknown"
         cid, mid = ref.decode().split(" ", 1)
-        keys = [contact_key(cid, "mstate"), contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
+        keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
         result = await self._scripts["apply_status"](
             keys=keys, args=[mid, status, at, dumps(error) if error else "", cid, ""]
         )
@@ -427,7 +422,7 @@ class Store:
             return []
         async with self._r.pipeline(transaction=False) as pipe:
             pipe.hmget(contact_key(cid, "msgs"), ids)
-            pipe.hmget(contact_key(cid, "mstate"), ids)
+            pipe.hmget(contact_key(cid, "msgs"), [i + b":s" for i in ids])
             raws, states = await pipe.execute()
         messages = []
         for raw, state in zip(raws, states, strict=True):

@@ -56,9 +56,17 @@ class Channel(ABC):
         """Extra aiohttp apps to serve under a prefix (e.g. a provider's stand-in)."""
         return []
 
+    # Sends a message's WhatsApp-style template instead of its text when it has one.
+    TEMPLATES: ClassVar[bool] = False
+
+    @classmethod
+    def route_of(cls, name: str) -> Route:
+        """What the engine must know of a channel of this type called ``name``."""
+        return Route(name, cls.SCHEMES, cls.WINDOW, cls.TEMPLATES)
+
     @property
     def route(self) -> Route:
-        return Route(self.name, self.SCHEMES, self.WINDOW)
+        return self.route_of(self.name)
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"}``, or ``"unhealthy"`` with a reason (shown by /healthz)."""

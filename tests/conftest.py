@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.embedded import EmbeddedValkey
+from bot.redisconn import connect
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def redis(valkey_url: str) -> AsyncIterator[Redis]:
     """A ``redis.asyncio`` client (bytes replies) on an empty keyspace; closed afterwards."""
-    client = Redis.from_url(valkey_url, decode_responses=False)
+    client = connect(valkey_url)
     try:
         await client.flushall()
         yield client

@@ -94,9 +94,9 @@ async def test_a_matching_conversation_passes(flows: Path, valkey_url: str) -> N
         f"""\
         flow: greet
         name: happy
-        {CONTACT}
+        {WA_CONTACT}
         steps:
-          - bot: {{template: greeting, body: [Ana], text: Hello Ana!}}
+          - bot: {{template: greeting, body: [Ana]}}  # WhatsApp sends the template, not the text
           - user: "great, thanks"
           - bot: Glad to hear it.
         results: {{mood: {{category: Good, value: great}}}}
@@ -140,7 +140,7 @@ async def test_wrong_template_parameter_fails(flows: Path, valkey_url: str) -> N
         valkey_url,
         f"""\
         flow: greet
-        {CONTACT}
+        {WA_CONTACT}
         steps:
           - bot: {{template: greeting, body: [Ana Lima]}}
         """,
@@ -342,6 +342,7 @@ class WindowedChannel(Channel):
     TYPE = "whatsapp"
     SCHEMES = ("whatsapp",)
     WINDOW = 86400
+    TEMPLATES = True
 
     async def send(self, message: dict[str, Any]) -> SendResult:
         raise AssertionError("the runner sends through its capturing channel only")
@@ -400,7 +401,7 @@ def write_project(tmp_path: Path, flows: Path, tests: str) -> Path:
 def test_cli_exit_codes_and_summary(
     tmp_path: Path, flows: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    case = f"flow: greet\nname: NAME\n{WA_CONTACT}\nsteps: [{{bot: TEXT}}]\nstatus: waiting\n"
+    case = f"flow: greet\nname: NAME\n{CONTACT}\nsteps: [{{bot: TEXT}}]\nstatus: waiting\n"
     good = case.replace("NAME", "good").replace("TEXT", "Hello Ana!")
     bad = case.replace("NAME", "bad").replace("TEXT", "Hi Ana!")
     config = str(write_project(tmp_path, flows, good + "---\n" + bad))

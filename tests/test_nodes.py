@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
+from bot.engine import Route
 from bot.webhooks import WebhookCaller
 from tests.harness import Bot
 
@@ -58,9 +59,25 @@ async def test_send_message_text_quick_replies_attachment_and_template(bot: Bot)
     await bot.drain()
 
     first, second = bot.channel.sent
+    # a channel without templates gets the text (and the rest), not the template
     assert first["text"] == "Hola Ana, pedido A-7"
     assert first["quick_replies"] == ["Sí A-7", "No"]
     assert first["attachment"] == "https://x.test/A-7/a.png"
+    assert "template" not in first
+    assert first["urn"] == "tel:+15550001" and first["channel"] == "cap"
+    # a template alone still goes (the channel shows it, or refuses it)
+    assert "text" not in second
+    assert second["template"]["language"] == "pt_BR"
+    assert second["template"]["body"] == {"name": "Ana Souza"}
+
+    # a channel that uses templates (WhatsApp) gets the template alone
+    bot.registry.routes = [Route("cap", ("tel",), templates=True)]
+    bot.registry.reload()
+    bot.channel.sent.clear()
+    await bot.start(cid, "promo")
+    await bot.drain()
+    first, second = bot.channel.sent
+    assert set(first) & {"text", "quick_replies", "attachment"} == set()
     assert first["template"] == {
         "name": "order_delivered",
         "language": "es",  # the flow's language when the template names none
@@ -68,17 +85,15 @@ async def test_send_message_text_quick_replies_attachment_and_template(bot: Bot)
         "body": ["Ana", "A-7"],
         "buttons": [{"quick_reply": "RECEIVED"}],
     }
-    assert first["urn"] == "tel:+15550001" and first["channel"] == "cap"
-    assert "text" not in second
-    assert second["template"]["language"] == "pt_BR"
     assert second["template"]["body"] == {"name": "Ana Souza"}
 
     stored = await bot.messages(cid)
-    assert [m["status"] for m in stored] == ["sent", "sent"]
+    assert [m["status"] for m in stored] == ["sent"] * 4
     assert stored[0]["external_id"] == f"ext-{stored[0]['uuid']}"
-    (run,) = await bot.runs(cid)
-    assert run["status"] == "completed"
-    assert [p[0] for p in run["path"]] == ["hello", "named"]
+    assert "template" not in stored[0] and "text" not in stored[2]  # recorded as sent
+    first_run, second_run = await bot.runs(cid)
+    assert first_run["status"] == second_run["status"] == "completed"
+    assert [p[0] for p in first_run["path"]] == ["hello", "named"]
     assert (await bot.session(cid))["frames"] == []
 
 

@@ -1,12 +1,13 @@
 -- Apply a delivery status to a message, monotonically: queued < sent < delivered < read < played;
 -- failed is final, and a late failed after delivered is ignored. Statuses arrive in any order.
--- KEYS: mstate (hash: message uuid -> flat JSON state), msgs, queue, ready
+-- The state lives beside the message, in the contact's msgs hash under "<uuid>:s" (flat JSON).
+-- KEYS: msgs, queue, ready
 -- ARGV: message uuid, status, at, error json ('' if none), contact uuid, extra state json ('' if none)
 -- Returns the status now stored, or 'ignored' / 'unknown'.
 local rank = {queued = 0, accepted = 0, sent = 1, delivered = 2, read = 3, played = 4}
 local id, incoming, at = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if not redis.call('HEXISTS', KEYS[2], id) then return 'unknown' end
-local raw = redis.call('HGET', KEYS[1], id)
+if redis.call('HEXISTS', KEYS[1], id) == 0 then return 'unknown' end
+local raw = redis.call('HGET', KEYS[1], id .. ':s')
 local state = raw and cjson.decode(raw) or {status = 'queued'}
 if ARGV[6] ~= '' then
   for k, v in pairs(cjson.decode(ARGV[6])) do state[k] = v end
@@ -27,12 +28,12 @@ if current ~= 'failed' then
   end
   if rank[incoming] and state[incoming .. '_on'] == nil then state[incoming .. '_on'] = at end
 end
-redis.call('HSET', KEYS[1], id, cjson.encode(state))
+redis.call('HSET', KEYS[1], id .. ':s', cjson.encode(state))
 if result == 'failed' then
-  local msg = cjson.decode(redis.call('HGET', KEYS[2], id))
+  local msg = cjson.decode(redis.call('HGET', KEYS[1], id))
   local code = state.error and state.error.code or cjson.null
   local event = cjson.encode({type = 'fail', run = msg.run, node = msg.node, code = code, at = at})
-  redis.call('RPUSH', KEYS[3], event)
-  redis.call('XADD', KEYS[4], '*', 'c', ARGV[5])
+  redis.call('RPUSH', KEYS[2], event)
+  redis.call('XADD', KEYS[3], '*', 'c', ARGV[5])
 end
 return result

@@ -53,6 +53,7 @@ class WhatsAppChannel(Channel):
     TYPE = "whatsapp"
     SCHEMES = ("whatsapp",)
     WINDOW = WINDOW
+    TEMPLATES = True
     # phone_number_id -> channel: Meta posts every number of an app to one callback URL
     _by_number: ClassVar[dict[str, WhatsAppChannel]] = {}
 
@@ -142,7 +143,7 @@ class WhatsAppChannel(Channel):
             return web.Response(text=challenge, content_type="text/plain")
         if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
             return web.Response(status=413, text="payload too large")
-        raw = await request.content.read(MAX_WEBHOOK_BYTES + 1)
+        raw = await _read_capped(request, MAX_WEBHOOK_BYTES + 1)
         if len(raw) > MAX_WEBHOOK_BYTES:
             return web.Response(status=413, text="payload too large")
         secret = self.settings.app_secret.get_secret_value()
@@ -403,6 +404,17 @@ def sandbox_prefix(name: str) -> str:
 
 class TemplateSyncError(Exception):
     pass
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes: one ``read(n)`` returns only what has arrived."""
+    raw = bytearray()
+    while len(raw) < limit:
+        chunk = await request.content.read(limit - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    return bytes(raw)
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
