@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
+from bot.flowcheck import template_problems, window_warnings
 from bot.flowfile import check_references, flow_files, load_folder
 from channels.base import validate_channels
 
@@ -33,8 +34,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         siblings, _ = load_folder(folder.parent, set(config.channels))
         problems = [p for p in problems if "unknown flow" not in p.message]
         problems += [p for p in check_references({**siblings, **flows}) if p.file == str(folder)]
+    templates = asyncio.run(template_problems(flows, config)) if not problems else []
+    if templates is None:
+        print("templates not checked: none synced yet (chasqui templates sync)", file=sys.stderr)
+    problems += templates or []
     for problem in problems:
         print(problem)
+    for warning in window_warnings(flows, config):
+        print(warning)
     total = len(flow_files(folder))
     if problems:
         print(f"\n{len(problems)} problem(s) in {total} flow file(s)", file=sys.stderr)

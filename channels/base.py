@@ -85,6 +85,14 @@ class Channel(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` opened."""
 
+    async def load_templates(self) -> None:
+        """Read the synced templates from Redis into this process."""
+        return None
+
+    def template_problems(self, template: dict[str, Any]) -> str | None:
+        """Why this (rendered or not) template block would be refused, or None."""
+        return None
+
     async def sync_templates(self) -> int | None:
         """Read the provider's message templates into Redis; None: this channel has none."""
         return None
