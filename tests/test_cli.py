@@ -43,7 +43,8 @@ def test_check_passes_on_the_shipped_flows(capsys: pytest.CaptureFixture[str]) -
     shipped = sorted(p.stem for p in (REPO / "flows").glob("*.yaml"))
     assert "order_followup" in shipped
     assert out == f"{len(shipped)} flow file(s) OK: {', '.join(shipped)}\n"
-    assert err == ""
+    # on a fresh checkout no templates are synced yet: said once, not an error
+    assert err in ("", "templates not checked: none synced yet (chasqui templates sync)\n")
 
 
 def test_check_lists_every_problem_and_exits_1(
