@@ -273,9 +273,14 @@ class Worker:
         outcomes: list[SendOutcome] = []
         for message, state in queued:
             attempts = int(state.get("attempts", 0)) + 1
-            result = await self._send_one(message)
+            # the channel grows its suggested retry delay with the attempt (4^n for 131056)
+            result = await self._send_one(
+                message if attempts == 1 else {**message, "attempt": attempts}
+            )
             now = self.clock.now()
             if result.ok:
+                if result.external_id:  # now: its statuses may come before finish_sends_many
+                    await self.store.index_external(message, result.external_id)
                 outcomes.append(
                     SendOutcome(message, "sent", now, result.external_id, attempts=attempts)
                 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
 
@@ -44,7 +44,13 @@ _FAST: dict[type[Any], type[Any]] = {
 
 
 def connect(url: str, **kwargs: Any) -> Redis:
-    """``Redis.from_url`` with hiredis packing (bytes replies unless told otherwise)."""
-    pool = ConnectionPool.from_url(url, **kwargs)
+    """``Redis.from_url`` with hiredis packing (bytes replies unless told otherwise).
+
+    The pool makes a caller wait for a free connection (up to 20 s) instead of raising
+    ``MaxConnectionsError`` at the 101st concurrent command: under a burst of webhooks that
+    error became 503s and failed worker batches (left to the 60 s reclaim).
+    """
+    kwargs = {"max_connections": 128, "timeout": 20, **kwargs}
+    pool = BlockingConnectionPool.from_url(url, **kwargs)
     pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)

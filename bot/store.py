@@ -350,6 +350,11 @@ class Store:
                 await finish(keys=keys, args=[token, cid, "1" if hold else "0", *done], client=pipe)
             await pipe.execute()
 
+    async def index_external(self, message: dict[str, Any], external_id: str) -> None:
+        """Map a provider's id to the message as soon as the send is accepted."""
+        key = ext_key(message.get("channel") or "", external_id)
+        await self._r.set(key, f"{message['contact']} {message['uuid']}", ex=EXTERNAL_ID_TTL)
+
     async def apply_status(
         self,
         channel: str,

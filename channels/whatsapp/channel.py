@@ -67,6 +67,10 @@ class WhatsAppChannel(Channel):
         self._problem: str | None = None  # set by a credentials error, cleared by a success
         self._sync_task: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
+        # One coroutine at a time asks Redis for this number's next turn: concurrent sends
+        # (batch x send loops) would otherwise each hold a pooled connection while polling
+        # and exhaust redis-py's pool (MaxConnectionsError -> the send failed for good).
+        self._turn = asyncio.Lock()
 
     # -- lifetime ----------------------------------------------------------------------------
     @classmethod
@@ -274,12 +278,13 @@ class WhatsAppChannel(Channel):
         mps = self.settings.max_mps
         if mps <= 0:
             return
-        while (
-            wait := await self.store.rate_wait(
-                self.settings.phone_number_id, mps, burst=max(1.0, mps / 10)
-            )
-        ) > 0:
-            await asyncio.sleep(wait)
+        async with self._turn:
+            while (
+                wait := await self.store.rate_wait(
+                    self.settings.phone_number_id, mps, burst=max(1.0, mps / 10)
+                )
+            ) > 0:
+                await asyncio.sleep(wait)
 
     # -- templates ---------------------------------------------------------------------------
     async def sync_templates(self) -> int:
