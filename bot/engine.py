@@ -482,6 +482,11 @@ class Engine:
 
     def _on_fail(self, sprint: Sprint, event: dict[str, Any]) -> None:
         """A message sent earlier failed for good: note it, and take its ``on_failure``."""
+        if event.get("code") == "outside_24h_window" and event.get("channel"):
+            # the provider says the window is closed (it can close early): believe it, so
+            # the next free text fails here instead of at the provider
+            (sprint.contact.get("last_inbound") or {}).pop(event["channel"], None)
+            sprint.contact_dirty = True
         for frame in sprint.session.frames:
             if frame["run"]["uuid"] == event.get("run"):
                 frame["run"]["errors"].append(

@@ -918,6 +918,9 @@ async def test_async_131047_takes_on_failure(wa: WA) -> None:
     assert message["error"]["code"] == "outside_24h_window"
     assert message["error"]["whatsapp_code"] == 131047
     assert message["error"]["hint"] == "needs_template"
+    # Meta says the window is closed: we believe it, so the next free text fails locally
+    contact = (await wa.api("GET", f"/api/v1/contacts/{cid}"))[1]
+    assert "whatsapp" not in (contact.get("last_inbound") or {})
 
 
 # ---------------------------------------------------------------------------------- 5. templates

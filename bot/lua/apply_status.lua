@@ -32,7 +32,8 @@ redis.call('HSET', KEYS[1], id .. ':s', cjson.encode(state))
 if result == 'failed' then
   local msg = cjson.decode(redis.call('HGET', KEYS[1], id))
   local code = state.error and state.error.code or cjson.null
-  local event = cjson.encode({type = 'fail', run = msg.run, node = msg.node, code = code, at = at})
+  local event = cjson.encode({type = 'fail', run = msg.run, node = msg.node, code = code,
+                              channel = msg.channel, at = at})
   redis.call('RPUSH', KEYS[2], event)
   redis.call('XADD', KEYS[3], '*', 'c', ARGV[5])
 end
