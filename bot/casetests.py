@@ -64,8 +64,10 @@ _DATE_RE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def fold(text: str) -> str:
-    """Case- and accent-insensitive form: casefold, NFD, drop non-spacing marks."""
+    """Case- and accent-insensitive form: casefold, NFD, drop non-spacing marks. Cached: each
+    case of a wait folds the same reply and the same argument words again."""
     decomposed = unicodedata.normalize("NFD", text.casefold())
     return "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
 

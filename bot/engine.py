@@ -127,6 +127,7 @@ class Sprint:
     input_alternates: list[str] = field(default_factory=list)  # button payload, reply id
     _subflow: str | None = None
     _steps: int = 0
+    _context: dict[str, Any] | None = None
 
     # -- what nodes see --------------------------------------------------------------------
     @property
@@ -143,6 +144,13 @@ class Sprint:
         return self.engine.flows[self.frame["flow"]]
 
     def context(self) -> dict[str, Any]:
+        """What expressions see; built once and reused until the contact, the node or the
+        event changes (results and fields are the live dicts)."""
+        if self._context is None:
+            self._context = self._build_context()
+        return self._context
+
+    def _build_context(self) -> dict[str, Any]:
         c = self.contact
         name = c.get("name") or ""
         run = self.run if self.session.frames else {}
@@ -165,12 +173,15 @@ class Sprint:
         }
 
     def render(self, text: str) -> str:
-        return compile_text(text).render(self.context())
+        compiled = compile_text(text)
+        return compiled.render({}) if compiled.is_static else compiled.render(self.context())
 
     def contact_changed(self) -> None:
         self.contact_dirty = True
+        self._context = None
 
     def entered(self, node_id: str) -> None:
+        self._context = None  # the run may have changed (a sub-flow), and its webhook answer
         self.frame["node"] = node_id
         path = self.run["path"]
         if len(path) < MAX_PATH:
@@ -385,6 +396,7 @@ class Engine:
         # times are kept to the millisecond: enough for ordering, and shorter in Redis
         sprint.now = round(max(sprint.now, float(event.get("at", sprint.now))), 3)
         sprint._steps = 0
+        sprint._context = None
         sprint.input_text = ""
         sprint.input_alternates = []
         handler = getattr(self, f"_on_{event.get('type')}", None)

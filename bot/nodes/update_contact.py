@@ -45,6 +45,7 @@ class UpdateContact(NodeBody):
             contact["name"] = sprint.render(self.name).strip()
         if self.language is not None:
             contact["language"] = sprint.render(self.language).strip()
+        sprint.contact_changed()  # later fields may refer to the new name or language
         if self.fields:
             fields = contact.setdefault("fields", {})
             for key, value in self.fields.items():
