@@ -69,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(config, runtime)
     web.run_app(
         app,
+        access_log=logging.getLogger("aiohttp.access") if args.verbose else None,
         host=config.server.host,
         port=config.server.port,
         print=lambda msg: logging.info("%s", msg.strip()),

@@ -132,9 +132,23 @@ class Store:
         self, urn: str, name: str = "", now: float = 0.0, **extra: Any
     ) -> tuple[dict[str, Any], bool]:
         """The contact with this URN, created if new; True when it was created."""
-        cid = str(uuid.uuid4())
+        cid, created, record = await self._contact_for_urn(urn, name, now, extra)
+        if created and record["uuid"] == cid:
+            return record, True
+        contact = await self.get_contact(cid)
+        return (contact if contact is not None else {**record, "uuid": cid}), created
+
+    async def ensure_contact(self, urn: str, name: str = "", now: float = 0.0) -> str:
+        """The uuid of the URN's contact, created if new: one round trip (the webhook path)."""
+        cid, _, _ = await self._contact_for_urn(urn, name, now, {})
+        return cid
+
+    async def _contact_for_urn(
+        self, urn: str, name: str, now: float, extra: dict[str, Any]
+    ) -> tuple[str, bool, dict[str, Any]]:
+        proposed = str(uuid.uuid4())
         record = {
-            "uuid": cid,
+            "uuid": proposed,
             "name": name,
             "urns": [urn],
             "fields": {},
@@ -144,17 +158,11 @@ class Store:
             **extra,
         }
         found, created = await self._scripts["contact_for_urn"](
-            keys=[urn_key(urn), contact_key(cid, "contact")], args=[cid, dumps(record)]
+            keys=[urn_key(urn), contact_key(proposed, "contact")],
+            args=[proposed, dumps(record), contact_key("%s", "contact")],
         )
-        found = found.decode() if isinstance(found, bytes) else str(found)
-        if created:
-            return record, True
-        contact = await self.get_contact(found)
-        if contact is None:  # index without record: repair by re-creating
-            record["uuid"] = found
-            await self._r.set(contact_key(found, "contact"), dumps(record))
-            return record, True
-        return contact, False
+        cid = found.decode() if isinstance(found, bytes) else str(found)
+        return cid, bool(created), record
 
     async def get_contact(self, cid: str) -> dict[str, Any] | None:
         raw = await self._r.get(contact_key(cid, "contact"))
@@ -364,15 +372,30 @@ class Store:
         error: dict[str, Any] | None = None,
     ) -> str:
         """A provider's status for a message we sent: 'unknown' if we don't know that id."""
-        ref = await self._r.get(ext_key(channel, external_id))
-        if not ref:
-            return "unknown"
-        cid, mid = ref.decode().split(" ", 1)
-        keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
-        result = await self._scripts["apply_status"](
-            keys=keys, args=[mid, status, at, dumps(error) if error else "", cid, ""]
-        )
-        return result.decode() if isinstance(result, bytes) else str(result)
+        (result,) = await self.apply_statuses(channel, [(external_id, status, at, error)])
+        return result
+
+    async def apply_statuses(
+        self, channel: str, statuses: Sequence[tuple[str, str, float, dict[str, Any] | None]]
+    ) -> list[str]:
+        """Many statuses (external id, status, at, error) in two round trips: a webhook POST
+        carries up to a thousand of them."""
+        if not statuses:
+            return []
+        refs = await self._r.mget([ext_key(channel, s[0]) for s in statuses])
+        results = ["unknown"] * len(statuses)
+        known = [(i, ref.decode().split(" ", 1)) for i, ref in enumerate(refs) if ref]
+        if known:
+            script = self._scripts["apply_status"]
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i, (cid, mid) in known:
+                    _, status, at, error = statuses[i]
+                    keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
+                    args = [mid, status, at, dumps(error) if error else "", cid, ""]
+                    await script(keys=keys, args=args, client=pipe)
+                for (i, _), result in zip(known, await pipe.execute(), strict=True):
+                    results[i] = result.decode() if isinstance(result, bytes) else str(result)
+        return results
 
     async def rate_wait(self, bucket: str, per_second: float, burst: float = 1.0) -> float:
         """Seconds to wait before the next send on ``bucket`` (0: go now, and it is counted)."""

@@ -1,7 +1,15 @@
 -- Find the contact of a URN, creating it when new, so two concurrent webhooks make one contact.
--- KEYS: urn index key, contact key for the proposed uuid   ARGV: proposed uuid, contact json
+-- An index entry whose contact record is gone is repaired with the new record.
+-- KEYS: urn index key, contact key for the proposed uuid
+-- ARGV: proposed uuid, contact json, contact key pattern (%s = uuid)
 local existing = redis.call('GET', KEYS[1])
-if existing then return {existing, 0} end
+if existing then
+  if redis.call('EXISTS', string.format(ARGV[3], existing)) == 1 then return {existing, 0} end
+  local record = cjson.decode(ARGV[2])
+  record.uuid = existing
+  redis.call('SET', string.format(ARGV[3], existing), cjson.encode(record))
+  return {existing, 1}
+end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 return {ARGV[1], 1}

@@ -173,14 +173,18 @@ class WhatsAppChannel(Channel):
         for message in batch.messages:
             channel = self._by_number.get(message.phone_number_id, self)
             await channel._accept_message(message)
+        by_channel: dict[str, list[tuple[str, str, float, dict[str, Any] | None]]] = {}
         for status in batch.statuses:
             channel = self._by_number.get(status.phone_number_id, self)
             error = classify_failed_status(status).as_error() if status.status == "failed" else None
-            result = await self.store.apply_status(
-                channel.name, status.wamid, status.status, float(status.timestamp), error
+            by_channel.setdefault(channel.name, []).append(
+                (status.wamid, status.status, float(status.timestamp), error)
             )
-            if result == "unknown":
-                log.debug("status %s for unknown message %s", status.status, status.wamid)
+        for name, statuses in by_channel.items():
+            results = await self.store.apply_statuses(name, statuses)
+            unknown = sum(1 for r in results if r == "unknown")
+            if unknown:
+                log.debug("%d status(es) for messages %s does not know", unknown, name)
         for update in batch.template_updates:
             await self._template_status(
                 update.name, update.language, update.event, update.reason, update.rejection_info
@@ -190,7 +194,7 @@ class WhatsAppChannel(Channel):
 
     async def _accept_message(self, message: InboundMessage) -> None:
         """Create the contact if new, then queue the message once (Meta redelivers)."""
-        contact, _ = await self.store.contact_for_urn(
+        cid = await self.store.ensure_contact(
             message.urn, message.profile_name or "", float(message.timestamp)
         )
         event: dict[str, Any] = {
@@ -218,7 +222,7 @@ class WhatsAppChannel(Channel):
         if not message.is_reply:
             event["record_only"] = True
         queued = await self.store.enqueue_once(
-            f"wa:{self.name}:{message.wamid}", DEDUP_TTL, contact["uuid"], event
+            f"wa:{self.name}:{message.wamid}", DEDUP_TTL, cid, event
         )
         if not queued:
             log.debug("duplicate delivery of %s ignored", message.wamid)
