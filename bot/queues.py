@@ -27,6 +27,10 @@ from channels.base import Channel, SendResult
 
 log = logging.getLogger("chasqui.queues")
 
+# Deciding for a batch is pure CPU (~0.3 ms a contact); handing the loop back every few contacts
+# keeps webhook acknowledgements from waiting behind a whole batch (ack p99 at 500/s, bench/).
+YIELD_EVERY = 10
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -150,9 +154,11 @@ class Worker:
         commits: list[Commit] = []
         slow: list[asyncio.Task[Commit]] = []
         engine = self.engine()
-        for claim in claims:
+        for n, claim in enumerate(claims):
             if claim is None:
                 continue  # another worker holds the contact; its commit re-signals what is left
+            if n and n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let webhooks be acknowledged between contacts
             sprint, pending = self._decide(engine, claim)
             if pending is None:
                 commits.append(self._commit_of(claim.cid, claim.token, len(claim.events), sprint))
