@@ -187,6 +187,7 @@ class Setup:
     tmp: Path
     server_port: int
     sandbox_port: int
+    processes: int = 1
     procs: dict[str, Proc] = field(default_factory=dict)
 
     @property
@@ -213,6 +214,7 @@ class Setup:
 host = "127.0.0.1"
 port = {self.server_port}
 admin_token = "{ADMIN}"
+processes = {self.processes}
 
 [redis]
 url = ""
@@ -545,7 +547,7 @@ def top_frames(path: Path, n: int = 25) -> str:
 # -- main ----------------------------------------------------------------------------------------
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="chqw", dir="/tmp"))
-    setup = Setup(tmp, free_port(), free_port())
+    setup = Setup(tmp, free_port(), free_port(), args.processes)
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=args.connections)
     redis: Redis | None = None
@@ -675,6 +677,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile-server", type=float, default=0, help="py-spy the server at this webhook rate"
     )
+    p.add_argument("--processes", type=int, default=1, help="server processes (server.processes)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--quick", action="store_true", help="short run: 500 senders, 3 s, 2k sends")
     args = p.parse_args(argv)

@@ -10,8 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from bot.config import Config, ConfigError, load_config
 from bot.flowcheck import template_problems, window_warnings
@@ -51,10 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from bot.runtime import Runtime
-    from bot.server import create_app
+    from bot.runtime import Runtime, admin_token
 
     config = _config(args)
     validate_channels(config.channels)
@@ -66,15 +66,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("refusing to start: fix the flows above (chasqui check)", file=sys.stderr)
         return 1
     logging.info("flows loaded: %s", ", ".join(sorted(runtime.registry.flows)) or "none")
-    app = create_app(config, runtime)
+    processes = config.server.processes
+    if processes > 1 and any(
+        c.model_extra and c.model_extra.get("graph_url") == "sandbox"
+        for c in config.channels.values()
+    ):
+        print(
+            "server.processes > 1 cannot share an in-process sandbox: run `chasqui sandbox` "
+            "and point graph_url at it",
+            file=sys.stderr,
+        )
+        return 2
+    admin_token(config)  # once, before the processes: they all read the same token
+    children = [pid for pid in (_fork_server(config, args) for _ in range(processes - 1)) if pid]
+    try:
+        _serve(config, runtime, args, reuse_port=processes > 1)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return 0
+
+
+def _fork_server(config: Config, args: argparse.Namespace) -> int:
+    """Another serving process on the same port (SO_REUSEPORT: the kernel spreads the
+    connections) and the same Redis (the work streams spread the work). Returns the child's
+    pid in the parent; the child serves until told to stop, then exits."""
+    from bot.runtime import Runtime
+
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        runtime = Runtime(config)
+        runtime.load_flows()
+        _serve(config, runtime, args, reuse_port=True)
+    except BaseException:
+        logging.exception("serving process failed")
+        code = 1
+    os._exit(code)
+
+
+def _serve(config: Config, runtime: Any, args: argparse.Namespace, *, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from bot.server import create_app
+
     web.run_app(
-        app,
+        create_app(config, runtime),
         access_log=logging.getLogger("aiohttp.access") if args.verbose else None,
         host=config.server.host,
         port=config.server.port,
+        reuse_port=reuse_port or None,
         print=lambda msg: logging.info("%s", msg.strip()),
     )
-    return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -36,6 +36,9 @@ class ServerConfig(_Section):
     # Empty: a token is generated on first start and kept in <redis.data_dir>/admin-token.
     admin_token: SecretStr = SecretStr("")
     max_body_bytes: int = 1024 * 1024
+    # Serving processes on this machine, all on the same port and Redis (one per core is a
+    # good start); each runs the webhooks, the API and its share of the work.
+    processes: int = Field(1, ge=1, le=64)
     # How this server is reached (webhook URLs of the sandbox); empty: http://host:port
     public_url: str = ""
 
