@@ -327,7 +327,7 @@ async def memory(bench: Bench, n: int) -> dict[str, Any]:
     per_kind["urn index (chasqui:urn:*)"] = statistics.mean(
         [await r.memory_usage(urn_key(u), samples=0) or 0 for u in urns]
     )
-    per_kind["timers zset share (1 member a wait)"] = (await r.memory_usage(TIMERS, samples=0) or 0) / n
+    per_kind["timers zset share (1 a wait)"] = (await r.memory_usage(TIMERS, samples=0) or 0) / n
     for stream in (READY, SENDQ):
         per_kind[f"{stream} share"] = (await r.memory_usage(stream, samples=0) or 0) / n
     out["per_kind"] = per_kind
