@@ -237,6 +237,18 @@ async def sync_templates(request: web.Request) -> web.Response:
     return web.json_response({"synced": synced})
 
 
+async def channel_media(request: web.Request) -> web.StreamResponse:
+    """An inbound attachment, fetched from the provider on demand (it is not stored here)."""
+    channel = request.app[RUNTIME].channels.get(request.match_info["name"])
+    if channel is None:
+        raise ApiError(404, "not_found", f"no channel {request.match_info['name']!r}")
+    media = await channel.fetch_media(request.match_info["media_id"])
+    if media is None:
+        raise ApiError(404, "not_found", f"no media {request.match_info['media_id']!r}")
+    content, mime = media
+    return web.Response(body=content, content_type=mime.split(";")[0].strip() or None)
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_route("GET", "/webhooks/{type}/{name}", channel_webhook)
@@ -246,6 +258,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/contacts", find_contact)
     app.router.add_post("/api/v1/contacts", create_contact)
     app.router.add_get("/api/v1/templates", list_templates)
+    app.router.add_get("/api/v1/channels/{name}/media/{media_id}", channel_media)
     app.router.add_post("/api/v1/templates/sync", sync_templates)
     app.router.add_get("/api/v1/contacts/{uuid}", get_contact)
     app.router.add_get("/api/v1/contacts/{uuid}/runs", contact_runs)

@@ -93,6 +93,10 @@ class Channel(ABC):
         """Why this (rendered or not) template block would be refused, or None."""
         return None
 
+    async def fetch_media(self, media_id: str) -> tuple[bytes, str] | None:
+        """An inbound attachment's bytes and mime type, fetched on demand; None if unknown."""
+        return None
+
     async def sync_templates(self) -> int | None:
         """Read the provider's message templates into Redis; None: this channel has none."""
         return None

@@ -339,7 +339,7 @@ async def make_wa(
 ) -> AsyncIterator[Factory]:
     sessions: list[aiohttp.ClientSession] = []
 
-    async def make(separate_sandbox: dict[str, Any] | None = None) -> WA:
+    async def make(separate_sandbox: dict[str, Any] | None = None, **channel_options: Any) -> WA:
         """Chasqui on its sandbox; ``separate_sandbox``: SandboxConfig options for a sandbox
         app on its own port instead of the mounted one."""
         flows = tmp_path / "flows"
@@ -377,6 +377,7 @@ async def make_wa(
                         "app_secret": SECRET,
                         "verify_token": VERIFY,
                         "max_mps": 0,
+                        **channel_options,
                     }
                 },
                 "base_dir": str(tmp_path),
@@ -1137,3 +1138,40 @@ async def test_statuses_that_beat_our_bookkeeping_are_kept(make_wa: Factory) -> 
         ("dos", wamids[1], 1),
         ("tres", wamids[2], 1),
     ]
+
+
+# ------------------------------------------------------------------- media on demand, blue ticks
+
+
+async def test_inbound_media_is_fetched_on_demand(wa: WA) -> None:
+    await wa.contact("Ana Quispe")
+    await wa.inbound(type="image", mime_type="image/png", media_content="PNG-BYTES-1")
+    cid = (await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:%2B{ANA}"))[1]["uuid"]
+
+    async def media_id() -> str | None:
+        inbound = await wa.messages(cid, "in")
+        return inbound[0]["media"]["id"] if inbound else None
+
+    mid = await wa.until(media_id, "the inbound image")
+    async with wa.http.get(
+        f"{wa.base}/api/v1/channels/whatsapp/media/{mid}", headers=AUTH
+    ) as response:
+        assert response.status == 200
+        assert response.content_type == "image/png"
+        assert await response.read() == b"PNG-BYTES-1"
+    status, body = await wa.api("GET", "/api/v1/channels/whatsapp/media/999999")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    async with wa.http.get(f"{wa.base}/api/v1/channels/whatsapp/media/{mid}") as response:
+        assert response.status == 401  # behind the admin token like the rest of the API
+
+
+async def test_mark_read_sends_blue_ticks_once_queued(make_wa: Factory) -> None:
+    wa = await make_wa(mark_read=True)
+    await wa.contact("Ana Quispe")
+    wamid = await wa.inbound(text="hola")
+
+    async def marked() -> list[dict[str, Any]]:
+        return [r for r in await wa.sent() if r["body"].get("status") == "read"]
+
+    (record,) = await wa.until(marked, "a mark-as-read")
+    assert record["body"]["message_id"] == wamid and record["http_status"] == 200

@@ -29,6 +29,7 @@ from channels.whatsapp.protocol import (
     OutboundError,
     TemplateInfo,
     WebhookBatch,
+    build_mark_read,
     build_send,
     check_template_params,
     classify_error,
@@ -67,6 +68,7 @@ class WhatsAppChannel(Channel):
         self._problem: str | None = None  # set by a credentials error, cleared by a success
         self._sync_task: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         # One coroutine at a time asks Redis for this number's next turn: concurrent sends
         # (batch x send loops) would otherwise each hold a pooled connection while polling
         # and exhaust redis-py's pool (MaxConnectionsError -> the send failed for good).
@@ -114,7 +116,7 @@ class WhatsAppChannel(Channel):
         self._sync_task = asyncio.create_task(self._sync_forever())
 
     async def close(self) -> None:
-        for task in (self._sync_task, self._resync):
+        for task in (self._sync_task, self._resync, *self._background):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -226,6 +228,35 @@ class WhatsAppChannel(Channel):
         )
         if not queued:
             log.debug("duplicate delivery of %s ignored", message.wamid)
+        elif self.settings.mark_read and message.is_reply:
+            task = asyncio.create_task(self._mark_read(message.wamid))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _mark_read(self, wamid: str) -> None:
+        """Blue ticks: best effort, after the message is safely queued; never fails the ack."""
+        try:
+            async with self.session.post(
+                self._url(f"{self.settings.phone_number_id}/messages"), json=build_mark_read(wamid)
+            ) as response:
+                if response.status != 200:
+                    log.info("mark-as-read of %s refused (%s)", wamid, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("mark-as-read of %s failed: %s", wamid, exc)
+
+    async def fetch_media(self, media_id: str) -> tuple[bytes, str] | None:
+        """Meta keeps inbound media for a while: its metadata gives a URL that takes our token."""
+        async with self.session.get(self._url(media_id)) as response:
+            if response.status != 200:
+                return None
+            meta = await _json_or_none(response)
+        if not isinstance(meta, dict) or not isinstance(meta.get("url"), str):
+            return None
+        async with self.session.get(meta["url"]) as response:
+            if response.status != 200:
+                return None
+            content = await response.read()
+        return content, str(meta.get("mime_type") or response.content_type)
 
     # -- sends out ---------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> SendResult:

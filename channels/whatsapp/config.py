@@ -29,6 +29,7 @@ class WhatsAppConfig(BaseModel):
     request_timeout: str = "15s"
     template_sync: str = "1h"  # how often templates are read again from Meta
     list_button: str = "Options"  # the label of the button that opens a list of choices
+    mark_read: bool = False  # mark each inbound message read (blue ticks) once it is queued
 
     @field_validator("request_timeout", "template_sync")
     @classmethod
