@@ -324,6 +324,19 @@ class WhatsAppChannel(Channel):
     # -- templates ---------------------------------------------------------------------------
     async def sync_templates(self) -> int:
         """Read every page of the number's templates from Meta into Redis; returns how many."""
+        try:
+            return await self._sync_templates()
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            hint = (
+                " (the sandbox runs inside `chasqui serve`: start the server first)"
+                if self.settings.sandbox
+                else ""
+            )
+            raise TemplateSyncError(
+                f"cannot reach the Graph API at {self.graph_base}: {exc}{hint}"
+            ) from None
+
+    async def _sync_templates(self) -> int:
         items: list[dict[str, Any]] = []
         after: str | None = None
         while True:
