@@ -167,6 +167,24 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_contacts(args: argparse.Namespace) -> int:
+    """``chasqui contacts import FILE [--group G]``: straight into Redis, streamed."""
+    from bot.api_contacts import import_file
+    from bot.runtime import Runtime
+
+    async def run() -> int:
+        runtime = Runtime(_config(args))
+        await runtime.connect()
+        try:
+            return await import_file(
+                runtime.store, Path(args.file), args.group, runtime.clock.now()
+            )
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(run())
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from bot.sandbox import demo_config, run_sandbox
 
@@ -209,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("templates", help="sync or list the channels' message templates")
     p.add_argument("action", choices=["sync", "list"])
     p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("contacts", help="import contacts from a CSV file")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
+    p.add_argument("--group", action="append", default=[], help="also add every row to G")
+    p.set_defaults(func=cmd_contacts)
 
     p = sub.add_parser("sandbox", help="run the WhatsApp Graph API sandbox on its own")
     p.add_argument("--host", default="127.0.0.1")

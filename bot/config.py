@@ -79,6 +79,17 @@ class EngineConfig(_Section):
         return value
 
 
+class ContactsConfig(_Section):
+    """Opt-out: per language, words that (as the whole message) opt a contact out or back in,
+    and the confirmation sent. Each language given replaces that language's defaults (STOP,
+    PARAR, SAIR, BAJA, CANCELAR, ...; see docs/contacts.md); an empty list turns it off."""
+
+    stop_words: dict[str, list[str]] = Field(default_factory=dict)
+    start_words: dict[str, list[str]] = Field(default_factory=dict)
+    stop_confirmation: dict[str, str] = Field(default_factory=dict)
+    start_confirmation: dict[str, str] = Field(default_factory=dict)
+
+
 class ChannelConfig(BaseModel):
     """One channel; ``type`` picks the module in ``channels/``, other keys belong to it."""
 
@@ -91,6 +102,7 @@ class Config(_Section):
     redis: RedisConfig = RedisConfig()
     flows: FlowsConfig = FlowsConfig()
     engine: EngineConfig = EngineConfig()
+    contacts: ContactsConfig = ContactsConfig()
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     base_dir: Path = Path(".")  # the config file's folder: relative paths start here
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.casetests import fold
 from bot.expressions import compile_text
 from bot.flowfile import Flow
 from bot.machine import END, START, Cursor, fire
@@ -38,6 +39,65 @@ INBOUND_DETAILS = (
 )
 
 
+STOP_WORDS = {
+    "es": ("STOP", "PARAR", "BAJA", "CANCELAR", "DETENER", "ALTO"),
+    "pt": ("STOP", "PARAR", "SAIR", "CANCELAR", "DESCADASTRAR"),
+    "en": ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPALL"),
+}
+START_WORDS = {
+    "es": ("ALTA", "START", "INICIAR"),
+    "pt": ("VOLTAR", "START", "INICIAR"),
+    "en": ("START", "UNSTOP", "SUBSCRIBE"),
+}
+STOP_CONFIRMATION = {
+    "es": "Listo: no te enviaremos más mensajes. Escribe ALTA si quieres volver a recibirlos.",
+    "pt": "Pronto: você não receberá mais mensagens. Envie VOLTAR se quiser recebê-las de novo.",
+    "en": "Done: you will get no more messages from us. Send START to receive them again.",
+}
+START_CONFIRMATION = {
+    "es": "Listo: volverás a recibir nuestros mensajes.",
+    "pt": "Pronto: você voltará a receber nossas mensagens.",
+    "en": "Done: you will receive our messages again.",
+}
+_EDGE_PUNCTUATION = " \t\r\n.!¡?¿,;:\"'"
+
+
+def _fold_word(text: str) -> str:
+    return fold(text.strip(_EDGE_PUNCTUATION))
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """Stop and start words (the whole message, case- and accent-insensitive) per language,
+    and the confirmation sent once in the contact's language (else the word's)."""
+
+    stop_words: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(STOP_WORDS))
+    start_words: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(START_WORDS))
+    stop_confirmation: dict[str, str] = field(default_factory=lambda: dict(STOP_CONFIRMATION))
+    start_confirmation: dict[str, str] = field(default_factory=lambda: dict(START_CONFIRMATION))
+
+    def __post_init__(self) -> None:
+        for attr, words in (("_stop", self.stop_words), ("_start", self.start_words)):
+            folded: dict[str, str] = {}
+            for language, items in words.items():
+                for word in items:
+                    folded.setdefault(_fold_word(word), language)
+            object.__setattr__(self, attr, folded)
+
+    def match(self, text: str) -> tuple[str, str] | None:
+        """("stop" | "start", language of the word) when the message is one of the words."""
+        if not text or len(text) > 40:
+            return None
+        word = _fold_word(text)
+        stop: dict[str, str] = self._stop  # type: ignore[attr-defined]
+        start: dict[str, str] = self._start  # type: ignore[attr-defined]
+        if word in stop:
+            return "stop", stop[word]
+        if word in start:
+            return "start", start[word]
+        return None
+
+
 @dataclass(frozen=True)
 class Limits:
     max_steps: int = 100
@@ -46,6 +106,7 @@ class Limits:
     loop_repeats: int = 20
     loop_window: int = 300
     default_expire: int = 7 * 86400
+    opt_out: OptOut = field(default_factory=OptOut)
 
 
 @dataclass(frozen=True)
@@ -121,10 +182,12 @@ class Sprint:
     messages: list[dict[str, Any]] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     timers_remove: list[str] = field(default_factory=list)
+    group_changes: dict[str, bool] = field(default_factory=dict)  # name -> added (or removed)
     webhook_request: dict[str, Any] | None = None
     # scratch for the event being applied
     input_text: str = ""
     input_alternates: list[str] = field(default_factory=list)  # button payload, reply id
+    input_external_id: str | None = None  # the provider's id of the message being answered
     _subflow: str | None = None
     _steps: int = 0
     _context: dict[str, Any] | None = None
@@ -209,6 +272,8 @@ class Sprint:
         groups = [g for g in self.contact.get("groups", []) if g not in remove]
         groups += [g for g in add if g not in groups]
         self.contact["groups"] = groups
+        self.group_changes.update({g: False for g in remove})
+        self.group_changes.update({g: True for g in add})
         self.contact_dirty = True
 
     def request_webhook(self, request: dict[str, Any]) -> None:
@@ -264,6 +329,34 @@ class Sprint:
             self.run["errors"].append({"node": node.id, "code": error, "at": self.now})
         else:
             self._guard_loop(content)
+        self.messages.append(message)
+        return error
+
+    def notice(self, text: str, kind: str) -> str | None:
+        """A message outside any run (an opt-out confirmation); sent whatever the contact's
+        status. Returns an error code when it cannot go."""
+        route = self.engine.route_for(self.contact)
+        content = {"text": text}
+        message: dict[str, Any] = {
+            "uuid": str(uuid.uuid4()),
+            "direction": "out",
+            "contact": self.contact["uuid"],
+            "channel": route[0].name if route else None,
+            "urn": route[1] if route else None,
+            "text": text,
+            "kind": kind,
+            "run": None,
+            "status": "queued",
+            "created_on": self.now,
+        }
+        error = None
+        if route is None:
+            error = "no_route"
+        elif not self._window_allows(route[0], content):
+            error = "outside_24h_window"
+        if error:
+            message["status"] = "failed"
+            message["error"] = {"code": error}
         self.messages.append(message)
         return error
 
@@ -399,6 +492,7 @@ class Engine:
         sprint._context = None
         sprint.input_text = ""
         sprint.input_alternates = []
+        sprint.input_external_id = None
         handler = getattr(self, f"_on_{event.get('type')}", None)
         try:
             if handler is not None:
@@ -428,6 +522,7 @@ class Engine:
         text = str(event.get("text") or "")
         sprint.input_text = text
         sprint.input_alternates = [str(event["payload"])] if event.get("payload") else []
+        sprint.input_external_id = event.get("external_id")
         sent_at = float(event.get("sent_at") or event.get("at") or sprint.now)
         contact = sprint.contact
         contact["last_seen_on"] = sprint.now
@@ -453,6 +548,8 @@ class Engine:
         }
         message.update({k: event[k] for k in INBOUND_DETAILS if event.get(k) is not None})
         sprint.messages.append(message)
+        if not event.get("record_only") and self._opt_out(sprint, text, message):
+            return
         if not answering:
             return
         node = sprint.flow.nodes[sprint.frame["node"]]
@@ -461,6 +558,34 @@ class Engine:
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_reply(node, sprint, text)  # type: ignore[attr-defined]
         self._fire(sprint, cursor, "reply")
+
+    def _opt_out(self, sprint: Sprint, text: str, message: dict[str, Any]) -> bool:
+        """A stop word opts the contact out (its waiting run is interrupted) and a start word
+        back in, each confirmed once; True when the message was one (it answers no wait)."""
+        found = self.limits.opt_out.match(text)
+        contact = sprint.contact
+        status = contact.get("status", "active")
+        if found is None or status == "blocked":
+            return False
+        action, language = found
+        if action == "start" and status != "opted_out":
+            return False  # an active contact's START is an ordinary answer
+        message["run"] = None
+        message["status"] = "handled"
+        message["action"] = "opt_out" if action == "stop" else "opt_in"
+        if action == "stop" and status == "opted_out":
+            return True  # confirmed once already
+        rules = self.limits.opt_out
+        texts = rules.stop_confirmation if action == "stop" else rules.start_confirmation
+        if action == "stop":
+            sprint.end_all(INTERRUPTED, "opted out")
+        contact["status"] = "opted_out" if action == "stop" else "active"
+        contact["status_changed_on"] = sprint.now
+        sprint.contact_changed()
+        text_out = texts.get(contact.get("language") or "") or texts.get(language)
+        if text_out:
+            sprint.notice(text_out, message["action"])
+        return True
 
     def _on_timeout(self, sprint: Sprint, event: dict[str, Any]) -> None:
         if not self._at_wait(sprint, event.get("token")):

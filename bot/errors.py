@@ -6,7 +6,9 @@ Shape: ``{"error": {"code": "unknown_flow", "message": "...", "details": {...}}}
 - ``not_found`` (404): no such route or object
 - ``bad_request`` (400): unreadable JSON or a missing/invalid field
 - ``body_too_large`` (413): the request body is over the configured limit
-- ``unknown_flow`` (404), ``unknown_contact`` (404)
+- ``unknown_flow`` (404), ``unknown_contact`` (404), ``unknown_group`` (404)
+- ``invalid_urn`` (400): a URN that is malformed or not a valid phone number
+- ``group_exists`` (409), ``contact_busy`` (409: locked by a worker for longer than a write waits)
 - ``internal`` (500): a bug of ours; logged with a reference, no stack trace in the answer
 """
 

@@ -246,6 +246,8 @@ class Worker:
             messages=sprint.messages,
             timers_remove=sprint.timers_remove,
             timers_add=sprint.timers_add,
+            groups=sprint.group_changes,
+            now=sprint.now,
         )
 
     async def _commit(self, commits: list[Commit]) -> None:

@@ -11,7 +11,15 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.durations import parse_duration
 from bot.embedded import EmbeddedValkey
-from bot.engine import Engine, Limits
+from bot.engine import (
+    START_CONFIRMATION,
+    START_WORDS,
+    STOP_CONFIRMATION,
+    STOP_WORDS,
+    Engine,
+    Limits,
+    OptOut,
+)
 from bot.flows import FlowRegistry, ReloadReport
 from bot.queues import Worker, WorkerSettings
 from bot.redisconn import connect
@@ -30,6 +38,18 @@ def limits_of(config: Config) -> Limits:
         loop_window=parse_duration(e.loop_window),
         default_expire=parse_duration(e.default_expire_after),
         max_reply_age=parse_duration(e.max_reply_age),
+        opt_out=opt_out_of(config),
+    )
+
+
+def opt_out_of(config: Config) -> OptOut:
+    """The stop/start words and confirmations: the defaults, per language overridden."""
+    c = config.contacts
+    return OptOut(
+        stop_words={**STOP_WORDS, **{k: tuple(v) for k, v in c.stop_words.items()}},
+        start_words={**START_WORDS, **{k: tuple(v) for k, v in c.start_words.items()}},
+        stop_confirmation={**STOP_CONFIRMATION, **c.stop_confirmation},
+        start_confirmation={**START_CONFIRMATION, **c.start_confirmation},
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import api_contacts
 from bot.config import Config
 from bot.engine import Session
 from bot.errors import ApiError
@@ -123,22 +124,6 @@ async def _contact(request: web.Request) -> dict[str, Any]:
     return contact
 
 
-async def get_contact(request: web.Request) -> web.Response:
-    return web.json_response(await _contact(request))
-
-
-async def find_contact(request: web.Request) -> web.Response:
-    urn = request.query.get("urn")
-    if not urn:
-        raise ApiError(400, "bad_request", "give ?urn=scheme:path")
-    store = request.app[RUNTIME].store
-    cid = await store.contact_id_for_urn(urn)
-    contact = await store.get_contact(cid) if cid else None
-    if contact is None:
-        raise ApiError(404, "unknown_contact", f"no contact with URN {urn}")
-    return web.json_response(contact)
-
-
 async def contact_runs(request: web.Request) -> web.Response:
     contact = await _contact(request)
     store = request.app[RUNTIME].store
@@ -184,24 +169,6 @@ async def channel_webhook(request: web.Request) -> web.StreamResponse:
             f"no {request.match_info['type']} channel {request.match_info['name']!r}",
         )
     return await channel.handle_webhook(request)
-
-
-async def create_contact(request: web.Request) -> web.Response:
-    """Create a contact (or find it: idempotent on the URN). Full contact management comes with
-    the contacts API; this is what sending a flow to a new number needs."""
-    body = await _json_body(request)
-    urn = body.get("urn")
-    if not isinstance(urn, str) or ":" not in urn or not urn.split(":", 1)[1]:
-        raise ApiError(400, "bad_request", "urn must look like scheme:path, e.g. whatsapp:+5511...")
-    name = body.get("name") or ""
-    fields = body.get("fields") or {}
-    if not isinstance(name, str) or not isinstance(fields, dict):
-        raise ApiError(400, "bad_request", "name must be text and fields an object")
-    runtime = request.app[RUNTIME]
-    contact, created = await runtime.store.contact_for_urn(
-        urn, name, runtime.clock.now(), fields={str(k): str(v) for k, v in fields.items()}
-    )
-    return web.json_response(contact, status=201 if created else 200)
 
 
 async def list_templates(request: web.Request) -> web.Response:
@@ -255,15 +222,13 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_route("POST", "/webhooks/{type}/{name}", channel_webhook)
     app.router.add_get("/api/v1/flows", list_flows)
     app.router.add_post("/api/v1/flows/reload", reload_flows)
-    app.router.add_get("/api/v1/contacts", find_contact)
-    app.router.add_post("/api/v1/contacts", create_contact)
     app.router.add_get("/api/v1/templates", list_templates)
     app.router.add_get("/api/v1/channels/{name}/media/{media_id}", channel_media)
     app.router.add_post("/api/v1/templates/sync", sync_templates)
-    app.router.add_get("/api/v1/contacts/{uuid}", get_contact)
     app.router.add_get("/api/v1/contacts/{uuid}/runs", contact_runs)
     app.router.add_get("/api/v1/contacts/{uuid}/messages", contact_messages)
     app.router.add_post("/api/v1/contacts/{uuid}/start", start_contact)
+    api_contacts.setup_routes(app)  # contacts (create, list, find, update, delete, import), groups
 
 
 def create_app(config: Config, runtime: Runtime | None = None) -> web.Application:

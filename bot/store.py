@@ -7,9 +7,12 @@ timer set, the URN index) are few and named below. Layout, with why, in docs/red
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -23,6 +26,53 @@ SENDQ = "chasqui:sendq"  # stream: "contact <uuid> has messages in its outbox"
 TIMERS = "chasqui:timers"  # sorted set: "<contact>|<kind>|<token>" scored by due time
 WORKERS = "workers"  # consumer group on READY
 SENDERS = "senders"  # consumer group on SENDQ
+
+
+CONTACTS = "chasqui:contacts"  # sorted set, all scores 0: "<created_on>|<uuid>", listed by lex
+GROUPS = "chasqui:groups"  # hash: group name -> group id
+GROUP_SEQ = "chasqui:groups:seq"  # counter: the next group id
+
+
+def group_key(gid: str) -> str:
+    """A group's hash: name, created_on."""
+    return f"chasqui:group:{gid}"
+
+
+def members_key(gid: str) -> str:
+    """The set of the uuids of a group's members."""
+    return f"chasqui:group:{gid}:members"
+
+
+def index_member(contact: dict[str, Any]) -> str:
+    """A contact's entry in CONTACTS: fixed-width creation time then uuid, so lex order is
+    creation order and a member is a stable paging cursor."""
+    return f"{_created(contact.get('created_on')):017.3f}|{contact['uuid']}"
+
+
+def _created(value: Any) -> float:
+    try:
+        return max(float(value or 0), 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _session_wait(raw: bytes | None) -> dict[str, Any] | None:
+    """The wait of a stored session (its timer is named by it), if any."""
+    if not raw:
+        return None
+    try:
+        wait = json.loads(raw).get("wait")
+    except (ValueError, AttributeError):
+        return None
+    return wait if isinstance(wait, dict) and wait.get("token") else None
+
+
+class ContactBusy(Exception):
+    """A worker kept these contacts locked longer than an API write waits."""
+
+    def __init__(self, cids: Sequence[str]) -> None:
+        super().__init__(f"contacts busy: {', '.join(cids[:5])}")
+        self.cids = list(cids)
 
 
 def contact_key(cid: str, part: str) -> str:
@@ -92,6 +142,9 @@ class Commit:
     messages: list[dict[str, Any]] = field(default_factory=list)
     timers_remove: list[str] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
+    # group name -> True (add) / False (remove): the group sets follow the contact's groups
+    groups: dict[str, bool] = field(default_factory=dict)
+    now: float = 0.0
 
 
 def _script(redis: Redis, name: str) -> AsyncScript:
@@ -115,6 +168,9 @@ class Store:
             "apply_status",
             "rate_limit",
             "enqueue_once",
+            "contact_write",
+            "group_ensure",
+            "delete_contact",
         )
         self._scripts = {name: _script(redis, name) for name in names}
 
@@ -158,8 +214,13 @@ class Store:
             **extra,
         }
         found, created = await self._scripts["contact_for_urn"](
-            keys=[urn_key(urn), contact_key(proposed, "contact")],
-            args=[proposed, dumps(record), contact_key("%s", "contact")],
+            keys=[urn_key(urn), contact_key(proposed, "contact"), CONTACTS],
+            args=[
+                proposed,
+                dumps(record),
+                contact_key("%s", "contact"),
+                f"{_created(record.get('created_on')):017.3f}",
+            ],
         )
         cid = found.decode() if isinstance(found, bytes) else str(found)
         return cid, bool(created), record
@@ -171,6 +232,250 @@ class Store:
     async def contact_id_for_urn(self, urn: str) -> str | None:
         raw = await self._r.get(urn_key(urn))
         return raw.decode() if raw else None
+
+    async def contacts(self, cids: Sequence[str]) -> list[dict[str, Any] | None]:
+        if not cids:
+            return []
+        raws = await self._r.mget([contact_key(c, "contact") for c in cids])
+        return [json.loads(r) if r else None for r in raws]
+
+    async def contact_page(self, after: str | None, since: float | None, count: int) -> list[str]:
+        """Up to ``count`` index members (creation order) after the cursor ``after``, or from
+        ``since`` (created at or after), or from the start."""
+        if after:
+            low = "(" + after
+        elif since is not None:
+            low = f"[{_created(since):017.3f}"
+        else:
+            low = "-"
+        members = await self._r.zrangebylex(CONTACTS, low, "+", 0, count)
+        return [m.decode() for m in members]
+
+    async def update_contacts(
+        self,
+        cids: Sequence[str],
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        now: float,
+        wait: float = 5.0,
+    ) -> dict[str, dict[str, Any] | None]:
+        """Apply ``change`` (given a copy; returns the new record, or None for no change) to
+        each contact, never overwriting a worker's sprint nor being overwritten by it: each write
+        is a compare-and-set that also refuses while the contact's lock is held, retried after a
+        short pause. Group sets follow the ``groups`` list. None for contacts that do not exist;
+        raises :class:`ContactBusy` for those still locked after ``wait`` seconds."""
+        results: dict[str, dict[str, Any] | None] = {}
+        pending = list(dict.fromkeys(cids))
+        give_up = time.monotonic() + wait
+        pause = 0.002
+        script = self._scripts["contact_write"]
+        while pending:
+            raws = await self._r.mget([contact_key(c, "contact") for c in pending])
+            writes: list[tuple[str, bytes, dict[str, Any], list[str], list[str]]] = []
+            for cid, raw in zip(pending, raws, strict=True):
+                if raw is None:
+                    results[cid] = None
+                    continue
+                old = json.loads(raw)
+                new = change(copy.deepcopy(old))
+                if new is None:
+                    results[cid] = old
+                    continue
+                new["modified_on"] = now
+                before, after = list(old.get("groups") or []), list(new.get("groups") or [])
+                added = [g for g in after if g not in before]
+                removed = [g for g in before if g not in after]
+                writes.append((cid, raw, new, added, removed))
+            ids = await self.group_ids({g for w in writes for g in w[3]}, create=True, now=now)
+            ids.update(await self.group_ids({g for w in writes for g in w[4]} - set(ids)))
+            retry: list[str] = []
+            if writes:
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for cid, raw, new, added, removed in writes:
+                        adds = [ids[g] for g in added if g in ids]
+                        rems = [ids[g] for g in removed if g in ids]
+                        await script(
+                            keys=[contact_key(cid, "lock"), contact_key(cid, "contact")],
+                            args=[
+                                raw,
+                                dumps(new),
+                                cid,
+                                members_key("%s"),
+                                len(adds),
+                                *adds,
+                                len(rems),
+                                *rems,
+                            ],
+                            client=pipe,
+                        )
+                    replies = await pipe.execute()
+                for (cid, _, new, _, _), reply in zip(writes, replies, strict=True):
+                    if reply == b"ok":
+                        results[cid] = new
+                    else:
+                        retry.append(cid)
+            if retry:
+                if time.monotonic() > give_up:
+                    raise ContactBusy(retry)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+            pending = retry
+        return results
+
+    async def delete_contact(self, cid: str, wait: float = 5.0) -> bool:
+        """Delete a contact and its history: every ``{c:<uuid>}:*`` key, its timers, its URN
+        index entries, its group memberships. Takes the contact's lock first, so no sprint is
+        half-way. False if there was no such contact; ContactBusy if it stayed locked."""
+        token = uuid.uuid4().hex
+        lock = contact_key(cid, "lock")
+        give_up = time.monotonic() + wait
+        while not await self._r.set(lock, token, nx=True, px=60_000):
+            if time.monotonic() > give_up:
+                raise ContactBusy([cid])
+            await asyncio.sleep(0.01)
+        contact = await self.get_contact(cid)
+        if contact is None:
+            await self._r.delete(lock)
+            return False
+        keys = [
+            k.decode() async for k in self._r.scan_iter(match=contact_key(cid, "*"), count=1000)
+        ]
+        keys = [k for k in keys if k != lock]
+        timers: list[str] = []
+        session = _session_wait(await self.session_raw(cid))
+        if session:
+            timers.append(f"{cid}|{session.get('timer', 'expire')}|{session['token']}")
+        outbox = await self._r.lrange(contact_key(cid, "outbox"), 0, -1)
+        timers += [f"{cid}|send|{m.decode()}" for m in outbox]
+        urns = [urn_key(u) for u in contact.get("urns") or []]
+        ids = await self.group_ids(set(contact.get("groups") or []))
+        args: list[Any] = [
+            token,
+            cid,
+            CONTACTS,
+            index_member(contact),
+            TIMERS,
+            members_key("%s"),
+            len(keys),
+            *keys,
+            len(urns),
+            *urns,
+            len(ids),
+            *ids.values(),
+            len(timers),
+            *timers,
+        ]
+        done = await self._scripts["delete_contact"](keys=[lock], args=args)
+        return bool(done)
+
+    # -- groups ------------------------------------------------------------------------------
+    async def group_ids(
+        self, names: set[str] | Sequence[str], create: bool = False, now: float = 0.0
+    ) -> dict[str, str]:
+        """Group name -> id for the groups that exist (all of them, created, with ``create``)."""
+        names = list(names)
+        if not names:
+            return {}
+        found = await self._r.hmget(GROUPS, names)
+        ids = {n: i.decode() for n, i in zip(names, found, strict=True) if i}
+        if create:
+            for name in names:
+                if name not in ids:
+                    ids[name], _ = await self.ensure_group(name, now)
+        return ids
+
+    async def ensure_group(self, name: str, now: float) -> tuple[str, bool]:
+        gid, created = await self._scripts["group_ensure"](
+            keys=[GROUPS, GROUP_SEQ], args=[name, now, group_key("%s")]
+        )
+        return (gid.decode() if isinstance(gid, bytes) else str(gid)), bool(created)
+
+    async def groups(self) -> list[dict[str, Any]]:
+        """Every group: id, name, created_on, count (members), by name."""
+        index = await self._r.hgetall(GROUPS)
+        items = sorted((n.decode(), i.decode()) for n, i in index.items())
+        async with self._r.pipeline(transaction=False) as pipe:
+            for _, gid in items:
+                pipe.hget(group_key(gid), "created_on")
+                pipe.scard(members_key(gid))
+            replies = await pipe.execute()
+        return [
+            {
+                "id": gid,
+                "name": name,
+                "created_on": float(replies[2 * k] or 0),
+                "count": int(replies[2 * k + 1]),
+            }
+            for k, (name, gid) in enumerate(items)
+        ]
+
+    async def group_members(self, gid: str, batch: int = 1000) -> AsyncIterator[list[str]]:
+        """A group's member uuids, a batch at a time (SSCAN: never the whole set at once)."""
+        cursor = 0
+        while True:
+            cursor, found = await self._r.sscan(members_key(gid), cursor, count=batch)
+            if found:
+                yield [m.decode() for m in found]
+            if cursor == 0:
+                return
+
+    async def is_member(self, gid: str, cids: Sequence[str]) -> list[bool]:
+        if not cids:
+            return []
+        return [bool(x) for x in await self._r.smismember(members_key(gid), list(cids))]
+
+    async def rename_group(self, gid: str, old: str, new: str) -> bool:
+        """Point the new name at the group; False if the new name is taken."""
+        if not await self._r.hsetnx(GROUPS, new, gid):
+            return False
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hdel(GROUPS, old)
+            pipe.hset(group_key(gid), "name", new)
+            await pipe.execute()
+        return True
+
+    async def drop_group(self, gid: str, name: str) -> None:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hdel(GROUPS, name)
+            pipe.delete(group_key(gid), members_key(gid))
+            await pipe.execute()
+
+    async def add_memberships(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """SADD (group id, contact uuid) pairs in one pipeline (new contacts of an import)."""
+        if pairs:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for gid, cid in pairs:
+                    pipe.sadd(members_key(gid), cid)
+                await pipe.execute()
+
+    async def contact_ids_for_urns(self, urns: Sequence[str]) -> list[str | None]:
+        if not urns:
+            return []
+        raws = await self._r.mget([urn_key(u) for u in urns])
+        return [r.decode() if r else None for r in raws]
+
+    async def create_contacts(
+        self, records: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, bool]]:
+        """Create contacts for (urn, record) in one pipeline; (uuid, created) each. A URN that
+        has a contact keeps it (created False): the caller updates that one instead."""
+        script = self._scripts["contact_for_urn"]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for urn, record in records:
+                await script(
+                    keys=[urn_key(urn), contact_key(record["uuid"], "contact"), CONTACTS],
+                    args=[
+                        record["uuid"],
+                        dumps(record),
+                        contact_key("%s", "contact"),
+                        f"{_created(record.get('created_on')):017.3f}",
+                    ],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [
+            (cid.decode() if isinstance(cid, bytes) else str(cid), bool(created))
+            for cid, created in replies
+        ]
 
     # -- events in ---------------------------------------------------------------------------
     async def enqueue(self, cid: str, event: dict[str, Any]) -> None:
@@ -269,6 +574,12 @@ class Store:
                 args += [len(c.timers_remove), *c.timers_remove, len(c.timers_add)]
                 for member, due in c.timers_add.items():
                     args += [member, due]
+                groups = c.groups if c.contact else {}
+                args.append(len(groups))
+                if groups:
+                    args += [GROUPS, GROUP_SEQ, group_key("%s"), members_key("%s"), c.now]
+                    for name, add in groups.items():
+                        args += [name, "1" if add else "0"]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
 

@@ -223,7 +223,7 @@ async def test_unknown_contact(api: Api) -> None:
     assert_error(status, body, 404, "unknown_contact")
     status, body = await api.get("/api/v1/contacts", params={"urn": "console:nobody"})
     assert_error(status, body, 404, "unknown_contact")
-    status, body = await api.get("/api/v1/contacts")
+    status, body = await api.get("/api/v1/contacts", params={"cursor": "not-a-cursor"})
     assert_error(status, body, 400, "bad_request")
 
 

@@ -4,7 +4,9 @@
 -- ARGV: 1 token, 2 events consumed, 3 contact json ('' = unchanged), 4 session json ('' = unchanged),
 --       5 contact uuid, 6 n new runs, run uuids..., n ended runs, run jsons...,
 --       n messages, (uuid, json, outbox '1'|'0')..., n timers to drop, members...,
---       n timers to add, (member, due)...
+--       n timers to add, (member, due)..., n group changes, then when n > 0: groups index key,
+--       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
+--       '0' remove)... -- the group keys are global (cross-slot: single instance, docs/redis.md)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
@@ -30,6 +32,24 @@ for _ = 1, tonumber(take()) do redis.call('ZREM', KEYS[9], take()) end
 for _ = 1, tonumber(take()) do
   local member, due = take(), take()
   redis.call('ZADD', KEYS[9], due, member)
+end
+local n_groups = tonumber(take() or '0')
+if n_groups > 0 then
+  local index, seq, meta, members, now = take(), take(), take(), take(), take()
+  for _ = 1, n_groups do
+    local name, add = take(), take()
+    local id = redis.call('HGET', index, name)
+    if add == '1' then
+      if not id then
+        id = tostring(redis.call('INCR', seq))
+        redis.call('HSET', index, name, id)
+        redis.call('HSET', string.format(meta, id), 'name', name, 'created_on', now)
+      end
+      redis.call('SADD', string.format(members, id), ARGV[5])
+    elseif id then
+      redis.call('SREM', string.format(members, id), ARGV[5])
+    end
+  end
 end
 redis.call('DEL', KEYS[1])
 local remaining = redis.call('LLEN', KEYS[2])
