@@ -190,7 +190,22 @@ nodes:
     wait_for_reply: {}
 """
 
+QUOTE = """\
+name: Quote
+language: es
+nodes:
+  - id: wait
+    wait_for_reply: {}
+    next: answer
+  - id: answer
+    send_message:
+      text: "Sobre esto: https://demo.chasqui.example/pedido"
+      preview_url: true
+      quote_reply: true
+"""
+
 FLOWS = {
+    "quote": QUOTE,
     "threes": THREES,
     "order_followup": (REPO_FLOWS / "order_followup.yaml").read_text(encoding="utf-8"),
     "notify": NOTIFY,
@@ -1175,3 +1190,17 @@ async def test_mark_read_sends_blue_ticks_once_queued(make_wa: Factory) -> None:
 
     (record,) = await wa.until(marked, "a mark-as-read")
     assert record["body"]["message_id"] == wamid and record["http_status"] == 200
+
+
+async def test_reply_quotes_the_message_it_answers_with_a_link_preview(wa: WA) -> None:
+    cid = await wa.contact("Ana Quispe")
+    await wa.start(cid, "quote")
+    wamid = await wa.inbound(text="¿y mi pedido?")
+    await wa.settled(cid, 1)
+    (record,) = await wa.sent()
+    body = graph_body(record)
+    assert body["context"] == {"message_id": wamid}
+    assert body["text"] == {
+        "preview_url": True,
+        "body": "Sobre esto: https://demo.chasqui.example/pedido",
+    }

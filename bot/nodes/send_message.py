@@ -46,6 +46,8 @@ class SendMessage(NodeBody):
     quick_replies: list[str] = Field(default_factory=list, max_length=10)
     attachment: str | None = None
     template: TemplateSpec | None = None
+    preview_url: bool = False  # WhatsApp: show a preview of the first link in the text
+    quote_reply: bool = False  # quote the message being answered (WhatsApp: a reply context)
 
     @model_validator(mode="after")
     def _something_to_send(self) -> SendMessage:
@@ -88,6 +90,10 @@ class SendMessage(NodeBody):
             content["quick_replies"] = [sprint.render(q) for q in self.quick_replies]
         if self.attachment:
             content["attachment"] = sprint.render(self.attachment)
+        if self.preview_url and self.text:
+            content["preview_url"] = True
+        if self.quote_reply and sprint.input_external_id:
+            content["reply_to"] = sprint.input_external_id
         template = self.render_template(sprint, sprint.flow.language)
         if template:
             content["template"] = template
