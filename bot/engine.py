@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.casetests import fold
 from bot.expressions import compile_text
 from bot.flowfile import Flow
 from bot.machine import END, START, Cursor, fire
 from bot.nodes.base import FAILURE, NEXT
+from bot.optout import OptOut
 
 ACTIVE, WAITING = "active", "waiting"
 COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
@@ -37,65 +38,6 @@ INBOUND_DETAILS = (
     "contacts",
     "reaction",
 )
-
-
-STOP_WORDS = {
-    "es": ("STOP", "PARAR", "BAJA", "CANCELAR", "DETENER", "ALTO"),
-    "pt": ("STOP", "PARAR", "SAIR", "CANCELAR", "DESCADASTRAR"),
-    "en": ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "STOPALL"),
-}
-START_WORDS = {
-    "es": ("ALTA", "START", "INICIAR"),
-    "pt": ("VOLTAR", "START", "INICIAR"),
-    "en": ("START", "UNSTOP", "SUBSCRIBE"),
-}
-STOP_CONFIRMATION = {
-    "es": "Listo: no te enviaremos más mensajes. Escribe ALTA si quieres volver a recibirlos.",
-    "pt": "Pronto: você não receberá mais mensagens. Envie VOLTAR se quiser recebê-las de novo.",
-    "en": "Done: you will get no more messages from us. Send START to receive them again.",
-}
-START_CONFIRMATION = {
-    "es": "Listo: volverás a recibir nuestros mensajes.",
-    "pt": "Pronto: você voltará a receber nossas mensagens.",
-    "en": "Done: you will receive our messages again.",
-}
-_EDGE_PUNCTUATION = " \t\r\n.!¡?¿,;:\"'"
-
-
-def _fold_word(text: str) -> str:
-    return fold(text.strip(_EDGE_PUNCTUATION))
-
-
-@dataclass(frozen=True)
-class OptOut:
-    """Stop and start words (the whole message, case- and accent-insensitive) per language,
-    and the confirmation sent once in the contact's language (else the word's)."""
-
-    stop_words: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(STOP_WORDS))
-    start_words: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(START_WORDS))
-    stop_confirmation: dict[str, str] = field(default_factory=lambda: dict(STOP_CONFIRMATION))
-    start_confirmation: dict[str, str] = field(default_factory=lambda: dict(START_CONFIRMATION))
-
-    def __post_init__(self) -> None:
-        for attr, words in (("_stop", self.stop_words), ("_start", self.start_words)):
-            folded: dict[str, str] = {}
-            for language, items in words.items():
-                for word in items:
-                    folded.setdefault(_fold_word(word), language)
-            object.__setattr__(self, attr, folded)
-
-    def match(self, text: str) -> tuple[str, str] | None:
-        """("stop" | "start", language of the word) when the message is one of the words."""
-        if not text or len(text) > 40:
-            return None
-        word = _fold_word(text)
-        stop: dict[str, str] = self._stop  # type: ignore[attr-defined]
-        start: dict[str, str] = self._start  # type: ignore[attr-defined]
-        if word in stop:
-            return "stop", stop[word]
-        if word in start:
-            return "start", start[word]
-        return None
 
 
 @dataclass(frozen=True)
@@ -268,7 +210,7 @@ class Sprint:
             result["input"] = input_text
         self.run["results"][name] = result
 
-    def change_groups(self, add: list[str] = (), remove: list[str] = ()) -> None:  # type: ignore[assignment]
+    def change_groups(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         groups = [g for g in self.contact.get("groups", []) if g not in remove]
         groups += [g for g in add if g not in groups]
         self.contact["groups"] = groups
@@ -556,7 +498,7 @@ class Engine:
         sprint._clear_wait()
         sprint.run["status"] = ACTIVE
         cursor = Cursor(sprint, node.id)
-        cursor.exit = node.body.on_reply(node, sprint, text)  # type: ignore[attr-defined]
+        cursor.exit = node.body.on_reply(node, sprint, text)
         self._fire(sprint, cursor, "reply")
 
     def _opt_out(self, sprint: Sprint, text: str, message: dict[str, Any]) -> bool:
@@ -596,7 +538,7 @@ class Engine:
         sprint._clear_wait()
         sprint.run["status"] = ACTIVE
         cursor = Cursor(sprint, node.id)
-        cursor.exit = node.body.on_timeout_fired(node, sprint)  # type: ignore[attr-defined]
+        cursor.exit = node.body.on_timeout_fired(node, sprint)
         self._fire(sprint, cursor, "timeout")
 
     def _on_expire(self, sprint: Sprint, event: dict[str, Any]) -> None:
@@ -614,7 +556,7 @@ class Engine:
         response = event.get("response") or {}
         sprint.run["webhook"] = response.get("json")
         cursor = Cursor(sprint, node.id)
-        cursor.exit = node.body.on_response(node, sprint, response)  # type: ignore[attr-defined]
+        cursor.exit = node.body.on_response(node, sprint, response)
         self._fire(sprint, cursor, "advance")
 
     def _on_fail(self, sprint: Sprint, event: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ re-runs it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -46,3 +46,16 @@ class NodeBody(BaseModel):
     def enter(self, node: Node, sprint: Sprint) -> str | None:
         """Do the node's work; return the exit to leave by, or None to stop here."""
         raise NotImplementedError
+
+    # How a node that stopped the run goes on; only the kinds that stop implement theirs.
+    def on_reply(self, node: Node, sprint: Sprint, text: str) -> str:
+        """The contact answered (``wait_for_reply``): the exit to take."""
+        raise NotImplementedError(f"{self.KIND} does not wait for replies")
+
+    def on_timeout_fired(self, node: Node, sprint: Sprint) -> str:
+        """The wait's timeout passed: the exit to take."""
+        raise NotImplementedError(f"{self.KIND} has no timeout")
+
+    def on_response(self, node: Node, sprint: Sprint, response: dict[str, Any]) -> str:
+        """The HTTP answer it asked for arrived (``call_webhook``): the exit to take."""
+        raise NotImplementedError(f"{self.KIND} makes no HTTP calls")
