@@ -38,9 +38,13 @@ class WorkerSettings:
     batch: int = 100
     lock_ttl_ms: int = 60_000
     max_events: int = 100
-    reclaim_idle_ms: int = 60_000
+    reclaim_idle_ms: int = 65_000  # longer than the lock's TTL: a dead holder's lock is gone
     timer_interval: float = 0.2
     max_send_attempts: int = 8  # retries (throttling, pair rate, 5xx) before a send fails
+
+
+class LockLost(Exception):
+    """The contact's lock expired under us: nothing of this sprint may be written."""
 
 
 class Worker:
@@ -156,7 +160,9 @@ class Worker:
         engine = self.engine()
         for n, claim in enumerate(claims):
             if claim is None:
-                continue  # another worker holds the contact; its commit re-signals what is left
+                # another worker holds the contact: its commit re-signals what is left, and if
+                # it died, claim.lua left a timer that signals again when its lock expires
+                continue
             if n and n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let webhooks be acknowledged between contacts
             sprint, pending = self._decide(engine, claim)
@@ -212,6 +218,10 @@ class Worker:
         """Make the webhook calls a sprint asked for, feed the answers back, apply the rest."""
         try:
             return await self._webhooks_then_rest(engine, sprint, claim, index)
+        except LockLost:
+            # another worker may have the contact now: a commit that changes nothing (its
+            # token no longer matches, so it only makes sure the events keep a signal)
+            return Commit(cid=claim.cid, token=claim.token, consumed=0)
         except Exception as exc:
             poisoned = self._poisoned(engine, claim, exc)
             return self._commit_of(claim.cid, claim.token, len(claim.events), poisoned)
@@ -223,6 +233,9 @@ class Worker:
         while True:
             request, sprint.webhook_request = sprint.webhook_request, None
             assert request is not None
+            # the call may take its whole timeout: keep the contact ours meanwhile
+            if not await self.store.extend_lock(claim.cid, claim.token, self.settings.lock_ttl_ms):
+                raise LockLost(claim.cid)
             response = await self.webhooks.call(request)
             engine.apply(sprint, {"type": "webhook", "response": response, "at": self.clock.now()})
             if sprint.webhook_request is not None:

@@ -116,7 +116,10 @@ class Runtime:
             lambda: self.registry.engine,
             self.channels,
             self.clock,
-            WorkerSettings(lock_ttl_ms=parse_duration(e.lock_ttl) * 1000),
+            WorkerSettings(
+                lock_ttl_ms=parse_duration(e.lock_ttl) * 1000,
+                reclaim_idle_ms=parse_duration(e.lock_ttl) * 1000 + 5000,
+            ),
             WebhookCaller(allow_private=e.webhook_allow_private),
         )
         if work:

@@ -168,6 +168,7 @@ class Store:
             "apply_status",
             "rate_limit",
             "enqueue_once",
+            "extend_lock",
             "contact_write",
             "group_ensure",
             "delete_contact",
@@ -518,7 +519,9 @@ class Store:
         async with self._r.pipeline(transaction=False) as pipe:
             for cid, token in zip(cids, tokens, strict=True):
                 keys = [contact_key(cid, p) for p in ("lock", "q", "contact", "session")]
-                await script(keys=keys, args=[token, ttl_ms, max_events], client=pipe)
+                await script(
+                    keys=[*keys, TIMERS], args=[token, ttl_ms, max_events, cid], client=pipe
+                )
             replies = await pipe.execute()
         claims: list[Claim | None] = []
         for cid, token, reply in zip(cids, tokens, replies, strict=True):
@@ -536,6 +539,14 @@ class Store:
                 )
             )
         return claims
+
+    async def extend_lock(self, cid: str, token: str, ttl_ms: int) -> bool:
+        """Renew a contact's lock we still hold (before a long webhook call)."""
+        return bool(
+            await self._scripts["extend_lock"](
+                keys=[contact_key(cid, "lock")], args=[token, ttl_ms]
+            )
+        )
 
     async def commit(self, commits: Sequence[Commit]) -> list[int]:
         """Write each sprint's effects; -1 for one whose lock was lost (nothing written)."""

@@ -385,7 +385,7 @@ def test_webhook_timeout_over_the_limit(tmp_path: Path) -> None:
     assert only(problems) == Problem(
         str(path),
         5,
-        "a webhook timeout longer than 60s would hold the contact too long",
+        "a webhook timeout longer than 30s would hold the contact too long",
         "nodes[0] (hook)",
         "call_webhook.timeout",
     )

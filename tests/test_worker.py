@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,10 @@ async def test_two_workers_apply_one_contacts_replies_once_and_in_order(bot: Bot
     assert await _pending(bot) == (0, 0)
     (frame,) = (await bot.session(cid))["frames"]
     assert len(frame["run"]["path"]) == 1 + 2 * 200
-    assert len(await bot.timers()) == 1  # only the current wait's expiry
+    # the current wait's expiry, plus "signal" timers left where a claim met the other's lock
+    token = (await bot.session(cid))["wait"]["token"]
+    timers = [t for t in await bot.timers() if "|signal|" not in t]
+    assert timers == [f"{cid}|expire|{token}"]
 
 
 async def test_two_workers_many_contacts(bot: Bot) -> None:
@@ -176,7 +180,8 @@ async def test_lost_lock_commit_writes_nothing(bot: Bot) -> None:
     assert await bot.store.messages(cid) == []
     assert await bot.redis.llen(contact_key(cid, "outbox")) == 0
     assert await bot.timers() == []
-    assert await bot.redis.xlen(READY) == ready_before
+    # the event is still queued, and has a signal again (the caller acknowledges its own)
+    assert await bot.redis.xlen(READY) == ready_before + 1
     assert await bot.redis.xlen(SENDQ) == 0
     assert await bot.redis.get(contact_key(cid, "lock")) == claim.token.encode()
 
@@ -341,3 +346,28 @@ async def test_a_contact_that_crashes_the_engine_does_not_hold_up_its_batch(bot:
     await bot.reply(bad, "again")
     await bot.drain()
     assert await bot.texts(bad) == ["got again"]
+
+
+async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(bot: Bot) -> None:
+    bot.write("echo", ECHO)
+    cid = await bot.contact()
+    await bot.start(cid, "echo")
+    await bot.drain()
+    # a worker takes the contact and dies (never commits): its lock lives 300 ms more
+    await bot.reply(cid, "first")
+    entries = await bot.store.read_ready("dead", 10, None)
+    (dead,) = await bot.store.claim([cid], 300, 100)
+    assert dead is not None and entries
+    await bot.store.ack(READY, "workers", [eid for eid, _ in entries])  # its signal is gone
+    # a second reply arrives; the live worker finds the lock held and acknowledges its signal
+    await bot.reply(cid, "second")
+    await bot.drain()
+    assert await bot.queue_len(cid) == 2 and await bot.texts(cid) == []
+    (signal,) = [t for t in await bot.timers() if "|signal|" in t]
+    assert signal == f"{cid}|signal|{dead.token}"
+    # when the dead worker's lock has expired, the timer signals the contact again
+    await asyncio.sleep(0.35)
+    assert await bot.store.fire_timers(time.time()) >= 1
+    await bot.drain()
+    assert await bot.texts(cid) == ["got first", "got second"]
+    assert await bot.queue_len(cid) == 0

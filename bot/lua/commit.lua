@@ -8,6 +8,9 @@
 --       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
 --       '0' remove)... -- the group keys are global (cross-slot: single instance, docs/redis.md)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  -- we lost the lock (it expired): write nothing, but make sure the queued events still have
+  -- a signal -- our caller acknowledges its own
+  if redis.call('LLEN', KEYS[2]) > 0 then redis.call('XADD', KEYS[10], '*', 'c', ARGV[5]) end
   return -1
 end
 local i = 6

@@ -33,8 +33,8 @@ class CallWebhook(NodeBody):
     @field_validator("timeout")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if parse_duration(value) > 60:
-            raise ValueError("a webhook timeout longer than 60s would hold the contact too long")
+        if parse_duration(value) > 30:
+            raise ValueError("a webhook timeout longer than 30s would hold the contact too long")
         return value
 
     def texts(self) -> Iterator[tuple[str, str]]:
