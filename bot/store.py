@@ -119,7 +119,8 @@ class Claim:
 
 @dataclass
 class SendOutcome:
-    """What the sender learnt of one message: ``sent``, ``failed`` (final) or ``retry`` later."""
+    """What the sender learnt of one message: ``sent``, ``failed`` (final), ``retry`` later, or
+    ``skip`` (an earlier take already sent it: only drop it from the outbox)."""
 
     message: dict[str, Any]
     status: str
@@ -614,14 +615,14 @@ class Store:
         return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
 
     async def take_outboxes(
-        self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int
+        self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int, now: float
     ) -> list[list[tuple[dict[str, Any], dict[str, Any]]] | None]:
         """Per contact: None if another sender holds it, else its queued (message, state)."""
         script = self._scripts["take_outbox"]
         async with self._r.pipeline(transaction=False) as pipe:
             for cid in cids:
                 keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
-                await script(keys=keys, args=[token, ttl_ms, max_msgs], client=pipe)
+                await script(keys=keys, args=[token, ttl_ms, max_msgs, now], client=pipe)
             replies = await pipe.execute()
         taken: list[list[tuple[dict[str, Any], dict[str, Any]]] | None] = []
         for reply in replies:
@@ -666,6 +667,9 @@ class Store:
                             f"{cid} {mid}",
                             ex=EXTERNAL_ID_TTL,
                         )
+                    if o.status == "skip":  # already sent by an earlier take: just drop it
+                        done.append(mid)
+                        continue
                     if o.status == "retry":
                         hold = True
                         extra.update(retry_at=o.retry_at, last_error=o.error)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot.store import TIMERS
+from bot.store import SENDQ, TIMERS, contact_key
 from channels.base import SendResult
 from tests.harness import Bot, CapturingChannel
 
@@ -142,3 +142,33 @@ async def test_first_time_dedups_within_ttl(bot: Bot) -> None:
     assert await bot.store.first_time("wa:wamid.A", 60) is True
     assert await bot.store.first_time("wa:wamid.A", 60) is False
     assert await bot.store.first_time("wa:wamid.B", 60) is True
+
+
+async def test_a_new_signal_does_not_bypass_a_held_retry(bot: Bot) -> None:
+    cid = await bot.contact()
+    await bot.start(cid, "two")
+    await bot.drain()
+    channel = bot.channels["cap"]
+    assert channel.texts == ["first"]  # asked to retry in 30 s
+    await bot.redis.xadd(SENDQ, {"c": cid})  # e.g. a commit queued another message
+    await bot.drain()
+    assert channel.texts == ["first"]  # the line stays held until the retry time
+    await bot.fire(30)
+    await bot.drain()
+    assert channel.texts == ["first", "first"]
+
+
+async def test_a_message_already_sent_is_not_sent_again(bot: Bot) -> None:
+    bot.channels["cap"].busy = 0  # type: ignore[attr-defined]
+    cid = await bot.contact()
+    await bot.start(cid, "two")
+    await bot.drain()
+    channel = bot.channels["cap"]
+    assert channel.texts == ["first", "second"]
+    # a sender whose lock expired recorded its sends but never cleared the outbox
+    first, second = await bot.messages(cid)
+    await bot.redis.rpush(contact_key(cid, "outbox"), first["uuid"], second["uuid"])
+    await bot.redis.xadd(SENDQ, {"c": cid})
+    await bot.drain()
+    assert channel.texts == ["first", "second"]  # nothing twice
+    assert await bot.redis.llen(contact_key(cid, "outbox")) == 0

@@ -1,6 +1,8 @@
 -- Take a contact's send lock and read the messages waiting in its outbox, oldest first, with
 -- their delivery state (attempts so far).
--- KEYS: sendlock, outbox, msgs   ARGV: token, ttl_ms, max
+-- A head message waiting for its retry time holds the whole line: nothing is returned (its
+-- "send" timer signals the contact again when the time comes).
+-- KEYS: sendlock, outbox, msgs   ARGV: token, ttl_ms, max, now
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
 end
@@ -8,6 +10,14 @@ local ids = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then
   redis.call('DEL', KEYS[1])
   return {}
+end
+local head = redis.call('HGET', KEYS[3], ids[1] .. ':s')
+if head then
+  local retry_at = cjson.decode(head).retry_at
+  if type(retry_at) == 'number' and retry_at > tonumber(ARGV[4]) then
+    redis.call('DEL', KEYS[1])
+    return {}
+  end
 end
 local states = {}
 for k, id in ipairs(ids) do states[k] = id .. ':s' end
