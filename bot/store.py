@@ -622,7 +622,9 @@ class Store:
         async with self._r.pipeline(transaction=False) as pipe:
             for cid in cids:
                 keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
-                await script(keys=keys, args=[token, ttl_ms, max_msgs, now], client=pipe)
+                await script(
+                    keys=[*keys, TIMERS], args=[token, ttl_ms, max_msgs, now, cid], client=pipe
+                )
             replies = await pipe.execute()
         taken: list[list[tuple[dict[str, Any], dict[str, Any]]] | None] = []
         for reply in replies:

@@ -1016,8 +1016,12 @@ async def test_pair_rate_limit_delays_that_recipient_only(wa: WA) -> None:
         assert to_ana["last_error"]["whatsapp_code"] == 131056
         tried_at = (await wa.sent(f"?to={ANA}"))[-1]["at"]
         delays.append(to_ana["retry_at"] - tried_at)
+        # an early signal does not make it go before its time (the worker's timer loop will)
         await wa.runtime.store.fire_timers(time.time() + 60)
-    (to_ana,) = await wa.settled(ana, 1)
+        assert len(await wa.sent(f"?to={ANA}")) == attempt
+    (to_ana,) = await wa.until(
+        lambda: wa.settled(ana, 1), "the third attempt, after 1 s and 4 s", timeout=10
+    )
     assert (to_ana["status"], to_ana["attempts"]) == ("sent", 3)
     assert [r["http_status"] for r in await wa.sent(f"?to={ANA}")] == [400, 400, 200]
     assert 0.5 < delays[0] < 2 and 3 < delays[1] < 5  # 4^n seconds: 1, then 4

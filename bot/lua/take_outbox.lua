@@ -2,7 +2,8 @@
 -- their delivery state (attempts so far).
 -- A head message waiting for its retry time holds the whole line: nothing is returned (its
 -- "send" timer signals the contact again when the time comes).
--- KEYS: sendlock, outbox, msgs   ARGV: token, ttl_ms, max, now
+-- (The timer is re-armed here too, so an early signal can never leave the line without one.)
+-- KEYS: sendlock, outbox, msgs, timers   ARGV: token, ttl_ms, max, now, contact uuid
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
 end
@@ -15,6 +16,7 @@ local head = redis.call('HGET', KEYS[3], ids[1] .. ':s')
 if head then
   local retry_at = cjson.decode(head).retry_at
   if type(retry_at) == 'number' and retry_at > tonumber(ARGV[4]) then
+    redis.call('ZADD', KEYS[4], 'NX', retry_at, ARGV[5] .. '|send|' .. ids[1])
     redis.call('DEL', KEYS[1])
     return {}
   end
