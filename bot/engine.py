@@ -240,6 +240,16 @@ class Sprint:
         self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
         self.run["status"] = WAITING
 
+    def rearm_expiry(self) -> None:
+        """The wait's timer fired as a timeout the flow no longer has: the same wait now ends
+        only by a reply or the run's expiry, so that becomes its timer."""
+        wait = self.session.wait
+        assert wait is not None
+        member = f"{self.contact['uuid']}|expire|{wait['token']}"
+        self.timers_add[member] = self.now + self.flow.expire_after
+        wait["timer"] = "expire"
+        self.session_dirty = True
+
     def send(self, node: Any, content: dict[str, Any]) -> str | None:
         """Queue a message for the contact; returns an error code when it cannot go at all."""
         route = self.engine.route_for(self.contact)
@@ -534,6 +544,8 @@ class Engine:
             return  # stale: the contact moved on since the timer was set
         node = sprint.flow.nodes[sprint.frame["node"]]
         if getattr(node.body, "on_timeout", None) is None:
+            # the new version of the flow has no timeout here: keep waiting, until the expiry
+            sprint.rearm_expiry()
             return
         sprint._clear_wait()
         sprint.run["status"] = ACTIVE

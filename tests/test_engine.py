@@ -406,3 +406,29 @@ async def test_new_version_where_the_wait_became_another_kind_interrupts(bot: Bo
     assert run["errors"][-1]["message"] == f"node 'ask' is no longer a wait in ver version {v2}"
     assert await bot.queue_len(cid) == 0
     assert await bot.timers() == []
+
+
+async def test_a_timeout_the_new_version_lacks_turns_into_the_expiry(bot: Bot) -> None:
+    bot.write("timed", TIMED)
+    cid = await bot.contact()
+    await bot.start(cid, "timed")
+    await bot.drain()
+    token = (await bot.session(cid))["wait"]["token"]
+    assert await bot.timers() == [f"{cid}|timeout|{token}"]
+    # version 2: the same wait without a timeout
+    bot.write(
+        "timed",
+        TIMED.replace("      timeout: 10m\n", "").replace(
+            "      on_timeout: {category: Silent, next: nudge}\n", ""
+        ),
+    )
+    assert await bot.fire(600) == 1
+    await bot.drain()
+    session = await bot.session(cid)
+    assert session["wait"]["token"] == token and session["wait"]["timer"] == "expire"
+    assert await bot.timers() == [f"{cid}|expire|{token}"]  # still waiting, not forever
+    assert bot.channel.texts == []
+    await bot.fire(2 * 3600)
+    await bot.drain()
+    (run,) = await bot.runs(cid)
+    assert run["status"] == "expired"

@@ -1057,16 +1057,22 @@ async def test_permanent_errors_fail_at_once_with_metas_code(
     await wa.until(took_failure, "on_failure")
 
 
-async def test_bad_token_fails_and_marks_the_channel_unhealthy(wa: WA) -> None:
+async def test_bad_token_holds_the_message_and_marks_the_channel_unhealthy(wa: WA) -> None:
     ana, bruno = await wa.contact("Ana Quispe"), await wa.contact("Bruno Costa", BRUNO)
     await wa.inbound(text="hola")
     await wa.inbound(**{"from": BRUNO}, text="oi")
     await wa.fake("POST", "errors", {"match": {"to": ANA}, "code": 190, "http_status": 401})
     await wa.start(ana, "notify")
-    (message,) = await wa.settled(ana, 1)
-    assert message["status"] == "failed" and message["attempts"] == 1
-    assert message["error"]["code"] == "access_token_invalid"
-    assert message["error"]["kind"] == "credentials"
+
+    async def held() -> dict[str, Any] | None:
+        out = await wa.messages(ana, "out")
+        return out[0] if out and out[0].get("attempts") == 1 else None
+
+    # a token is fixed in minutes: the message waits (5 min) instead of failing for good
+    message = await wa.until(held, "the held message")
+    assert message["status"] == "queued" and message["retry_at"] - time.time() > 200
+    assert message["last_error"]["code"] == "access_token_invalid"
+    assert message["last_error"]["kind"] == "credentials"
     async with wa.http.get(wa.base + "/healthz") as r:
         health = await r.json()
         assert r.status == 503

@@ -48,6 +48,14 @@ log = logging.getLogger("chasqui.whatsapp")
 MAX_WEBHOOK_BYTES = 1024 * 1024  # Meta's payloads reach 3 MB only for huge batches; we refuse
 DEDUP_TTL = 7 * 86400  # Meta redelivers for up to 7 days
 WINDOW = 24 * 3600
+CREDENTIALS_RETRY = 300.0  # seconds between tries while Meta refuses our token
+# credentials problems an operator fixes in minutes (not an account restriction or a lock)
+FIXABLE_CREDENTIALS = {
+    "auth_failed",
+    "permission_denied",
+    "access_token_invalid",
+    "capability_missing",
+}
 
 
 class WhatsAppChannel(Channel):
@@ -302,6 +310,13 @@ class WhatsAppChannel(Channel):
         if problem_class.kind == "credentials":
             self._problem = f"{problem_class.reason}: {problem_class.message or ''}".strip()
             log.error("WhatsApp channel %s: credentials refused (%s)", self.name, self._problem)
+            if problem_class.reason in FIXABLE_CREDENTIALS:
+                # a token or a permission is fixed in minutes: hold the message (and the
+                # contact's line) rather than fail everything queued meanwhile; after the
+                # sender's attempts it fails for good
+                return SendResult(
+                    False, error=problem_class.as_error(), retry_after=CREDENTIALS_RETRY
+                )
         if problem_class.retryable:
             return SendResult(
                 False, error=problem_class.as_error(), retry_after=problem_class.retry_after or 1.0
