@@ -418,9 +418,14 @@ async def test_a_timeout_the_new_version_lacks_turns_into_the_expiry(bot: Bot) -
     # version 2: the same wait without a timeout
     bot.write(
         "timed",
-        TIMED.replace("      timeout: 10m\n", "").replace(
-            "      on_timeout: {category: Silent, next: nudge}\n", ""
-        ),
+        """
+expire_after: 2h
+nodes:
+  - id: ask
+    wait_for_reply: {result: answer, other: {category: Any, next: thanks}}
+  - id: thanks
+    send_message: {text: "thanks"}
+""",
     )
     assert await bot.fire(600) == 1
     await bot.drain()
