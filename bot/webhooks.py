@@ -2,13 +2,13 @@
 
 Flow authors control the URL (with contact data in it), so by default a call may not reach
 loopback, private, link-local or otherwise internal addresses: we resolve the host ourselves and
-refuse before connecting (``engine.webhook_allow_private = true`` lifts this, e.g. for tests).
+refuse before connecting -- in the connector's resolver, so the addresses checked are the ones
+connected to (no DNS rebinding) -- (``engine.webhook_allow_private = true`` lifts this).
 Answers are capped at 256 KiB; a JSON answer becomes ``@webhook``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import socket
@@ -24,13 +24,38 @@ class BlockedAddress(Exception):
     pass
 
 
-async def _check_host(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise BlockedAddress(f"{host} resolves to {address}, a non-public address")
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
+    """Resolves like aiohttp does, then refuses non-public addresses. The check is made on the
+    very addresses the connection will use, so a host cannot pass it and then re-resolve to a
+    private address (DNS rebinding)."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            if not _public(result["host"]):
+                raise BlockedAddress(f"{host} resolves to {result['host']}, a non-public address")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class WebhookCaller:
@@ -46,7 +71,10 @@ class WebhookCaller:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers={"User-Agent": "Chasqui"}, connector=aiohttp.TCPConnector(limit=100)
+                headers={"User-Agent": "Chasqui"},
+                connector=aiohttp.TCPConnector(
+                    limit=100, resolver=None if self.allow_private else PublicOnlyResolver()
+                ),
             )
         return self._session
 
@@ -57,9 +85,9 @@ class WebhookCaller:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return {"status": 0, "error": f"not an http(s) URL: {url!r}"}
         try:
-            if not self.allow_private:
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                await _check_host(parts.hostname, port)
+            if not self.allow_private and _is_ip(parts.hostname) and not _public(parts.hostname):
+                # an address literal never reaches the resolver: check it here
+                raise BlockedAddress(f"{parts.hostname} is a non-public address")
             timeout = aiohttp.ClientTimeout(total=float(request.get("timeout", 10)))
             async with self._client().request(
                 request.get("method", "GET"),

@@ -491,3 +491,22 @@ async def test_enter_flow_child_waits_then_parent_continues(bot: Bot) -> None:
     assert [p[0] for p in parent["path"]] == ["hi", "sub", "after"]
     assert (await bot.session(cid))["frames"] == []
     assert await bot.timers() == []
+
+
+async def test_webhook_guard_checks_the_addresses_it_connects_to(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """A host name goes through the connector's resolver, which refuses private addresses:
+    the check is made on the addresses used for the connection (no DNS rebinding window)."""
+    api = Api()
+    server = await aiohttp_server(api.app)
+    caller = WebhookCaller(allow_private=False)
+    try:
+        answer = await caller.call(
+            {"url": f"http://localhost:{server.port}/order/1", "method": "GET", "timeout": 5}
+        )
+    finally:
+        await caller.close()
+    assert answer["status"] == 0
+    assert "non-public address" in answer["error"]
+    assert api.calls == []
