@@ -225,6 +225,12 @@ class Store:
             ],
         )
         cid = found.decode() if isinstance(found, bytes) else str(found)
+        if int(created) == 2:  # the index outlived its record: write the record again
+            record["uuid"] = cid
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.set(contact_key(cid, "contact"), dumps(record), nx=True)
+                pipe.zadd(CONTACTS, {f"{_created(record.get('created_on')):017.3f}|{cid}": 0})
+                await pipe.execute()
         return cid, bool(created), record
 
     async def get_contact(self, cid: str) -> dict[str, Any] | None:

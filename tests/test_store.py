@@ -27,4 +27,5 @@ async def test_an_index_entry_without_its_record_is_repaired(redis: Redis) -> No
     assert await store.ensure_contact("tel:+1555", "Bruno B", 2.0) == cid
     contact, created = await store.contact_for_urn("tel:+1555")
     assert not created and contact["uuid"] == cid and contact["name"] == "Bruno B"
+    assert contact["groups"] == [] and contact["fields"] == {}  # still lists and objects
     assert (await redis.get(urn_key("tel:+1555"))).decode() == cid
