@@ -88,6 +88,9 @@ class Worker:
                 await task
         self._tasks = []
         await self.webhooks.close()
+        # our consumers leave the groups (those still owning entries stay, for the reclaimer)
+        with contextlib.suppress(Exception):
+            await self.store.drop_idle_consumers(self.name)
 
     async def _forever(self, what: str, step: Callable[[], Any]) -> None:
         """Run ``step`` again and again; a failing step is logged and retried, never fatal."""

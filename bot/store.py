@@ -92,6 +92,11 @@ def templates_key(channel: str) -> str:
     return f"chasqui:templates:{channel}"
 
 
+# A contact's history is bounded: its last messages and runs are kept (the API shows fewer),
+# older ones are dropped at the next commit, so Redis does not grow with all traffic ever.
+HISTORY_KEPT = 1000
+RUNS_KEPT = 200
+
 EXTERNAL_ID_TTL = 30 * 86400  # statuses keep arriving for days; Meta retries for up to 7
 
 
@@ -513,6 +518,18 @@ class Store:
         reply = await self._r.xautoclaim(READY, WORKERS, consumer, min_idle_ms, "0", count)
         return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
 
+    async def drop_idle_consumers(self, prefix: str) -> int:
+        """Remove this process's consumers that own no pending entry from both groups, so the
+        groups don't collect a consumer per restart."""
+        dropped = 0
+        for stream, group in ((READY, WORKERS), (SENDQ, SENDERS)):
+            for info in await self._r.xinfo_consumers(stream, group):
+                name = info["name"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                if name.startswith(prefix) and int(info["pending"]) == 0:
+                    dropped += int(await self._r.xgroup_delconsumer(stream, group, name) == 0)
+        return dropped
+
     async def ack(self, stream: str, group: str, ids: Sequence[bytes]) -> None:
         if ids:
             async with self._r.pipeline(transaction=False) as pipe:
@@ -598,6 +615,7 @@ class Store:
                     args += [GROUPS, GROUP_SEQ, group_key("%s"), members_key("%s"), c.now]
                     for name, add in groups.items():
                         args += [name, "1" if add else "0"]
+                args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s")]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
 

@@ -371,3 +371,41 @@ async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(b
     await bot.drain()
     assert await bot.texts(cid) == ["got first", "got second"]
     assert await bot.queue_len(cid) == 0
+
+
+async def test_a_contacts_history_is_bounded(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bot.store.HISTORY_KEPT", 5)
+    monkeypatch.setattr("bot.store.RUNS_KEPT", 2)
+    bot.write("echo", ECHO)
+    cid = await bot.contact()
+    for _ in range(4):
+        await bot.start(cid, "echo")  # each start interrupts the previous run
+        await bot.drain()
+    runs = await bot.store.run_ids(cid)
+    assert len(runs) == 2
+    assert await bot.redis.exists(*(contact_key(cid, f"run:{r}") for r in runs)) == 1  # 1 active
+    for i in range(6):
+        await bot.reply(cid, f"m{i}")
+        await bot.drain()
+    history = await bot.redis.lrange(contact_key(cid, "history"), 0, -1)
+    assert len(history) == 5
+    fields = set(await bot.redis.hkeys(contact_key(cid, "msgs")))
+    kept = {h for h in history} | {h + b":s" for h in history}
+    assert fields <= kept  # older messages and their states are gone
+    assert [m["text"] for m in await bot.messages(cid, None)][-2:] == ["m5", "got m5"]
+
+
+async def test_a_stopped_worker_leaves_the_consumer_groups(bot: Bot) -> None:
+    bot.write("echo", ECHO)
+    worker = bot.new_worker()
+    await worker.start()
+    cid = await bot.contact()
+    await bot.start(cid, "echo")
+    for _ in range(100):
+        if await bot.session(cid):
+            break
+        await asyncio.sleep(0.02)
+    await worker.stop()
+    for stream, group in ((READY, "workers"), (SENDQ, "senders")):
+        names = [c["name"] for c in await bot.redis.xinfo_consumers(stream, group)]
+        assert not [n for n in names if n.decode().startswith(worker.name)]

@@ -6,7 +6,8 @@
 --       n messages, (uuid, json, outbox '1'|'0')..., n timers to drop, members...,
 --       n timers to add, (member, due)..., n group changes, then when n > 0: groups index key,
 --       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
---       '0' remove)... -- the group keys are global (cross-slot: single instance, docs/redis.md)
+--       '0' remove)... -- the group keys are global (cross-slot: single instance, docs/redis.md),
+--       messages kept, runs kept, run key pattern (%s = run uuid)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   -- we lost the lock (it expired): write nothing, but make sure the queued events still have
   -- a signal -- our caller acknowledges its own
@@ -53,6 +54,21 @@ if n_groups > 0 then
       redis.call('SREM', string.format(members, id), ARGV[5])
     end
   end
+end
+-- bounded history: drop the oldest messages (never one still waiting to be sent) and runs
+local keep_msgs, keep_runs, run_pattern = tonumber(take()), tonumber(take()), take()
+local excess = redis.call('LLEN', KEYS[7]) - keep_msgs
+if excess > 0 then
+  for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, excess - 1)) do
+    if not redis.call('LPOS', KEYS[8], id) then redis.call('HDEL', KEYS[6], id, id .. ':s') end
+  end
+  redis.call('LTRIM', KEYS[7], excess, -1)
+end
+if redis.call('LLEN', KEYS[5]) > keep_runs then
+  for _, id in ipairs(redis.call('LRANGE', KEYS[5], keep_runs, -1)) do
+    redis.call('DEL', string.format(run_pattern, id))
+  end
+  redis.call('LTRIM', KEYS[5], 0, keep_runs - 1)
 end
 redis.call('DEL', KEYS[1])
 local remaining = redis.call('LLEN', KEYS[2])
