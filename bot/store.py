@@ -75,6 +75,11 @@ class ContactBusy(Exception):
         self.cids = list(cids)
 
 
+# The per-contact keys (besides the lock and one ``run:<uuid>`` per ended run).
+CONTACT_PARTS = ("contact", "session", "q", "runs", "msgs", "history", "outbox", "sendlock",
+                 "console")
+
+
 def contact_key(cid: str, part: str) -> str:
     return f"{{c:{cid}}}:{part}"
 
@@ -349,10 +354,10 @@ class Store:
         if contact is None:
             await self._r.delete(lock)
             return False
-        keys = [
-            k.decode() async for k in self._r.scan_iter(match=contact_key(cid, "*"), count=1000)
-        ]
-        keys = [k for k in keys if k != lock]
+        # every key a contact can have, named here (a SCAN would walk the whole keyspace)
+        runs = [r.decode() for r in await self._r.lrange(contact_key(cid, "runs"), 0, -1)]
+        keys = [contact_key(cid, part) for part in CONTACT_PARTS]
+        keys += [contact_key(cid, f"run:{r}") for r in runs]
         timers: list[str] = []
         session = _session_wait(await self.session_raw(cid))
         if session:
