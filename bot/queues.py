@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -194,11 +195,38 @@ class Worker:
             return self._poisoned(engine, claim, exc), None
 
     def _poisoned(self, engine: Engine, claim: Claim, exc: Exception) -> Sprint:
-        """Events that crash the engine are a bug of ours. Record it on the contact's runs and
-        drop those events, rather than retrying them forever and holding up the whole batch."""
-        log.error("engine error on contact %s; its runs end as failed", claim.cid, exc_info=exc)
-        contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
-        sprint = Sprint(engine, contact, Session(), self.clock.now())
+        """An event that crashes the engine is a bug of ours: it is dropped (and noted on the
+        contact's run) and the contact's other events are applied without it, rather than
+        retrying it forever and holding up the whole batch. If that cannot be done either,
+        the contact's runs end as failed."""
+        log.error("engine error on contact %s: dropping the event", claim.cid, exc_info=exc)
+        dropped: dict[int, str] = {}
+        for _ in range(len(claim.events)):
+            index = -1
+            try:
+                sprint = self._pristine(engine, claim)
+                for index, event in enumerate(claim.events):
+                    if index in dropped:
+                        continue
+                    engine.apply(sprint, event)
+                    if sprint.webhook_request is not None:
+                        raise RuntimeError("a webhook call while replaying")  # no I/O here
+            except Exception as again:
+                if index < 0 or index in dropped or "while replaying" in str(again):
+                    break
+                dropped[index] = f"{type(again).__name__}: {again}"
+                continue
+            for reason in dropped.values():
+                if sprint.session.frames:
+                    sprint.run["errors"].append(
+                        {
+                            "code": "internal",
+                            "message": f"event dropped: {reason}",
+                            "at": sprint.now,
+                        }
+                    )
+            return sprint
+        sprint = Sprint(engine, self._contact_of(claim), Session(), self.clock.now())
         try:
             sprint.session = Session.from_json(claim.session_raw)
             sprint.end_all(FAILED, f"internal error: {type(exc).__name__}: {exc}")
@@ -207,6 +235,18 @@ class Worker:
             sprint.ended_runs.clear()
             sprint.session_dirty = True
         return sprint
+
+    def _contact_of(self, claim: Claim) -> dict[str, Any]:
+        """The contact as it was read (a failed attempt may have changed ``claim.contact``)."""
+        if claim.contact_raw:
+            contact: dict[str, Any] = json.loads(claim.contact_raw)
+            return contact
+        return {"uuid": claim.cid, "urns": [], "deleted": True}
+
+    def _pristine(self, engine: Engine, claim: Claim) -> Sprint:
+        return engine.sprint(
+            self._contact_of(claim), Session.from_json(claim.session_raw), self.clock.now()
+        )
 
     def _apply_until_io(
         self, engine: Engine, sprint: Sprint, events: list[dict[str, Any]]

@@ -76,8 +76,17 @@ class ContactBusy(Exception):
 
 
 # The per-contact keys (besides the lock and one ``run:<uuid>`` per ended run).
-CONTACT_PARTS = ("contact", "session", "q", "runs", "msgs", "history", "outbox", "sendlock",
-                 "console")
+CONTACT_PARTS = (
+    "contact",
+    "session",
+    "q",
+    "runs",
+    "msgs",
+    "history",
+    "outbox",
+    "sendlock",
+    "console",
+)
 
 
 def contact_key(cid: str, part: str) -> str:
@@ -125,6 +134,7 @@ class Claim:
     events: list[dict[str, Any]]
     contact: dict[str, Any] | None
     session_raw: bytes
+    contact_raw: bytes = b""  # as read: a sprint changes ``contact`` in place
 
 
 @dataclass
@@ -565,6 +575,7 @@ class Store:
                     [json.loads(e) for e in events],
                     json.loads(contact) if contact else None,
                     session,
+                    contact or b"",
                 )
             )
         return claims

@@ -409,3 +409,20 @@ async def test_a_stopped_worker_leaves_the_consumer_groups(bot: Bot) -> None:
     for stream, group in ((READY, "workers"), (SENDQ, "senders")):
         names = [c["name"] for c in await bot.redis.xinfo_consumers(stream, group)]
         assert not [n for n in names if n.decode().startswith(worker.name)]
+
+
+async def test_an_event_that_crashes_the_engine_is_dropped_alone(bot: Bot) -> None:
+    bot.write("echo", ECHO)
+    cid = await bot.contact()
+    await bot.start(cid, "echo")
+    await bot.drain()
+    await bot.reply(cid, "a")
+    await bot.store.enqueue(cid, {"type": "start", "flow": ["not", "a", "name"]})  # a bug's input
+    await bot.reply(cid, "b")
+    await bot.drain()
+    assert await bot.texts(cid) == ["got a", "got b"]  # the others are applied, in order
+    (frame,) = (await bot.session(cid))["frames"]
+    assert frame["run"]["status"] == "waiting"
+    (error,) = frame["run"]["errors"]
+    assert error["code"] == "internal" and "event dropped: TypeError" in error["message"]
+    assert await bot.queue_len(cid) == 0
