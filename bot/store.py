@@ -523,14 +523,25 @@ class Store:
         self, consumer: str, count: int, block_ms: int | None
     ) -> list[tuple[bytes, str]]:
         """Signals for this consumer; ``block_ms=None`` returns at once (0 would block forever)."""
-        reply = await self._r.xreadgroup(WORKERS, consumer, {READY: ">"}, count, block_ms)
-        return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
+        return await self._read(READY, WORKERS, consumer, count, block_ms)
 
     async def reclaim_ready(
         self, consumer: str, min_idle_ms: int, count: int
     ) -> list[tuple[bytes, str]]:
         """Entries a dead worker took and never acknowledged."""
-        reply = await self._r.xautoclaim(READY, WORKERS, consumer, min_idle_ms, "0", count)
+        return await self._reclaim(READY, WORKERS, consumer, min_idle_ms, count)
+
+    async def _read(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[bytes, str]]:
+        """(entry id, contact uuid) of new signals on ``stream`` for this consumer."""
+        reply = await self._r.xreadgroup(group, consumer, {stream: ">"}, count, block_ms)
+        return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
+
+    async def _reclaim(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[bytes, str]]:
+        reply = await self._r.xautoclaim(stream, group, consumer, min_idle_ms, "0", count)
         return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
 
     async def drop_idle_consumers(self, prefix: str) -> int:
@@ -645,14 +656,12 @@ class Store:
     async def read_sendq(
         self, consumer: str, count: int, block_ms: int | None
     ) -> list[tuple[bytes, str]]:
-        reply = await self._r.xreadgroup(SENDERS, consumer, {SENDQ: ">"}, count, block_ms)
-        return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
+        return await self._read(SENDQ, SENDERS, consumer, count, block_ms)
 
     async def reclaim_sendq(
         self, consumer: str, min_idle_ms: int, count: int
     ) -> list[tuple[bytes, str]]:
-        reply = await self._r.xautoclaim(SENDQ, SENDERS, consumer, min_idle_ms, "0", count)
-        return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
+        return await self._reclaim(SENDQ, SENDERS, consumer, min_idle_ms, count)
 
     async def take_outboxes(
         self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int, now: float
