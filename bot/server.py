@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import api_contacts
+from bot import api_contacts, openapi
 from bot.config import Config
 from bot.engine import Session
 from bot.errors import ApiError
@@ -228,6 +228,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/contacts/{uuid}/runs", contact_runs)
     app.router.add_get("/api/v1/contacts/{uuid}/messages", contact_messages)
     app.router.add_post("/api/v1/contacts/{uuid}/start", start_contact)
+    app.router.add_get("/api/v1/openapi.json", openapi.serve_openapi)
     api_contacts.setup_routes(app)  # contacts (create, list, find, update, delete, import), groups
 
 
