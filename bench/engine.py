@@ -43,10 +43,10 @@ from redis.asyncio import Redis  # noqa: E402
 from bot.clock import Clock  # noqa: E402
 from bot.config import ChannelConfig  # noqa: E402
 from bot.embedded import EmbeddedValkey  # noqa: E402
-from bot.engine import Limits  # noqa: E402
 from bot.flows import FlowRegistry  # noqa: E402
 from bot.queues import Worker, WorkerSettings  # noqa: E402
 from bot.redisconn import connect  # noqa: E402
+from bot.sprint import Limits  # noqa: E402
 from bot.store import READY, SENDQ, TIMERS, Store, contact_key, dumps, urn_key  # noqa: E402
 from channels.base import Channel, SendResult  # noqa: E402
 from channels.whatsapp import WhatsAppChannel  # noqa: E402

@@ -43,7 +43,12 @@ from bot.clock import ManualClock
 from bot.config import ChannelConfig, Config
 from bot.durations import parse_duration
 from bot.embedded import EmbeddedValkey
-from bot.engine import (
+from bot.flowfile import Problem, flow_files
+from bot.flows import FlowRegistry
+from bot.queues import Worker
+from bot.redisconn import connect
+from bot.runtime import limits_of
+from bot.sprint import (
     ACTIVE,
     COMPLETED,
     EXPIRED,
@@ -53,11 +58,6 @@ from bot.engine import (
     Route,
     Session,
 )
-from bot.flowfile import Problem, flow_files
-from bot.flows import FlowRegistry
-from bot.queues import Worker
-from bot.redisconn import connect
-from bot.runtime import limits_of
 from bot.store import TIMERS, Store
 from bot.webhooks import WebhookCaller
 from bot.yamlsource import YamlError, line_of, load_documents, plain

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.engine import Engine, Limits, Route
+from bot.engine import Engine
 from bot.flowfile import Flow, FlowError, Problem, check_references, flow_files, parse_flow
 from bot.machine import compile_flow
+from bot.sprint import Limits, Route
 
 
 @dataclass

@@ -21,8 +21,8 @@ from transitions import Machine, MachineError, State
 from bot.nodes.base import FAILURE, TIMEOUT
 
 if TYPE_CHECKING:
-    from bot.engine import Sprint
     from bot.flowfile import Flow, Node
+    from bot.sprint import Sprint
 
 # transitions logs every callback at INFO: noise for operators, and a cost on the hot path.
 logging.getLogger("transitions").setLevel(logging.WARNING)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.clock import Clock
-from bot.engine import FAILED, Engine, Session, Sprint
+from bot.engine import Engine
+from bot.sprint import FAILED, Session, Sprint
 from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, SendResult

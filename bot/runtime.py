@@ -11,11 +11,12 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.durations import parse_duration
 from bot.embedded import EmbeddedValkey
-from bot.engine import Engine, Limits
+from bot.engine import Engine
 from bot.flows import FlowRegistry, ReloadReport
 from bot.optout import START_CONFIRMATION, START_WORDS, STOP_CONFIRMATION, STOP_WORDS, OptOut
 from bot.queues import Worker, WorkerSettings
 from bot.redisconn import connect
+from bot.sprint import Limits
 from bot.store import Store
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, build_channels

@@ -13,9 +13,9 @@ from aiohttp import web
 
 from bot import api_contacts, openapi
 from bot.config import Config
-from bot.engine import Session
 from bot.errors import ApiError
 from bot.runtime import Runtime, admin_token
+from bot.sprint import Session
 from channels.base import channel_class
 
 log = logging.getLogger("chasqui.server")

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from bot.config import ChannelConfig, ConfigError
-from bot.engine import Route
+from bot.sprint import Route
 from bot.store import Store
 
 

@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 
 from bot.clock import ManualClock
 from bot.config import ChannelConfig
-from bot.engine import Limits, Route
 from bot.flows import FlowRegistry, ReloadReport
 from bot.queues import Worker, WorkerSettings
+from bot.sprint import Limits, Route
 from bot.store import TIMERS, Store, contact_key
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, SendResult

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from bot.cli import main as cli_main
 from bot.config import load_config
-from bot.engine import OptOut
+from bot.optout import OptOut
 from bot.runtime import limits_of
 from bot.store import CONTACTS, TIMERS, ContactBusy, contact_key, members_key, urn_key
 from tests.test_server import AUTH, MAX_BODY, Api, api, assert_error, wait_for

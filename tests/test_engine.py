@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.engine import Limits
 from bot.flowfile import FlowError, parse_flow
+from bot.sprint import Limits
 from tests.harness import Bot
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import load_config
-from bot.engine import Limits, Route
 from bot.flowfile import FlowError, Problem, check_references, load_folder, parse_flow
 from bot.flows import FlowRegistry
+from bot.sprint import Limits, Route
 
 CHANNELS = {"console", "whatsapp"}
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from bot.engine import Route
+from bot.sprint import Route
 from bot.webhooks import WebhookCaller
 from tests.harness import Bot
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from bot.engine import Sprint
     from bot.flowfile import Node
+    from bot.sprint import Sprint
 
 NEXT = "next"
 FAILURE = "failure"

@@ -15,8 +15,8 @@ from bot.durations import parse_duration
 from bot.nodes.base import FAILURE, NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine import Sprint
     from bot.flowfile import Node
+    from bot.sprint import Sprint
 
 
 class CallWebhook(NodeBody):

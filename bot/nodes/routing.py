@@ -14,7 +14,7 @@ from bot import casetests
 from bot.nodes.base import OTHER
 
 if TYPE_CHECKING:
-    from bot.engine import Sprint
+    from bot.sprint import Sprint
 
 _CASE_KEYS = {"category", "next"}
 

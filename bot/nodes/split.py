@@ -11,8 +11,8 @@ from bot.nodes.base import NodeBody
 from bot.nodes.routing import Case, Exit, route, route_exits
 
 if TYPE_CHECKING:
-    from bot.engine import Sprint
     from bot.flowfile import Node
+    from bot.sprint import Sprint
 
 
 class Split(NodeBody):

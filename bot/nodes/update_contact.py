@@ -10,8 +10,8 @@ from pydantic import Field, model_validator
 from bot.nodes.base import NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine import Sprint
     from bot.flowfile import Node
+    from bot.sprint import Sprint
 
 
 class UpdateContact(NodeBody):
