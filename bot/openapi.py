@@ -588,6 +588,40 @@ def _paths() -> dict[str, Any]:
                 tag="contacts",
             )
         },
+        "/api/v1/contacts/{uuid}/history": {
+            "get": _op(
+                "contact_history",
+                "A contact's timeline, oldest first: messages in and out, runs started and how "
+                "each ended (completed, interrupted, expired, failed, with the reason), opt-outs",
+                {
+                    "200": _ok(
+                        "The timeline",
+                        _obj(
+                            {
+                                "contact": {"type": "string"},
+                                "history": _array(
+                                    _obj(
+                                        {
+                                            "type": {"type": "string"},
+                                            "at": {"type": "number"},
+                                            "run": {"type": "string"},
+                                            "flow": {"type": "string"},
+                                            "reason": {"type": "string"},
+                                            "message": _ref("Message"),
+                                        },
+                                        ("type", "at"),
+                                    )
+                                ),
+                            },
+                            ("contact", "history"),
+                        ),
+                    )
+                },
+                errors=("unknown_contact",),
+                params=(CONTACT_UUID,),
+                tag="contacts",
+            )
+        },
         "/api/v1/contacts/{uuid}/start": {
             "post": _op(
                 "start_contact",

@@ -139,6 +139,42 @@ async def contact_messages(request: web.Request) -> web.Response:
     return web.json_response({"messages": messages})
 
 
+async def contact_history(request: web.Request) -> web.Response:
+    """One timeline of a contact: messages in and out (with status and error) and its runs'
+    events (started, and how each ended: completed, interrupted, expired, failed), oldest
+    first. Derived from the records kept anyway, so it costs nothing to keep in step."""
+    contact = await _contact(request)
+    store = request.app[RUNTIME].store
+    session = Session.from_json(await store.session_raw(contact["uuid"]))
+    runs = [frame["run"] for frame in session.frames] + await store.ended_runs(contact["uuid"])
+    # (at, order, item): at one instant an older run ends first (the start that interrupts it
+    # comes after), then runs start, then messages; a run begun in that instant ends last
+    timeline: list[tuple[float, int, dict[str, Any]]] = []
+    for run in runs:
+        base = {"run": run["uuid"], "flow": run["flow"]}
+        started = float(run["created_on"])
+        timeline.append((started, 0, {"type": "run_started", "at": started, **base}))
+        if run.get("exited_on") is not None:
+            ended = float(run["exited_on"])
+            errors = run.get("errors") or []
+            reason = errors[-1].get("message") if errors else None
+            item = {"type": f"run_{run['status']}", "at": ended, **base}
+            if reason:
+                item["reason"] = reason
+            timeline.append((ended, 2 if ended == started else -1, item))
+    for message in await store.messages(contact["uuid"]):
+        at = float(message.get("created_on") or 0)
+        kind = "message_in" if message.get("direction") == "in" else "message_out"
+        timeline.append((at, 1, {"type": kind, "at": at, "message": message}))
+        if message.get("action") in ("opt_out", "opt_in"):
+            kind = "opted_out" if message["action"] == "opt_out" else "opted_in"
+            timeline.append((at, 1, {"type": kind, "at": at}))
+    timeline.sort(key=lambda entry: (entry[0], entry[1]))
+    return web.json_response(
+        {"contact": contact["uuid"], "history": [item for _, _, item in timeline]}
+    )
+
+
 async def start_contact(request: web.Request) -> web.Response:
     """Start (or restart) one contact in a flow; any run it is waiting in is interrupted."""
     contact = await _contact(request)
@@ -227,6 +263,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/templates/sync", sync_templates)
     app.router.add_get("/api/v1/contacts/{uuid}/runs", contact_runs)
     app.router.add_get("/api/v1/contacts/{uuid}/messages", contact_messages)
+    app.router.add_get("/api/v1/contacts/{uuid}/history", contact_history)
     app.router.add_post("/api/v1/contacts/{uuid}/start", start_contact)
     app.router.add_get("/api/v1/openapi.json", openapi.serve_openapi)
     api_contacts.setup_routes(app)  # contacts (create, list, find, update, delete, import), groups

@@ -316,3 +316,36 @@ async def test_a_handler_bug_is_a_json_500_without_a_stack_trace(
     [record] = [r for r in caplog.records if r.name == "chasqui.server"]
     assert reference in record.getMessage()
     assert record.exc_info is not None
+
+
+async def test_contact_history_is_one_timeline(api: Api) -> None:
+    cid = await new_contact(api, "console:h", "Ana Souza")
+    assert (await api.post(f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"}))[0] == 202
+
+    async def waiting() -> list[dict[str, Any]]:
+        return [
+            r
+            for r in (await api.get(f"/api/v1/contacts/{cid}/runs"))[1]["runs"]
+            if r["status"] == "waiting"
+        ]
+
+    await wait_for(waiting, what="the first run to wait")
+    # a second start interrupts the first run
+    assert (await api.post(f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"}))[0] == 202
+
+    async def two_runs() -> list[dict[str, Any]]:
+        runs = (await api.get(f"/api/v1/contacts/{cid}/runs"))[1]["runs"]
+        return runs if len(runs) == 2 and runs[0]["status"] == "waiting" else []
+
+    await wait_for(two_runs, what="the second run to wait")
+    status, body = await api.get(f"/api/v1/contacts/{cid}/history")
+    assert status == 200 and body["contact"] == cid
+    kinds = [item["type"] for item in body["history"]]
+    assert kinds == ["run_started", "message_out", "run_interrupted", "run_started", "message_out"]
+    interrupted = body["history"][2]
+    assert interrupted["reason"] == "started in greeting" and interrupted["flow"] == "greeting"
+    assert body["history"][1]["message"]["text"] == "Hola Ana"
+    times = [item["at"] for item in body["history"]]
+    assert times == sorted(times)
+    status, body = await api.get("/api/v1/contacts/00000000-0000-4000-8000-000000000000/history")
+    assert_error(status, body, 404, "unknown_contact")
