@@ -111,7 +111,7 @@ class Engine:
             return
         if sprint.session.frames:
             sprint.end_all(INTERRUPTED, f"started in {flow.id}")
-        self._push(sprint, flow, event.get("params") or {}, None)
+        self._push(sprint, flow, event.get("params") or {}, None, start=event.get("start"))
 
     def _on_interrupt(self, sprint: Sprint, event: dict[str, Any]) -> None:
         if sprint.session.frames:
@@ -250,8 +250,17 @@ class Engine:
             return False
         return bool(wait["node"] == sprint.frame["node"] and wait["run"] == sprint.run["uuid"])
 
-    def _push(self, sprint: Sprint, flow: Flow, params: dict[str, Any], parent: str | None) -> None:
+    def _push(
+        self,
+        sprint: Sprint,
+        flow: Flow,
+        params: dict[str, Any],
+        parent: str | None,
+        start: str | None = None,
+    ) -> None:
         run = sprint._new_run(flow, params, parent)
+        if start:
+            run["start"] = start  # the start (bot/starts.py) that began this run
         sprint.session.frames.append({"flow": flow.id, "node": START, "run": run})
         cursor = Cursor(sprint, START)
         fire(flow, cursor, "start")

@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.api_contacts import MAX_PAGE, SCHEMES, STATUSES
+from bot.starts import SKIP_REASONS
+from bot.starts import STATUSES as START_STATUSES
 
 JSON = "application/json"
 
@@ -28,9 +30,12 @@ ERROR_STATUS: dict[str, int] = {
     "unknown_flow": 404,
     "unknown_contact": 404,
     "unknown_group": 404,
+    "unknown_start": 404,
     "method_not_allowed": 405,
     "group_exists": 409,
     "contact_busy": 409,
+    "start_finished": 409,
+    "nothing_to_retry": 409,
     "body_too_large": 413,
     "internal": 500,
 }
@@ -267,6 +272,47 @@ SCHEMAS: dict[str, Any] = {
     "Template": _obj(
         {"channel": _text(), "name": _text(), "language": _text(), "status": _text()},
         ("channel", "name", "language"),
+    ),
+    "Start": _obj(
+        {
+            "uuid": _text(format="uuid"),
+            "flow": _text(),
+            "status": {"type": "string", "enum": list(START_STATUSES)},
+            "reason": _text("Why it failed."),
+            "params": {"type": "object"},
+            "groups": _array(_text()),
+            "restart_participants": {"type": "boolean"},
+            "exclude_active": {"type": "boolean"},
+            "created_on": {"type": "number"},
+            "started_on": {"type": "number"},
+            "completed_on": {"type": "number"},
+            "cancelled_on": {"type": "number"},
+            "send_at": {"type": "number"},
+            "spread_over": {"type": "number", "description": "seconds"},
+            "retry_of": _text(format="uuid"),
+            "counts": _obj(
+                {
+                    "targeted": {"type": "integer"},
+                    "started": {"type": "integer"},
+                    "skipped": {"type": "integer"},
+                    "skipped_by_reason": _obj({r: {"type": "integer"} for r in SKIP_REASONS}),
+                    "failed": {"type": "integer"},
+                }
+            ),
+            "messages": _obj(
+                {
+                    "sent": {"type": "integer"},
+                    "delivered": {"type": "integer"},
+                    "read": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                    "failed_by_code": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                    },
+                }
+            ),
+        },
+        ("uuid", "flow", "status", "counts", "messages"),
     ),
     "ImportReport": _obj(
         {
@@ -651,6 +697,7 @@ def _paths() -> dict[str, Any]:
                 tag="contacts",
             )
         },
+        **_start_paths(),
         "/api/v1/groups": {
             "get": _op(
                 "list_groups",
@@ -713,6 +760,179 @@ def _paths() -> dict[str, Any]:
                     ("delete", "remove", "removed"),
                 )
             },
+        },
+    }
+
+
+START_UUID = _path_param("uuid", "The start's uuid.", format="uuid")
+START_BODY = _body(
+    _obj(
+        {
+            "flow": _text("A loaded flow's id."),
+            "contacts": _array(_text(format="uuid")),
+            "groups": _array(GROUP),
+            "urns": _array(URN),
+            "params": {"type": "object", "description": "`@trigger.params` of each run."},
+            "restart_participants": {"type": "boolean", "default": True},
+            "exclude_active": {"type": "boolean", "default": False},
+            "send_at": {
+                "type": ["string", "number"],
+                "description": "ISO datetime or unix seconds: the start waits until then.",
+            },
+            "spread_over": {
+                "type": ["string", "integer"],
+                "description": "A duration (`2h`) or seconds: the starts spread evenly.",
+            },
+        },
+        ("flow",),
+        closed=True,
+    ),
+    "At least one of contacts, groups, urns (up to 10,000 contacts and urns; groups of any "
+    "size). New URNs create contacts.",
+)
+START_ERRORS = ("unknown_flow", "unknown_group", "invalid_urn")
+
+
+def _start_paths() -> dict[str, Any]:
+    one = {"200": _ok("The start", _ref("Start"))}
+    return {
+        "/api/v1/starts": {
+            "get": _op(
+                "list_starts",
+                "Starts, newest first",
+                {"200": _ok("The starts", _obj({"starts": _array(_ref("Start"))}, ("starts",)))},
+                errors=("bad_request",),
+                params=(
+                    _query("flow", "Only starts of this flow."),
+                    _query(
+                        "status",
+                        "Only starts with this status.",
+                        {"type": "string", "enum": list(START_STATUSES)},
+                    ),
+                    _query("limit", "Page size (50).", {"type": "integer", "maximum": 500}),
+                    _query(
+                        "before", "Only created before this (unix seconds).", {"type": "number"}
+                    ),
+                ),
+                tag="starts",
+            ),
+            "post": _op(
+                "create_start",
+                "Start a flow for contacts, URNs and groups (expanded in the background)",
+                {
+                    "202": _ok("Accepted: the start, pending", _ref("Start")),
+                    "200": _ok("The start of this Idempotency-Key, as it is now", _ref("Start")),
+                },
+                errors=START_ERRORS,
+                params=(
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "The same key (within 7 days) answers the same start.",
+                        "schema": {"type": "string"},
+                    },
+                ),
+                body=START_BODY,
+                tag="starts",
+            ),
+        },
+        "/api/v1/starts/preview": {
+            "post": _op(
+                "preview_start",
+                "How many a start would reach, what each exclusion removes, and the template "
+                "the flow opens with; starts nothing",
+                {
+                    "200": _ok(
+                        "The numbers",
+                        _obj(
+                            {
+                                "flow": _text(),
+                                "contacts": {"type": "integer"},
+                                "targeted": {"type": "integer"},
+                                "skipped": {"type": "integer"},
+                                "skipped_by_reason": {"type": "object"},
+                                "failed": {"type": "integer"},
+                                "failed_by_reason": {"type": "object"},
+                                "template": {"type": ["object", "null"]},
+                            },
+                            ("flow", "contacts", "targeted", "skipped_by_reason", "template"),
+                        ),
+                    )
+                },
+                errors=START_ERRORS,
+                body=START_BODY,
+                tag="starts",
+            )
+        },
+        "/api/v1/starts/{uuid}": {
+            "get": _op(
+                "get_start",
+                "A start: status and counts",
+                one,
+                errors=("unknown_start",),
+                params=(START_UUID,),
+                tag="starts",
+            )
+        },
+        "/api/v1/starts/{uuid}/contacts": {
+            "get": _op(
+                "start_contacts",
+                "What became of each contact of a start, with the reason",
+                {
+                    "200": _ok(
+                        "A page; pass `next` back as `cursor` until it is null",
+                        _obj(
+                            {
+                                "contacts": _array(
+                                    _obj(
+                                        {
+                                            "contact": _text(format="uuid"),
+                                            "status": _text(),
+                                            "reason": _text(),
+                                        },
+                                        ("contact", "status"),
+                                    )
+                                ),
+                                "next": {"type": ["string", "null"]},
+                            },
+                            ("contacts", "next"),
+                        ),
+                    )
+                },
+                errors=("bad_request", "unknown_start"),
+                params=(
+                    START_UUID,
+                    _query(
+                        "status",
+                        "Only these outcomes.",
+                        {"type": "string", "enum": ["started", "skipped", "failed"]},
+                    ),
+                    _query("cursor", "The `next` of the previous page."),
+                    _query("limit", "About this many (500).", {"type": "integer", "maximum": 5000}),
+                ),
+                tag="starts",
+            )
+        },
+        "/api/v1/starts/{uuid}/cancel": {
+            "post": _op(
+                "cancel_start",
+                "Cancel a start: contacts not queued yet are not started",
+                one,
+                errors=("unknown_start", "start_finished"),
+                params=(START_UUID,),
+                tag="starts",
+            )
+        },
+        "/api/v1/starts/{uuid}/retry": {
+            "post": _op(
+                "retry_start",
+                "A new start of the same flow for the contacts that failed",
+                {"202": _ok("The new start, pending", _ref("Start"))},
+                errors=("unknown_start", "unknown_flow", "nothing_to_retry"),
+                params=(START_UUID,),
+                tag="starts",
+            )
         },
     }
 

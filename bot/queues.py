@@ -23,6 +23,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.engine import Engine
 from bot.sprint import FAILED, Session, Sprint
+from bot.starts import Starter
 from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
 from bot.webhooks import WebhookCaller
 from channels.base import Channel, SendResult
@@ -70,6 +71,7 @@ class Worker:
         self.webhooks = webhooks or WebhookCaller()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._tasks: list[asyncio.Task[None]] = []
+        self.starter = Starter(store, engine, clock)  # group starts, a chunk at a time
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -77,6 +79,8 @@ class Worker:
         loops = [self._event_loop(i) for i in range(self.settings.consumers)]
         loops += [self._send_loop(i) for i in range(self.settings.consumers)]
         loops += [self._timer_loop(), self._reclaim_loop()]
+        await self.starter.setup()
+        loops.append(self._start_loop())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
@@ -93,6 +97,8 @@ class Worker:
         # our consumers leave the groups (those still owning entries stay, for the reclaimer)
         with contextlib.suppress(Exception):
             await self.store.drop_idle_consumers(self.name)
+        with contextlib.suppress(Exception):
+            await self.starter.drop_consumer(f"{self.name}:st")
 
     async def _forever(self, what: str, step: Callable[[], Any]) -> None:
         """Run ``step`` again and again; a failing step is logged and retried, never fatal."""
@@ -138,6 +144,15 @@ class Worker:
             await asyncio.sleep(self.settings.timer_interval)
 
         await self._forever("timer loop", step)
+
+    async def _start_loop(self) -> None:
+        """Expand group starts (bot/starts.py): one chunk per stream entry, fast lane first."""
+        consumer = f"{self.name}:st"
+
+        async def step() -> None:
+            await self.starter.loop(consumer)
+
+        await self._forever("start loop", step)
 
     async def _reclaim_loop(self) -> None:
         """Take over signals that a crashed process read and never acknowledged."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import api_contacts, openapi
+from bot import api_contacts, api_starts, openapi
 from bot.config import Config
 from bot.errors import ApiError
 from bot.runtime import Runtime, admin_token
@@ -267,6 +267,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/contacts/{uuid}/start", start_contact)
     app.router.add_get("/api/v1/openapi.json", openapi.serve_openapi)
     api_contacts.setup_routes(app)  # contacts (create, list, find, update, delete, import), groups
+    api_starts.setup_routes(app)  # starts: create, preview, list, get, contacts, cancel, retry
 
 
 def create_app(config: Config, runtime: Runtime | None = None) -> web.Application:

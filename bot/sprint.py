@@ -268,6 +268,9 @@ class Sprint:
             "status": "queued",
             "created_on": self.now,
         }
+        start = self.session.frames[0]["run"].get("start")  # its outcome counts for the start
+        if start:
+            message["start"] = start
         error = None
         if self.contact.get("status", "active") != "active":
             error = f"contact_{self.contact['status']}"

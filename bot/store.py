@@ -28,6 +28,23 @@ WORKERS = "workers"  # consumer group on READY
 SENDERS = "senders"  # consumer group on SENDQ
 
 
+STARTQ = "chasqui:startq"  # stream: "start <uuid> has a chunk to expand" (bot/starts.py)
+STARTERS = "starters"  # consumer group on STARTQ
+STARTS = "chasqui:starts"  # sorted set: start uuids by creation time
+STARTS_DUE = "chasqui:starts:due"  # sorted set: start uuids by when their next chunk is due
+
+
+def start_key(sid: str, part: str = "") -> str:
+    """A start's hash (request, status, counts); with ``part``: ``seen`` (set of contacts
+    already decided), ``contacts`` (hash contact -> outcome), ``targets`` (set of explicitly
+    named contacts), ``lock`` (the process expanding it)."""
+    return f"chasqui:start:{sid}:{part}" if part else f"chasqui:start:{sid}"
+
+
+def idempotency_key(key: str) -> str:
+    return f"chasqui:starts:idem:{key}"
+
+
 CONTACTS = "chasqui:contacts"  # sorted set, all scores 0: "<created_on>|<uuid>", listed by lex
 GROUPS = "chasqui:groups"  # hash: group name -> group id
 GROUP_SEQ = "chasqui:groups:seq"  # counter: the next group id
@@ -119,6 +136,7 @@ def console_key(cid: str) -> str:
 
 
 QUEUE_PATTERN = contact_key("%s", "q")
+START_PATTERNS = (start_key("%s"), start_key("%s", "contacts"))
 
 
 def dumps(value: Any) -> str:
@@ -729,7 +747,7 @@ class Store:
                     else:
                         done.append(mid)
                         error = dumps(o.error) if o.error else ""
-                        args = [mid, o.status, o.at, error, cid, dumps(extra)]
+                        args = [mid, o.status, o.at, error, cid, dumps(extra), *START_PATTERNS]
                     await apply(keys=status_keys, args=args, client=pipe)
                 keys = [contact_key(cid, "sendlock"), contact_key(cid, "outbox"), SENDQ]
                 await finish(keys=keys, args=[token, cid, "1" if hold else "0", *done], client=pipe)
@@ -768,7 +786,15 @@ class Store:
                 for i, (cid, mid) in known:
                     _, status, at, error = statuses[i]
                     keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
-                    args = [mid, status, at, dumps(error) if error else "", cid, ""]
+                    args = [
+                        mid,
+                        status,
+                        at,
+                        dumps(error) if error else "",
+                        cid,
+                        "",
+                        *START_PATTERNS,
+                    ]
                     await script(keys=keys, args=args, client=pipe)
                 for (i, _), result in zip(known, await pipe.execute(), strict=True):
                     results[i] = result.decode() if isinstance(result, bytes) else str(result)

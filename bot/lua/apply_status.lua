@@ -2,7 +2,8 @@
 -- failed is final, and a late failed after delivered is ignored. Statuses arrive in any order.
 -- The state lives beside the message, in the contact's msgs hash under "<uuid>:s" (flat JSON).
 -- KEYS: msgs, queue, ready
--- ARGV: message uuid, status, at, error json ('' if none), contact uuid, extra state json ('' if none)
+-- ARGV: message uuid, status, at, error json ('' if none), contact uuid, extra state json ('' if none),
+--       start hash pattern, start contacts hash pattern (%s = start uuid; '' or absent: none)
 -- Returns the status now stored, or 'ignored' / 'unknown'.
 local rank = {queued = 0, accepted = 0, sent = 1, delivered = 2, read = 3, played = 4}
 local id, incoming, at = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -29,6 +30,28 @@ if current ~= 'failed' then
   if rank[incoming] and state[incoming .. '_on'] == nil then state[incoming .. '_on'] = at end
 end
 redis.call('HSET', KEYS[1], id .. ':s', cjson.encode(state))
+-- a message a start caused: the start's outcome counters move with it (each rank reached once)
+if result ~= 'ignored' and result ~= 'queued' and ARGV[7] and ARGV[7] ~= '' then
+  local msg = cjson.decode(redis.call('HGET', KEYS[1], id))
+  if type(msg.start) == 'string' then
+    local skey = string.format(ARGV[7], msg.start)
+    if result == 'failed' then
+      local code = state.error and state.error.code
+      redis.call('HINCRBY', skey, 'msg_failed', 1)
+      redis.call('HINCRBY', skey, 'msg_failed:' .. tostring(code or 'unknown'), 1)
+      local ckey = string.format(ARGV[8], msg.start)
+      if redis.call('HGET', ckey, ARGV[5]) == 'started' then
+        redis.call('HSET', ckey, ARGV[5], 'failed:' .. tostring(code or 'unknown'))
+        redis.call('HINCRBY', skey, 'failed', 1)
+      end
+    else
+      local names = {'sent', 'delivered', 'read', 'played'}
+      for r = (rank[current] or 0) + 1, rank[result] do
+        redis.call('HINCRBY', skey, 'msg_' .. names[r], 1)
+      end
+    end
+  end
+end
 if result == 'failed' then
   local msg = cjson.decode(redis.call('HGET', KEYS[1], id))
   local code = state.error and state.error.code or cjson.null

@@ -1,0 +1,435 @@
+"""Starts over real HTTP and a real Valkey: the app ``chasqui serve`` runs, whose background loops
+are stopped after startup so that each test drains the ready, send and start streams itself,
+deterministically (no sleeps): the same ``Worker`` and ``Starter`` code does the work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from bot.config import Config
+from bot.queues import Worker
+from bot.runtime import Runtime
+from bot.server import create_app
+from bot.starts import Starter, StartSettings
+from bot.store import READY, STARTS_DUE, Store, contact_key, start_key
+
+TOKEN = "starts-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+PROMO = """\
+name: Promo
+language: es
+nodes:
+  - id: hello
+    send_message: {text: "Hola @trigger.params.offer"}
+    next: ask
+  - id: ask
+    wait_for_reply:
+      result: answer
+      cases: [{has_text: true, category: Any, next: bye}]
+  - id: bye
+    send_message: {text: Chau}
+"""
+
+OTHER = """\
+name: Other
+language: es
+nodes:
+  - id: ask
+    wait_for_reply:
+      result: answer
+      cases: [{has_text: true, category: Any, next: done}]
+  - id: done
+    send_message: {text: ok}
+"""
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[[web.Application], Awaitable[Client]]
+
+
+class Api:
+    def __init__(self, client: Client, runtime: Runtime) -> None:
+        self.client, self.runtime = client, runtime
+        assert runtime.worker is not None
+        self.worker: Worker = runtime.worker
+        self.starter: Starter = runtime.worker.starter
+        self.store: Store = runtime.store
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.client.get(path, headers=AUTH) as resp:
+            return resp.status, await resp.json()
+
+    async def post(self, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
+        data = body if isinstance(body, str) else json.dumps(body or {})
+        async with self.client.post(path, data=data, headers={**AUTH, **headers}) as resp:
+            return resp.status, await resp.json()
+
+    async def drain_events(self) -> None:
+        while True:
+            entries = await self.store.read_ready("t", 200, None)
+            sends = await self.store.read_sendq("t", 200, None)
+            if not entries and not sends:
+                return
+            if entries:
+                await self.worker.process(entries)
+            if sends:
+                await self.worker.send(sends)
+
+    async def drain(self) -> None:
+        """Events and sends, then one chunk of a start, again, until nothing is left."""
+        while True:
+            await self.drain_events()
+            await self.starter.move_due()
+            entries = await self.starter.read("t", None)
+            if not entries:
+                await self.drain_events()
+                return
+            for eid, sid in entries:
+                await self.starter.handle(eid, sid)
+
+
+@pytest.fixture
+async def api(aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path) -> Api:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "promo.yaml").write_text(PROMO, encoding="utf-8")
+    (flows / "other.yaml").write_text(OTHER, encoding="utf-8")
+    config = Config.model_validate(
+        {
+            "server": {"admin_token": TOKEN},
+            "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
+            "flows": {"path": str(flows)},
+            "channels": {"console": {"type": "console"}},
+            "base_dir": str(tmp_path),
+        }
+    )
+    runtime = Runtime(config)
+    client = await aiohttp_client(create_app(config, runtime))
+    api = Api(client, runtime)
+    await api.worker.stop()  # the test drives the same worker itself
+    return api
+
+
+async def make_group(
+    api: Api, name: str, n: int, *, opted_out: int = 0, no_route: int = 0
+) -> list[str]:
+    """``n`` members: the first ``opted_out`` opted out, the next ``no_route`` telegram-only."""
+    records = []
+    for i in range(n):
+        urn = f"telegram:{900000 + i}" if opted_out <= i < opted_out + no_route else None
+        urn = urn or f"console:{name}-{i}"
+        record = {
+            "uuid": str(uuid.uuid4()),
+            "name": f"C{i}",
+            "urns": [urn],
+            "fields": {},
+            "groups": [name],
+            "status": "opted_out" if i < opted_out else "active",
+            "created_on": 1000.0 + i,
+        }
+        records.append((urn, record))
+    made = await api.store.create_contacts(records)
+    gid, _ = await api.store.ensure_group(name, 1.0)
+    cids = [c for c, _ in made]
+    await api.store.add_memberships([(gid, c) for c in cids])
+    return cids
+
+
+async def runs_of(api: Api, cid: str) -> list[dict[str, Any]]:
+    status, body = await api.get(f"/api/v1/contacts/{cid}/runs")
+    assert status == 200
+    runs: list[dict[str, Any]] = body["runs"]
+    return runs
+
+
+async def test_group_start_counts_match_preview_and_each_contact_runs_once(api: Api) -> None:
+    cids = await make_group(api, "big", 1200, opted_out=30, no_route=20)
+    waiting = cids[100:150]  # these wait in another flow
+    for cid in waiting:
+        await api.store.enqueue(cid, {"type": "start", "flow": "other", "at": time.time()})
+    await api.drain()
+
+    body = {"flow": "promo", "groups": ["big"], "exclude_active": True, "params": {"offer": "2x1"}}
+    status, preview = await api.post("/api/v1/starts/preview", body)
+    assert status == 200, preview
+    assert preview["targeted"] == 1200
+    assert preview["contacts"] == 1100
+    assert preview["skipped_by_reason"] == {
+        "opted_out": 30,
+        "blocked": 0,
+        "no_route": 20,
+        "already_started": 0,
+        "in_other_flow": 50,
+    }
+    assert preview["template"] is None  # the flow opens with free text
+    assert await api.store.redis.xlen(READY) == 0  # a preview starts nothing
+
+    began = time.monotonic()
+    status, start = await api.post("/api/v1/starts", body)
+    assert status == 202 and start["status"] == "pending"
+    assert time.monotonic() - began < 1.0
+    await api.drain()
+    status, done = await api.get(f"/api/v1/starts/{start['uuid']}")
+    assert done["status"] == "completed"
+    assert done["counts"]["targeted"] == preview["targeted"]
+    assert done["counts"]["started"] == preview["contacts"]
+    assert done["counts"]["skipped_by_reason"] == preview["skipped_by_reason"]
+    assert done["counts"]["skipped"] == 100 and done["counts"]["failed"] == 0
+    assert done["messages"]["sent"] == 1100  # every "Hola" went out through the console
+    for cid in cids[150:160] + cids[-5:]:
+        runs = await runs_of(api, cid)
+        assert [r["flow"] for r in runs] == ["promo"]
+        assert runs[0]["start"] == start["uuid"]
+        assert runs[0]["params"] == {"offer": "2x1"}
+    assert [r["flow"] for r in await runs_of(api, waiting[0])] == ["other"]  # not interrupted
+    assert [r["flow"] for r in await runs_of(api, cids[0])] == []  # opted out: never started
+
+    # again, without restarting participants and without excluding the busy ones
+    body = {"flow": "promo", "groups": ["big"], "restart_participants": False}
+    status, preview = await api.post("/api/v1/starts/preview", body)
+    assert preview["contacts"] == 50
+    assert preview["skipped_by_reason"]["already_started"] == 1100
+    status, second = await api.post("/api/v1/starts", body)
+    await api.drain()
+    status, done = await api.get(f"/api/v1/starts/{second['uuid']}")
+    assert done["counts"]["started"] == 50
+    assert done["counts"]["skipped_by_reason"] == preview["skipped_by_reason"]
+    runs = await runs_of(api, waiting[0])
+    assert [(r["flow"], r["status"]) for r in runs] == [
+        ("promo", "waiting"),
+        ("other", "interrupted"),
+    ]
+    status, page = await api.get(f"/api/v1/starts/{second['uuid']}/contacts?status=started")
+    assert sorted(c["contact"] for c in page["contacts"]) == sorted(waiting)
+    status, page = await api.get(
+        f"/api/v1/starts/{second['uuid']}/contacts?status=skipped&limit=5000"
+    )
+    reasons = {c["contact"]: c["reason"] for c in page["contacts"]}
+    assert len(reasons) == 1150 and reasons[cids[0]] == "opted_out"
+    assert reasons[cids[40]] == "no_route" and reasons[cids[500]] == "already_started"
+
+
+async def test_a_replayed_chunk_starts_nobody_twice(api: Api) -> None:
+    await make_group(api, "g", 300)
+    api.starter.settings = StartSettings(chunk=100)
+    status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
+    sid = start["uuid"]
+    assert await api.starter.step(sid) == "more"
+    before = await api.store.redis.hmget(start_key(sid), ["phase", "cursor", "targeted"])
+    assert await api.starter.step(sid) == "more"
+    # a crash after queueing the second chunk but before its cursor was saved: replay it
+    await api.store.redis.hset(start_key(sid), mapping={"phase": before[0], "cursor": before[1]})
+    assert await api.starter.step(sid) == "more"
+    record = await api.store.redis.hgetall(start_key(sid))
+    assert int(record[b"targeted"]) == int(record[b"started"]) < 300
+    await api.drain_events()
+    while await api.starter.step(sid) == "more":
+        pass
+    await api.drain()
+    status, done = await api.get(f"/api/v1/starts/{sid}")
+    assert status == 200 and done["status"] == "completed"
+    assert done["counts"]["targeted"] == done["counts"]["started"] == 300
+    _status, page = await api.get(f"/api/v1/starts/{sid}/contacts?limit=5000")
+    assert len(page["contacts"]) == 300
+    for item in page["contacts"][:60]:
+        assert len(await runs_of(api, item["contact"])) == 1
+        assert len(await api.store.messages(item["contact"])) == 1  # one "Hola"
+
+
+async def test_replies_are_not_stuck_behind_an_expansion(api: Api) -> None:
+    await make_group(api, "g", 400)
+    [busy] = await make_group(api, "solo", 1)
+    await api.store.enqueue(busy, {"type": "start", "flow": "promo", "at": time.time()})
+    await api.drain_events()
+    api.starter.settings = StartSettings(chunk=100, ready_threshold=50)
+    status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
+    assert status == 202
+    sid = start["uuid"]
+    assert await api.starter.step(sid) == "more"  # 100 start events queued
+    await api.store.enqueue(busy, {"type": "reply", "text": "yes", "at": time.time()})
+    assert await api.starter.step(sid) == "throttled"  # the expander waits...
+    await api.drain_events()  # ...while the reply is answered
+    texts = [m.get("text") for m in await api.store.messages(busy)]
+    assert texts[-1] == "Chau"
+    assert int(await api.store.redis.hget(start_key(sid), "targeted")) < 400
+    await api.drain()
+    _status, done = await api.get(f"/api/v1/starts/{sid}")
+    assert done["counts"]["started"] == 400
+
+
+async def test_cancel_stops_what_was_not_queued(api: Api) -> None:
+    await make_group(api, "g", 300)
+    api.starter.settings = StartSettings(chunk=100)
+    status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
+    sid = start["uuid"]
+    [(eid, got)] = await api.starter.read("t", None)
+    assert got == sid and await api.starter.handle(eid, sid) == "more"
+    status, cancelled = await api.post(f"/api/v1/starts/{sid}/cancel")
+    assert status == 200 and cancelled["status"] == "cancelled"
+    await api.drain()
+    status, done = await api.get(f"/api/v1/starts/{sid}")
+    assert done["status"] == "cancelled"
+    assert 0 < done["counts"]["started"] == done["counts"]["targeted"] < 300
+    assert done["messages"]["sent"] == done["counts"]["started"]
+    status, _again = await api.post(f"/api/v1/starts/{sid}/cancel")
+    assert status == 200
+    status, err = await api.post(f"/api/v1/starts/{uuid.uuid4()}/cancel")
+    assert status == 404 and err["error"]["code"] == "unknown_start"
+
+
+async def test_idempotency_key_urns_and_listing(api: Api) -> None:
+    body = {"flow": "promo", "urns": ["console:new-1", "console:new-2"]}
+    s1, first = await api.post("/api/v1/starts", body, **{"Idempotency-Key": "abc"})
+    s2, second = await api.post("/api/v1/starts", body, **{"Idempotency-Key": "abc"})
+    assert (s1, s2) == (202, 200) and first["uuid"] == second["uuid"]
+    s3, other = await api.post("/api/v1/starts", {"flow": "other", "urns": ["console:new-1"]})
+    assert s3 == 202
+    await api.drain()
+    status, found = await api.get("/api/v1/contacts?urn=console:new-2")
+    assert status == 200
+    assert [r["flow"] for r in await runs_of(api, found["uuid"])] == ["promo"]
+    status, listing = await api.get("/api/v1/starts")
+    assert [s["uuid"] for s in listing["starts"]] == [other["uuid"], first["uuid"]]
+    status, listing = await api.get("/api/v1/starts?flow=promo&status=completed")
+    assert [s["uuid"] for s in listing["starts"]] == [first["uuid"]]
+    # scheduled: stays pending until its time
+    later = {"flow": "promo", "urns": ["console:new-1"], "send_at": time.time() + 3600}
+    status, scheduled = await api.post("/api/v1/starts", later)
+    await api.drain()
+    status, still = await api.get(f"/api/v1/starts/{scheduled['uuid']}")
+    assert still["status"] == "pending" and still["send_at"] == pytest.approx(later["send_at"])
+    assert await api.store.redis.zscore(STARTS_DUE, scheduled["uuid"]) is not None
+
+
+async def test_message_outcomes_and_retry_of_failed(api: Api) -> None:
+    cids = await make_group(api, "g", 3)
+    status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
+    sid = start["uuid"]
+    await api.drain()
+    mids = {cid: (await api.store.messages(cid))[0]["uuid"] for cid in cids}
+    a, b, c = cids
+    now = time.time()
+    assert await api.store.apply_status("console", mids[a], "delivered", now) == "delivered"
+    assert await api.store.apply_status("console", mids[b], "read", now) == "read"
+    error = {"code": 131049, "title": "ecosystem engagement"}
+    assert await api.store.apply_status("console", mids[c], "failed", now, error) == "failed"
+    assert await api.store.apply_status("console", mids[b], "delivered", now) == "ignored"
+    await api.drain()
+    status, done = await api.get(f"/api/v1/starts/{sid}")
+    assert done["messages"] == {
+        "sent": 3,
+        "delivered": 2,
+        "read": 1,
+        "failed": 1,
+        "failed_by_code": {"131049": 1},
+    }
+    assert done["counts"]["failed"] == 1
+    status, page = await api.get(f"/api/v1/starts/{sid}/contacts?status=failed")
+    assert page["contacts"] == [{"contact": c, "status": "failed", "reason": "131049"}]
+    status, retry = await api.post(f"/api/v1/starts/{sid}/retry")
+    assert status == 202 and retry["retry_of"] == sid
+    await api.drain()
+    status, again = await api.get(f"/api/v1/starts/{retry['uuid']}")
+    assert again["counts"]["targeted"] == again["counts"]["started"] == 1
+    runs = await runs_of(api, c)
+    assert [r["start"] for r in runs] == [retry["uuid"], sid]
+    status, err = await api.post(f"/api/v1/starts/{retry['uuid']}/retry")
+    assert status == 409 and err["error"]["code"] == "nothing_to_retry"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"flow": "nope", "groups": ["g"]}, 404, "unknown_flow"),
+        ({"flow": "promo", "groups": ["missing"]}, 404, "unknown_group"),
+        ({"flow": "promo", "urns": ["whatsapp:+1"]}, 400, "invalid_urn"),
+        ({"flow": "promo"}, 400, "bad_request"),
+        ({"flow": "promo", "groups": ["g"], "send_at": "tomorrow"}, 400, "bad_request"),
+        ({"flow": "promo", "groups": ["g"], "spread_over": "soon"}, 400, "bad_request"),
+        ({"flow": "promo", "groups": ["g"], "exclude_active": "yes"}, 400, "bad_request"),
+        ({"flow": "promo", "groups": ["g"], "colour": "red"}, 400, "bad_request"),
+        ("{not json", 400, "bad_request"),
+    ],
+)
+async def test_bad_input_is_a_4xx_with_a_code(api: Api, body: Any, status: int, code: str) -> None:
+    await make_group(api, "g", 1)
+    for path in ("/api/v1/starts", "/api/v1/starts/preview"):
+        got, err = await api.post(path, body)
+        assert (got, err["error"]["code"]) == (status, code)
+    assert await api.store.redis.zcard("chasqui:starts") == 0
+
+
+async def test_other_errors(api: Api) -> None:
+    async with api.client.post("/api/v1/starts", json={"flow": "promo"}) as resp:
+        assert resp.status == 401
+    status, err = await api.get(f"/api/v1/starts/{uuid.uuid4()}")
+    assert (status, err["error"]["code"]) == (404, "unknown_start")
+    status, err = await api.get("/api/v1/starts?status=running")
+    assert status == 400
+    status, err = await api.post(f"/api/v1/starts/{uuid.uuid4()}/retry")
+    assert status == 404
+
+
+async def test_opening_template_and_spread(api: Api, tmp_path: Path) -> None:
+    (tmp_path / "flows" / "tpl.yaml").write_text(
+        "name: Tpl\nlanguage: pt\nnodes:\n"
+        "  - id: intro\n    send_message: {template: {name: oferta}}\n",
+        encoding="utf-8",
+    )
+    api.runtime.load_flows()
+    await make_group(api, "g", 10)
+    status, preview = await api.post("/api/v1/starts/preview", {"flow": "tpl", "groups": ["g"]})
+    assert status == 200
+    assert preview["template"] == {"name": "oferta", "language": "pt", "node": "intro"}
+    _status, start = await api.post(
+        "/api/v1/starts", {"flow": "promo", "groups": ["g"], "spread_over": "10s"}
+    )
+    await api.drain()  # the first chunk only: the next one is due a second later
+    record = await api.store.redis.hgetall(start_key(start["uuid"]))
+    assert int(record[b"chunk"]) == 1 and float(record[b"interval"]) == pytest.approx(1.0)
+    assert int(record[b"targeted"]) == 1
+    assert await api.store.redis.zscore(STARTS_DUE, start["uuid"]) is not None
+    assert await api.store.redis.llen(contact_key("x", "q")) == 0
+
+
+async def test_the_serve_loop_expands_a_start(
+    aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """Without the test driving: the worker's own start loop takes the start to completed."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "promo.yaml").write_text(PROMO, encoding="utf-8")
+    config = Config.model_validate(
+        {
+            "server": {"admin_token": TOKEN},
+            "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
+            "flows": {"path": str(flows)},
+            "channels": {"console": {"type": "console"}},
+            "base_dir": str(tmp_path),
+        }
+    )
+    runtime = Runtime(config)
+    api = Api(await aiohttp_client(create_app(config, runtime)), runtime)
+    await make_group(api, "g", 50)
+    status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
+    assert status == 202
+    deadline = time.monotonic() + 10
+    done: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        _, done = await api.get(f"/api/v1/starts/{start['uuid']}")
+        if done["status"] == "completed" and done["messages"]["sent"] == 50:
+            break
+        await asyncio.sleep(0.05)
+    assert done["status"] == "completed"
+    assert done["counts"]["started"] == 50 and done["messages"]["sent"] == 50
