@@ -200,6 +200,18 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    from bot.startcli import cmd_start as start
+
+    return start(_config(args), args)
+
+
+def cmd_starts(args: argparse.Namespace) -> int:
+    from bot.startcli import cmd_starts as starts
+
+    return starts(_config(args), args)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.simulate import simulate
 
@@ -247,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-statuses", action="store_true", help="no status webhooks")
     p.set_defaults(func=cmd_sandbox)
 
+    p = sub.add_parser("start", help="send a flow to contacts and groups, and follow it")
+    p.add_argument("flow", help="flow id")
+    p.add_argument("--group", action="append", help="a group name (repeatable)")
+    p.add_argument("--urn", action="append", help="a contact URN, created if new (repeatable)")
+    p.add_argument("--contact", action="append", help="a contact uuid (repeatable)")
+    p.add_argument("--param", action="append", help="key=value for @trigger.params")
+    p.add_argument("--no-wait", action="store_true", help="print the start's uuid and return")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("starts", help="list the starts, or follow one with a progress bar")
+    p.add_argument("uuid", nargs="?", help="the start to follow")
+    p.set_defaults(func=cmd_starts)
+
     p = sub.add_parser("simulate", help="chat with a flow in the terminal")
     p.add_argument("flow", help="flow id (the file name without .yaml)")
     p.add_argument("--name", default="Ana", help="the simulated contact's name")
@@ -257,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.command in ("simulate", "test", "check", "templates")
+    quiet = args.command in ("simulate", "test", "check", "templates", "start", "starts")
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
