@@ -9,6 +9,7 @@ Shape: ``{"error": {"code": "unknown_flow", "message": "...", "details": {...}}}
 - ``unknown_flow`` (404), ``unknown_contact`` (404), ``unknown_group`` (404)
 - ``invalid_urn`` (400): a URN that is malformed or not a valid phone number
 - ``group_exists`` (409), ``contact_busy`` (409: locked by a worker for longer than a write waits)
+- ``redis_unavailable`` (503): the data store cannot be reached right now; retry
 - ``internal`` (500): a bug of ours; logged with a reference, no stack trace in the answer
 """
 

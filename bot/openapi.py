@@ -38,6 +38,7 @@ ERROR_STATUS: dict[str, int] = {
     "nothing_to_retry": 409,
     "body_too_large": 413,
     "internal": 500,
+    "redis_unavailable": 503,
 }
 
 DESCRIPTION = """\
@@ -49,8 +50,9 @@ webhooks need no token.
 
 Errors are JSON, `{"error": {"code", "message", "details"?}}`, with a stable machine-readable \
 code; each operation's error responses list the codes it can answer. Any route can also answer \
-`not_found` (404, no such route), `method_not_allowed` (405) and `internal` (500, with a \
-reference to the log line; never a stack trace)."""
+`not_found` (404, no such route), `method_not_allowed` (405), `redis_unavailable` (503, the \
+data store cannot be reached right now: retry) and `internal` (500, with a reference to the log \
+line; never a stack trace)."""
 
 
 # -- small builders ------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import api_contacts, api_starts, openapi
 from bot.config import Config
@@ -42,6 +44,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return ApiError(405, "method_not_allowed", f"{request.method} not allowed").response()
     except web.HTTPException:
         raise
+    except (RedisConnectionError, RedisTimeoutError):
+        log.warning("Redis unavailable on %s %s", request.method, request.path)
+        return ApiError(
+            503,
+            "redis_unavailable",
+            "the data store is unavailable; retry shortly",
+        ).response()
     except Exception:
         ref = uuid.uuid4().hex[:12]
         log.exception("internal error %s on %s %s", ref, request.method, request.path)

@@ -1,0 +1,118 @@
+"""Redis goes away for a few seconds: the server stays up, says it is unhealthy, resumes, and
+nothing that was accepted is lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bot.embedded import EmbeddedValkey
+from tests.test_serve_processes import free_port
+
+FLOW = """
+nodes:
+  - id: ask
+    wait_for_reply: {}
+    next: echo
+  - id: echo
+    send_message: {text: "got @input.text"}
+    next: ask
+"""
+AUTH = {"Authorization": "Bearer t"}
+
+
+def get(url: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    request = urllib.request.Request(url, headers=AUTH)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:  # type: ignore[type-arg]
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def until(check, what: str, timeout: float = 20):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_server_rides_out_a_redis_outage(tmp_path: Path) -> None:
+    redis_port, port = free_port(), free_port()
+    valkey = EmbeddedValkey(tmp_path / "redis", port=redis_port)
+    url = valkey.start_sync()
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "echo.yaml").write_text(FLOW)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nport = {port}\nadmin_token = "t"\n[redis]\nurl = "{url}"\n'
+        '[channels.console]\ntype = "console"\n'
+    )
+    base = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "--config", str(config), "serve"], stdout=log, stderr=log
+    )
+    try:
+        until(lambda: _healthy(base), "the server")
+        status, contact = post(f"{base}/api/v1/contacts", {"urn": "console:ana", "name": "Ana"})
+        assert status == 201
+        cid = contact["uuid"]
+        assert post(f"{base}/api/v1/contacts/{cid}/start", {"flow": "echo"})[0] == 202
+        until(lambda: get(f"{base}/api/v1/contacts/{cid}/runs")[1]["runs"], "the run")
+
+        valkey.stop_sync()  # Redis goes away (its AOF keeps what it had)
+        status, health = get(f"{base}/healthz")
+        assert status == 503 and health["status"] == "unhealthy"
+        assert health["redis"].startswith("down")
+        status, body = get(f"{base}/api/v1/contacts/{cid}")
+        assert status == 503 and body["error"]["code"] == "redis_unavailable"
+        time.sleep(3)
+        assert server.poll() is None  # still up
+
+        valkey = EmbeddedValkey(tmp_path / "redis", port=redis_port)
+        valkey.start_sync()  # back, with the same data
+        until(lambda: _healthy(base), "health to come back")
+        assert post(f"{base}/api/v1/contacts/{cid}/start", {"flow": "echo"})[0] == 202
+
+        def runs() -> list[dict]:  # type: ignore[type-arg]
+            found = get(f"{base}/api/v1/contacts/{cid}/runs")[1]["runs"]
+            return found if len(found) == 2 else []
+
+        first, second = until(runs, "the second run after the outage")
+        assert first["status"] == "waiting" and second["status"] == "interrupted"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        valkey.stop_sync()
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
