@@ -193,6 +193,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         max_mps=args.max_mps,
         pair_rate=not args.no_pair_rate,
         statuses=not args.no_statuses,
+        record_limit=args.record_limit,
     )
     print(f"WhatsApp sandbox on http://{args.host}:{args.port} -> webhooks to {args.webhook_url}")
     with contextlib.suppress(KeyboardInterrupt):
@@ -257,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mps", type=float, default=80.0, help="throughput per number; 0: off")
     p.add_argument("--no-pair-rate", action="store_true", help="no per-recipient pair rate")
     p.add_argument("--no-statuses", action="store_true", help="no status webhooks")
+    p.add_argument(
+        "--record-limit",
+        type=int,
+        default=10_000,
+        help="sends and webhooks kept for /_fake/sent and /_fake/webhooks",
+    )
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("start", help="send a flow to contacts and groups, and follow it")
