@@ -289,7 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.command in ("simulate", "test", "check", "templates", "start", "starts")
+    quiet = args.command in (
+        "simulate",
+        "test",
+        "check",
+        "templates",
+        "start",
+        "starts",
+        "contacts",
+    )
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
