@@ -25,7 +25,7 @@ from typing import Any
 import phonenumbers
 from aiohttp import BodyPartReader, web
 
-from bot.errors import ApiError
+from bot.errors import ApiError, json_body
 from bot.store import ContactBusy, Store, index_member
 
 STATUSES = ("active", "opted_out", "blocked")
@@ -143,9 +143,21 @@ def _now(request: web.Request) -> float:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    from bot.server import _json_body
+    return await json_body(request)
 
-    return await _json_body(request)
+
+async def contacts_for_urns(
+    store: Store, urns: list[str], now: float, *, create: bool
+) -> list[str | None]:
+    """The contact uuid of each URN (None where there is none), creating the missing ones
+    when ``create`` is set."""
+    found = await store.contact_ids_for_urns(urns)
+    missing = [u for u, c in zip(urns, found, strict=True) if c is None]
+    if missing and create:
+        made = await store.create_contacts([(u, _new_record(u, now)) for u in missing])
+        made_for = dict(zip(missing, (c for c, _ in made), strict=True))
+        found = [c or made_for[u] for u, c in zip(urns, found, strict=True)]
+    return found
 
 
 def _busy(exc: ContactBusy) -> ApiError:
@@ -412,12 +424,7 @@ async def _members_of_body(
             except UrnError as exc:
                 problems.append({"urn": raw, "code": "invalid_urn", "message": str(exc)})
         urns = list(dict.fromkeys(urns))
-        found = await store.contact_ids_for_urns(urns)
-        missing = [u for u, c in zip(urns, found, strict=True) if c is None]
-        if missing and create:
-            made = await store.create_contacts([(u, _new_record(u, now)) for u in missing])
-            made_for = dict(zip(missing, (c for c, _ in made), strict=True))
-            found = [c or made_for[u] for u, c in zip(urns, found, strict=True)]
+        found = await contacts_for_urns(store, urns, now, create=create)
         for urn, cid in zip(urns, found, strict=True):
             if cid is None:
                 problems.append(

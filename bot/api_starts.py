@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.api_contacts import _body, _group_name, _new_record, _now, _runtime, _store
+from bot.api_contacts import _body, _group_name, _now, _runtime, _store, contacts_for_urns
 from bot.api_contacts import _urn as _valid_urn
 from bot.durations import parse_duration
 from bot.errors import ApiError
@@ -186,16 +186,6 @@ async def _create(
     return record
 
 
-async def _contacts_of_urns(store: Store, urns: list[str], now: float, create: bool) -> list[str]:
-    found = await store.contact_ids_for_urns(urns)
-    missing = [u for u, c in zip(urns, found, strict=True) if c is None]
-    if missing and create:
-        made = await store.create_contacts([(u, _new_record(u, now)) for u in missing])
-        made_for = dict(zip(missing, (c for c, _ in made), strict=True))
-        found = [c or made_for[u] for u, c in zip(urns, found, strict=True)]
-    return [c for c in found if c]
-
-
 async def create_start(request: web.Request) -> web.Response:
     spec = await _parse(request)
     store = _store(request)
@@ -208,7 +198,8 @@ async def create_start(request: web.Request) -> web.Response:
             return web.json_response(public(record), status=200)
     targets = list(spec.contacts)
     if spec.urns:
-        targets += await _contacts_of_urns(store, spec.urns, _now(request), create=True)
+        found = await contacts_for_urns(store, spec.urns, _now(request), create=True)
+        targets += [c for c in found if c]
     targets = list(dict.fromkeys(targets))
     if key:
         sid_claim = str(uuid.uuid4())

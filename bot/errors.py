@@ -15,6 +15,7 @@ Shape: ``{"error": {"code": "unknown_flow", "message": "...", "details": {...}}}
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -32,3 +33,14 @@ class ApiError(Exception):
         if self.details:
             body["details"] = self.details
         return web.json_response({"error": body}, status=self.status)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or a 400 ``bad_request`` saying what is wrong with it."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return body

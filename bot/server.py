@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import api_contacts, api_starts, openapi
 from bot.config import Config
-from bot.errors import ApiError
+from bot.errors import ApiError, json_body
 from bot.runtime import Runtime, admin_token
 from bot.sprint import Session
 from channels.base import channel_class
@@ -64,16 +63,6 @@ def _authorize(request: web.Request) -> None:
         raise ApiError(
             401, "unauthorized", "send the admin token as 'Authorization: Bearer <token>'"
         )
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "bad_request", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_request", "the body must be a JSON object")
-    return body
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -187,7 +176,7 @@ async def contact_history(request: web.Request) -> web.Response:
 async def start_contact(request: web.Request) -> web.Response:
     """Start (or restart) one contact in a flow; any run it is waiting in is interrupted."""
     contact = await _contact(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     runtime = request.app[RUNTIME]
     flow = body.get("flow")
     if not isinstance(flow, str) or flow not in runtime.registry.flows:
