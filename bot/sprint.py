@@ -93,6 +93,12 @@ class Session:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def _refuse(message: dict[str, Any], error: str) -> None:
+    """A message that cannot go at all: failed here, it never reaches a channel."""
+    message["status"] = "failed"
+    message["error"] = {"code": error}
+
+
 class LoopDetected(Exception):
     pass
 
@@ -255,32 +261,19 @@ class Sprint:
         route = self.engine.route_for(self.contact)
         if route is not None:
             content = _for_channel(content, route[0])
-        message: dict[str, Any] = {
-            "uuid": str(uuid.uuid4()),
-            "direction": "out",
-            "contact": self.contact["uuid"],
-            "channel": route[0].name if route else None,
-            "urn": route[1] if route else None,
-            **content,
-            "run": self.run["uuid"],
-            "flow": self.frame["flow"],
-            "node": node.id,
-            "status": "queued",
-            "created_on": self.now,
-        }
+        message = self._outgoing(
+            route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node.id
+        )
         start = self.session.frames[0]["run"].get("start")  # its outcome counts for the start
         if start:
             message["start"] = start
         error = None
         if self.contact.get("status", "active") != "active":
             error = f"contact_{self.contact['status']}"
-        elif route is None:
-            error = "no_route"
-        elif not self._window_allows(route[0], content):
-            error = "outside_24h_window"
+        else:
+            error = self._unsendable(route, content)
         if error:
-            message["status"] = "failed"
-            message["error"] = {"code": error}
+            _refuse(message, error)
             self.run["errors"].append({"node": node.id, "code": error, "at": self.now})
         else:
             self._guard_loop(content)
@@ -292,28 +285,35 @@ class Sprint:
         status. Returns an error code when it cannot go."""
         route = self.engine.route_for(self.contact)
         content = {"text": text}
-        message: dict[str, Any] = {
+        message = self._outgoing(route, content, kind=kind, run=None)
+        error = self._unsendable(route, content)
+        if error:
+            _refuse(message, error)
+        self.messages.append(message)
+        return error
+
+    def _outgoing(
+        self, route: tuple[Route, str] | None, content: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
+        """The record of a message to send: whom, through which channel, what, and why."""
+        return {
             "uuid": str(uuid.uuid4()),
             "direction": "out",
             "contact": self.contact["uuid"],
             "channel": route[0].name if route else None,
             "urn": route[1] if route else None,
-            "text": text,
-            "kind": kind,
-            "run": None,
+            **content,
+            **extra,
             "status": "queued",
             "created_on": self.now,
         }
-        error = None
+
+    def _unsendable(self, route: tuple[Route, str] | None, content: dict[str, Any]) -> str | None:
         if route is None:
-            error = "no_route"
-        elif not self._window_allows(route[0], content):
-            error = "outside_24h_window"
-        if error:
-            message["status"] = "failed"
-            message["error"] = {"code": error}
-        self.messages.append(message)
-        return error
+            return "no_route"
+        if not self._window_allows(route[0], content):
+            return "outside_24h_window"
+        return None
 
     def _window_allows(self, route: Route, content: dict[str, Any]) -> bool:
         """A template may always go; free text only inside the contact's window, checked here
