@@ -99,10 +99,17 @@ def fire(flow: Flow, cursor: Cursor, trigger: str) -> bool:
     event = flow.machine.events.get(trigger)
     if event is None:
         return False
+    source, exit_name = cursor.state, cursor.exit  # entering the next node sets its own exit
     try:
-        return bool(event.trigger(cursor))
+        moved = bool(event.trigger(cursor))
     except MachineError:
         return False
+    if moved and source != START and trigger != "expire":
+        if trigger == "fail" and cursor.failed_node:
+            cursor.sprint.took(flow.id, cursor.failed_node, FAILURE)
+        elif exit_name is not None:
+            cursor.sprint.took(flow.id, source, exit_name)
+    return moved
 
 
 __all__ = ["END", "FAILURE", "START", "Cursor", "compile_flow", "fire"]

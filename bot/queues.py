@@ -249,6 +249,7 @@ class Worker:
         except Exception:  # the stored session itself is unreadable: start the contact afresh
             sprint.session = Session()
             sprint.ended_runs.clear()
+            sprint.counts.clear()
             sprint.session_dirty = True
         return sprint
 
@@ -322,6 +323,7 @@ class Worker:
             timers_remove=sprint.timers_remove,
             timers_add=sprint.timers_add,
             groups=sprint.group_changes,
+            counts=sprint.counts,
             now=sprint.now,
         )
 

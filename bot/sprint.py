@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot import flowstats
 from bot.expressions import compile_text
 from bot.flowfile import Flow
 from bot.optout import OptOut
@@ -126,7 +127,9 @@ class Sprint:
     contact_dirty: bool = False
     session_dirty: bool = False
     ended_runs: list[dict[str, Any]] = field(default_factory=list)
-    new_runs: list[str] = field(default_factory=list)
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    # (flow id, counter field) -> change, for the flow's stats (bot/flowstats.py)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     timers_remove: list[str] = field(default_factory=list)
@@ -214,7 +217,23 @@ class Sprint:
         }
         if input_text is not None:
             result["input"] = input_text
+        previous = self.run["results"].get(name)
+        before = previous.get("category") if previous else None
+        if before != category:
+            flow = self.frame["flow"]
+            if before is not None:
+                self.count(flow, flowstats.result(name, before), -1)
+            self.count(flow, flowstats.result(name, category))
         self.run["results"][name] = result
+
+    def count(self, flow: str, name: str, delta: int = 1) -> None:
+        """Change one of a flow's counters when this sprint commits."""
+        key = (flow, name)
+        self.counts[key] = self.counts.get(key, 0) + delta
+
+    def took(self, flow: str, node: str, exit_name: str) -> None:
+        """A run left ``node`` by ``exit_name``."""
+        self.count(flow, flowstats.exit_taken(node, exit_name))
 
     def change_groups(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         groups = [g for g in self.contact.get("groups", []) if g not in remove]
@@ -237,12 +256,15 @@ class Sprint:
         token = uuid.uuid4().hex[:10]
         expire = self.flow.expire_after
         kind, due = ("timeout", timeout) if timeout and timeout < expire else ("expire", expire)
+        flow, node = self.frame["flow"], self.frame["node"]
         self.session.wait = {
             "token": token,
-            "node": self.frame["node"],
+            "flow": flow,
+            "node": node,
             "run": self.run["uuid"],
             "timer": kind,
         }
+        self.count(flow, flowstats.waiting(node))
         self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
         self.run["status"] = WAITING
 
@@ -345,6 +367,8 @@ class Sprint:
             member = f"{self.contact['uuid']}|{wait.get('timer', 'expire')}|{wait['token']}"
             if self.timers_add.pop(member, None) is None:
                 self.timers_remove.append(member)
+            if wait.get("flow"):  # (a wait stored before flows had stats was never counted)
+                self.count(wait["flow"], flowstats.waiting(wait["node"]), -1)
             self.session.wait = None
 
     def _new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
@@ -362,7 +386,8 @@ class Sprint:
         }
         if parent:
             run["parent"] = parent
-        self.new_runs.append(run["uuid"])
+        self.new_runs.append(run)
+        self.count(flow.id, flowstats.started())
         return run
 
     def _end_top(self, status: str, reason: str | None = None) -> dict[str, Any]:
@@ -376,6 +401,7 @@ class Sprint:
                 {"node": frame.get("node"), "code": status, "message": reason, "at": self.now}
             )
         self.ended_runs.append(run)
+        self.count(run["flow"], flowstats.ended(status))
         return run
 
     def end_all(self, status: str, reason: str | None = None) -> None:

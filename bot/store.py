@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
+from bot import flowstats
+
 READY = "chasqui:ready"  # stream: "contact <uuid> has events queued"
 SENDQ = "chasqui:sendq"  # stream: "contact <uuid> has messages in its outbox"
 TIMERS = "chasqui:timers"  # sorted set: "<contact>|<kind>|<token>" scored by due time
@@ -58,6 +60,27 @@ def group_key(gid: str) -> str:
 def members_key(gid: str) -> str:
     """The set of the uuids of a group's members."""
     return f"chasqui:group:{gid}:members"
+
+
+RUN_FLOWS = "chasqui:runs:flows"  # set: the ids of the flows that have runs indexed
+OPEN = "open"  # the run index state of runs that have not ended (active or waiting)
+
+
+def flow_runs_key(flow: str, state: str) -> str:
+    """A flow's runs in one state (``open``, or how they ended): sorted set, all scores 0,
+    members from :func:`run_member`; kept in step by the commit."""
+    return f"chasqui:flow:{flow}:runs:{state}"
+
+
+def flow_stats_key(flow: str) -> str:
+    """A flow's counters (hash; the fields are described in bot/flowstats.py)."""
+    return f"chasqui:flow:{flow}:stats"
+
+
+def run_member(cid: str, run: dict[str, Any]) -> str:
+    """A run's entry in its flow's index: creation time (as in CONTACTS), contact, run -- lex
+    order is creation order, and the entry says where the run is kept."""
+    return f"{_created(run.get('created_on')):017.3f}|{cid}|{run['uuid']}"
 
 
 def index_member(contact: dict[str, Any]) -> str:
@@ -176,13 +199,14 @@ class Commit:
     consumed: int
     contact: dict[str, Any] | None = None  # None: unchanged
     session: str | None = None  # None: unchanged
-    new_runs: list[str] = field(default_factory=list)
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
     ended_runs: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     timers_remove: list[str] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     # group name -> True (add) / False (remove): the group sets follow the contact's groups
     groups: dict[str, bool] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, field) -> change
     now: float = 0.0
 
 
@@ -387,9 +411,11 @@ class Store:
         keys = [contact_key(cid, part) for part in CONTACT_PARTS]
         keys += [contact_key(cid, f"run:{r}") for r in runs]
         timers: list[str] = []
-        session = _session_wait(await self.session_raw(cid))
-        if session:
-            timers.append(f"{cid}|{session.get('timer', 'expire')}|{session['token']}")
+        session_raw = await self.session_raw(cid)
+        waiting = _session_wait(session_raw)
+        if waiting:
+            timers.append(f"{cid}|{waiting.get('timer', 'expire')}|{waiting['token']}")
+        unindex, uncount = await self._runs_of_deleted(cid, session_raw, runs, waiting)
         outbox = await self._r.lrange(contact_key(cid, "outbox"), 0, -1)
         timers += [f"{cid}|send|{m.decode()}" for m in outbox]
         urns = [urn_key(u) for u in contact.get("urns") or []]
@@ -409,9 +435,37 @@ class Store:
             *ids.values(),
             len(timers),
             *timers,
+            len(unindex),
+            *(part for pair in unindex for part in pair),
+            len(uncount),
+            *(part for pair in uncount for part in pair),
         ]
         done = await self._scripts["delete_contact"](keys=[lock], args=args)
         return bool(done)
+
+    async def _runs_of_deleted(
+        self, cid: str, session_raw: bytes | None, runs: list[str], wait: dict[str, Any] | None
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """What deleting a contact takes out of the flows' run indexes -- (key, member) -- and
+        their waiting counters -- (stats key, field). Its finished runs still count in totals."""
+        unindex: list[tuple[str, str]] = []
+        try:
+            frames = json.loads(session_raw).get("frames", []) if session_raw else []
+        except (ValueError, AttributeError):
+            frames = []
+        for frame in frames:
+            run = frame.get("run") or {}
+            if run.get("uuid") and run.get("flow"):
+                unindex.append((flow_runs_key(run["flow"], OPEN), run_member(cid, run)))
+        raws = await self._r.mget([contact_key(cid, f"run:{r}") for r in runs]) if runs else []
+        for raw in raws:
+            if raw:
+                run = json.loads(raw)
+                unindex.append((flow_runs_key(run["flow"], run["status"]), run_member(cid, run)))
+        uncount = []
+        if wait and wait.get("flow"):
+            uncount.append((flow_stats_key(wait["flow"]), flowstats.waiting(wait["node"])))
+        return unindex, uncount
 
     # -- groups ------------------------------------------------------------------------------
     async def group_ids(
@@ -643,12 +697,17 @@ class Store:
                     dumps(c.contact) if c.contact else "",
                     c.session or "",
                     c.cid,
+                    flow_runs_key("%s", "%s"),
+                    flow_stats_key("%s"),
+                    RUN_FLOWS,
                     len(c.new_runs),
-                    *c.new_runs,
-                    len(c.ended_runs),
-                    *(dumps(r) for r in c.ended_runs),
-                    len(c.messages),
                 ]
+                for r in c.new_runs:
+                    args += [r["uuid"], r["flow"], run_member(c.cid, r)]
+                args.append(len(c.ended_runs))
+                for r in c.ended_runs:
+                    args += [dumps(r), r["flow"], r["status"], run_member(c.cid, r)]
+                args.append(len(c.messages))
                 for m in c.messages:
                     args += [m["uuid"], dumps(m), "1" if m.get("status") == "queued" else "0"]
                 args += [len(c.timers_remove), *c.timers_remove, len(c.timers_add)]
@@ -660,6 +719,10 @@ class Store:
                     args += [GROUPS, GROUP_SEQ, group_key("%s"), members_key("%s"), c.now]
                     for name, add in groups.items():
                         args += [name, "1" if add else "0"]
+                counts = [(k, d) for k, d in c.counts.items() if d]
+                args.append(len(counts))
+                for (flow, name), delta in counts:
+                    args += [flow, name, delta]
                 args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s")]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
@@ -843,6 +906,53 @@ class Store:
             return []
         raws = await self._r.mget([contact_key(cid, f"run:{i.decode()}") for i in ids])
         return [json.loads(r) for r in raws if r]
+
+    async def indexed_flows(self) -> list[str]:
+        return sorted(f.decode() for f in await self._r.smembers(RUN_FLOWS))
+
+    async def run_index_page(
+        self, keys: Sequence[str], before: str | None, count: int
+    ) -> list[tuple[str, bool]]:
+        """The newest ``count`` entries strictly older than ``before`` across these run index
+        keys, as (member, the run is open)."""
+        top = f"({before}" if before else "+"
+        async with self._r.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrevrangebylex(key, top, "-", start=0, num=count)
+            replies = await pipe.execute()
+        found: dict[str, bool] = {}
+        for key, members in zip(keys, replies, strict=True):
+            for member in members:
+                found[member.decode()] = key.endswith(f":{OPEN}")
+        return sorted(found.items(), reverse=True)[:count]
+
+    async def runs_at(self, entries: Sequence[tuple[str, bool]]) -> list[dict[str, Any] | None]:
+        """The runs index entries point at: an open run from its contact's session, an ended
+        one from its record; each with its ``contact``. None where it is gone meanwhile."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for member, is_open in entries:
+                _, cid, rid = member.split("|")
+                pipe.get(contact_key(cid, "session" if is_open else f"run:{rid}"))
+            raws = await pipe.execute()
+        runs: list[dict[str, Any] | None] = []
+        for (member, is_open), raw in zip(entries, raws, strict=True):
+            _, cid, rid = member.split("|")
+            run: dict[str, Any] | None = None
+            if raw and is_open:
+                frames = json.loads(raw).get("frames", [])
+                run = next((f["run"] for f in frames if f["run"]["uuid"] == rid), None)
+            elif raw:
+                run = json.loads(raw)
+            runs.append({**run, "contact": cid} if run else None)
+        return runs
+
+    async def flow_counters(self, flow: str) -> tuple[dict[str, int], int]:
+        """A flow's counters, and how many of its runs are open now."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hgetall(flow_stats_key(flow))
+            pipe.zcard(flow_runs_key(flow, OPEN))
+            counters, open_runs = await pipe.execute()
+        return {k.decode(): int(v) for k, v in counters.items()}, int(open_runs)
 
     async def run_ids(self, cid: str, limit: int = 50) -> list[str]:
         return [i.decode() for i in await self._r.lrange(contact_key(cid, "runs"), 0, limit - 1)]

@@ -155,7 +155,7 @@ async def test_lost_lock_commit_writes_nothing(bot: Bot) -> None:
     (claim,) = await bot.store.claim([cid], 60_000, 100)
     assert claim is not None and len(claim.events) == 1
     ready_before = await bot.redis.xlen(READY)
-    run = {"uuid": "r1", "status": "completed"}
+    run = {"uuid": "r1", "flow": "nothing", "status": "completed", "created_on": 1.0}
     message = {"uuid": "m1", "status": "queued", "text": "hi", "direction": "out"}
 
     def commit(token: str) -> Commit:
@@ -165,7 +165,7 @@ async def test_lost_lock_commit_writes_nothing(bot: Bot) -> None:
             consumed=1,
             contact={"uuid": cid, "name": "Changed"},
             session='{"frames":[]}',
-            new_runs=["r1"],
+            new_runs=[{"uuid": "r1", "flow": "nothing", "created_on": 1.0}],
             ended_runs=[run],
             messages=[message],
             timers_add={f"{cid}|expire|t": 1.0},
