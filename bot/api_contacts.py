@@ -9,8 +9,6 @@ in progress and would overwrite it with the copy it read), and retries. See docs
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import csv
 import io
 import re
@@ -26,12 +24,12 @@ import phonenumbers
 from aiohttp import BodyPartReader, web
 
 from bot.errors import ApiError, json_body
+from bot.paging import decode_cursor, encode_cursor, page_limit
 from bot.store import ContactBusy, Store, index_member
 
 STATUSES = ("active", "opted_out", "blocked")
 PHONE_SCHEMES = ("whatsapp", "tel")
 SCHEMES = ("whatsapp", "tel", "telegram", "ext", "console")
-MAX_PAGE = 500
 MAX_SCANNED = 5000  # index entries one list request looks at before it answers with a cursor
 IMPORT_CHUNK = 1000
 MAX_ERRORS_LISTED = 1000
@@ -216,18 +214,7 @@ async def get_contact(request: web.Request) -> web.Response:
     return web.json_response(await _contact_or_404(_store(request), request.match_info["uuid"]))
 
 
-def _encode_cursor(member: str) -> str:
-    return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "bad_request", "cursor is not one this API gave") from None
-    if not re.match(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}$", member):
-        raise ApiError(400, "bad_request", "cursor is not one this API gave")
-    return member
+CONTACTS_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}$")
 
 
 async def list_contacts(request: web.Request) -> web.Response:
@@ -242,17 +229,15 @@ async def list_contacts(request: web.Request) -> web.Response:
         if contact is None:
             raise ApiError(404, "unknown_contact", f"no contact with URN {urn}")
         return web.json_response(contact)
+    limit = page_limit(q)
     try:
-        limit = int(q.get("limit", "50"))
         since = float(q["created_since"]) if "created_since" in q else None
     except ValueError:
-        raise ApiError(400, "bad_request", "limit and created_since must be numbers") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "bad_request", f"limit must be 1 to {MAX_PAGE}")
+        raise ApiError(400, "bad_request", "created_since must be a number") from None
     status = _status(q["status"]) if "status" in q else None
     prefix = q.get("name", "").casefold()
     gid = await _group_or_404(store, q["group"]) if "group" in q else None
-    after = _decode_cursor(q["cursor"]) if q.get("cursor") else None
+    after = decode_cursor(q["cursor"], CONTACTS_MEMBER) if q.get("cursor") else None
     found: list[dict[str, Any]] = []
     scanned, last, exhausted = 0, after, False
     while len(found) < limit and scanned < MAX_SCANNED:
@@ -280,7 +265,7 @@ async def list_contacts(request: web.Request) -> web.Response:
     if not exhausted and last is not None and len(found) == limit:
         # one look ahead, so that the last page says it is the last
         exhausted = not await store.contact_page(last, since, 1)
-    next_cursor = None if exhausted or last is None else _encode_cursor(last)
+    next_cursor = None if exhausted or last is None else encode_cursor(last)
     return web.json_response({"contacts": found, "next": next_cursor})
 
 

@@ -19,6 +19,7 @@ from bot.api_contacts import _body, _group_name, _now, _runtime, _store, contact
 from bot.api_contacts import _urn as _valid_urn
 from bot.durations import parse_duration
 from bot.errors import ApiError
+from bot.paging import page_limit
 from bot.starts import (
     FINISHED,
     PENDING,
@@ -296,13 +297,11 @@ async def preview_start(request: web.Request) -> web.Response:
 async def list_starts(request: web.Request) -> web.Response:
     """Newest first, filtered by ``flow`` and ``status``; ``limit`` (50), ``before`` paging."""
     q = request.query
+    limit = page_limit(q)
     try:
-        limit = int(q.get("limit", "50"))
         before = float(q["before"]) if "before" in q else None
     except ValueError:
-        raise ApiError(400, "bad_request", "limit and before must be numbers") from None
-    if not 1 <= limit <= 500:
-        raise ApiError(400, "bad_request", "limit must be 1 to 500")
+        raise ApiError(400, "bad_request", "before must be a number") from None
     status = q.get("status")
     if status is not None and status not in STATUSES:
         raise ApiError(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")

@@ -15,7 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.api_contacts import MAX_PAGE, SCHEMES, STATUSES
+from bot.api_contacts import SCHEMES, STATUSES
+from bot.api_runs import STATUSES as RUN_STATUSES
+from bot.flowstats import ENDED
+from bot.paging import MAX_PAGE
 from bot.starts import SKIP_REASONS
 from bot.starts import STATUSES as START_STATUSES
 
@@ -161,6 +164,12 @@ def _op(
 
 
 # -- reused pieces -------------------------------------------------------------------------------
+PAGING = (
+    _query(
+        "limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}
+    ),
+    _query("cursor", "The `next` of the previous page."),
+)
 CONTACT_UUID = _path_param("uuid", "The contact's uuid.", format="uuid")
 GROUP_NAME = _path_param("name", "The group's name.")
 STATUS = {"type": "string", "enum": list(STATUSES)}
@@ -253,6 +262,7 @@ SCHEMAS: dict[str, Any] = {
             "errors": _array({"type": "object"}),
             "params": {"type": "object"},
             "parent": _text(),
+            "contact": _text("Its contact (in lists across contacts)."),
         },
         ("uuid", "flow", "status"),
     ),
@@ -513,12 +523,7 @@ def _paths() -> dict[str, Any]:
                     _query("status", "Only contacts with this status.", STATUS),
                     _query("name", "Only names starting with this (case-insensitive)."),
                     _query("created_since", "Unix seconds.", {"type": "number"}),
-                    _query(
-                        "limit",
-                        "Page size.",
-                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
-                    ),
-                    _query("cursor", "The `next` of the previous page."),
+                    *PAGING,
                 ),
                 tag="contacts",
             ),
@@ -700,6 +705,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_start_paths(),
+        **_run_paths(),
         "/api/v1/groups": {
             "get": _op(
                 "list_groups",
@@ -934,6 +940,98 @@ def _start_paths() -> dict[str, Any]:
                 errors=("unknown_start", "unknown_flow", "nothing_to_retry"),
                 params=(START_UUID,),
                 tag="starts",
+            )
+        },
+    }
+
+
+COUNT = {"type": "integer"}
+STATS_EXIT = _obj(
+    {
+        "exit": _text("next, failure, case<N>, other or timeout"),
+        "category": _text("The category of a case or of `other`."),
+        "to": {"type": ["string", "null"], "description": "The node it leads to; null: the end."},
+        "count": COUNT,
+    },
+    ("exit", "count"),
+)
+FLOW_STATS = _obj(
+    {
+        "flow": _text(),
+        "version": {"type": ["string", "null"], "description": "null: the file is gone"},
+        "runs": _obj(
+            {
+                "started": COUNT,
+                "active": _text("Runs not ended now (active or waiting).", type="integer"),
+                "waiting": COUNT,
+                **{status: COUNT for status in ENDED},
+            },
+            ("started", "active", "waiting"),
+        ),
+        "nodes": _array(
+            _obj(
+                {
+                    "id": _text(),
+                    "kind": _text(),
+                    "waiting": _text("Contacts waiting here now (waits only).", type="integer"),
+                    "exits": _array(STATS_EXIT),
+                    "removed": {"type": "boolean"},
+                },
+                ("id", "exits"),
+            )
+        ),
+        "results": {
+            "type": "object",
+            "description": "result name -> category -> runs whose latest value has it",
+            "additionalProperties": {"type": "object", "additionalProperties": COUNT},
+        },
+    },
+    ("flow", "runs", "nodes", "results"),
+)
+
+
+def _run_paths() -> dict[str, Any]:
+    return {
+        "/api/v1/runs": {
+            "get": _op(
+                "list_runs",
+                "Runs of every contact, newest first; pass `next` back as `cursor` until it is "
+                "null (a page may be short while `next` is set: one request looks at most "
+                "5,000 runs)",
+                {
+                    "200": _ok(
+                        "A page of runs, each with its `contact`",
+                        _obj(
+                            {
+                                "runs": _array(_ref("Run")),
+                                "next": {"type": ["string", "null"]},
+                            },
+                            ("runs", "next"),
+                        ),
+                    )
+                },
+                errors=("bad_request", "unknown_flow"),
+                params=(
+                    _query("flow", "Only runs of this flow."),
+                    _query(
+                        "status",
+                        "Only runs with this status now.",
+                        {"type": "string", "enum": list(RUN_STATUSES)},
+                    ),
+                    *PAGING,
+                ),
+                tag="runs",
+            )
+        },
+        "/api/v1/flows/{id}/stats": {
+            "get": _op(
+                "flow_stats",
+                "A flow now: contacts waiting at each node, counts through each exit, results "
+                "by category, run totals",
+                {"200": _ok("The flow's stats", FLOW_STATS)},
+                errors=("unknown_flow",),
+                params=(_path_param("id", "The flow's id (its file name without .yaml)."),),
+                tag="flows",
             )
         },
     }

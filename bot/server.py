@@ -12,7 +12,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot import api_contacts, api_starts, openapi
+from bot import api_contacts, api_runs, api_starts, openapi
 from bot.config import Config
 from bot.errors import ApiError, json_body
 from bot.runtime import Runtime, admin_token
@@ -266,6 +266,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/openapi.json", openapi.serve_openapi)
     api_contacts.setup_routes(app)  # contacts (create, list, find, update, delete, import), groups
     api_starts.setup_routes(app)  # starts: create, preview, list, get, contacts, cancel, retry
+    api_runs.setup_routes(app)  # runs across contacts, a flow's stats
 
 
 def create_app(config: Config, runtime: Runtime | None = None) -> web.Application:

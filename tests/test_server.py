@@ -111,6 +111,8 @@ ROUTES = [
     ("GET", "/api/v1/contacts/0b5f2c2e-8a4b-4e0e-9a43-2d9f6c1a7f10/runs"),
     ("GET", "/api/v1/contacts/0b5f2c2e-8a4b-4e0e-9a43-2d9f6c1a7f10/messages"),
     ("POST", "/api/v1/contacts/0b5f2c2e-8a4b-4e0e-9a43-2d9f6c1a7f10/start"),
+    ("GET", "/api/v1/runs"),
+    ("GET", "/api/v1/flows/greeting/stats"),
     ("GET", "/api/v1/no-such-route"),
 ]
 

@@ -1,0 +1,80 @@
+"""Runs across contacts (``GET /api/v1/runs``) and a flow's stats (``GET /api/v1/flows/<id>/
+stats``). Both read what each commit keeps in step -- every flow's run index by state and its
+counters (bot/store.py, bot/flowstats.py) -- so neither walks the contacts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from bot import flowstats
+from bot.api_contacts import _runtime, _store
+from bot.errors import ApiError
+from bot.paging import decode_cursor, encode_cursor, page_limit
+from bot.store import OPEN, flow_runs_key
+
+LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
+STATUSES = (*LIVE, *flowstats.ENDED)
+RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
+MAX_SCANNED = 5000  # index entries one request looks at before it answers with a cursor
+
+
+async def _known_flow(request: web.Request, flow: str) -> bool:
+    return flow in _runtime(request).registry.flows or flow in await _store(request).indexed_flows()
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    """Runs newest first, of one ``flow`` or all, of one ``status`` or all, with a ``next``
+    cursor. ``active`` and ``waiting`` are read from the contacts' sessions (live state)."""
+    q = request.query
+    store = _store(request)
+    limit = page_limit(q)
+    status = q.get("status")
+    if status is not None and status not in STATUSES:
+        raise ApiError(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")
+    if "flow" in q:
+        if not await _known_flow(request, q["flow"]):
+            raise ApiError(404, "unknown_flow", f"no flow {q['flow']!r}")
+        flows = [q["flow"]]
+    else:
+        flows = await store.indexed_flows()
+    states = [OPEN] if status in LIVE else [status] if status else [OPEN, *flowstats.ENDED]
+    keys = [flow_runs_key(flow, state) for flow in flows for state in states]
+    before = decode_cursor(q["cursor"], RUN_MEMBER) if q.get("cursor") else None
+    found: list[dict[str, Any]] = []
+    scanned, last, exhausted = 0, before, not keys
+    while keys and len(found) < limit and scanned < MAX_SCANNED:
+        entries = await store.run_index_page(keys, last, min(limit * 2, MAX_SCANNED))
+        if not entries:
+            exhausted = True
+            break
+        scanned += len(entries)
+        for (member, _), run in zip(entries, await store.runs_at(entries), strict=True):
+            last = member
+            if run is None or (status in LIVE and run.get("status") != status):
+                continue
+            found.append(run)
+            if len(found) == limit:
+                break
+    if not exhausted and last is not None and len(found) == limit:
+        exhausted = not await store.run_index_page(keys, last, 1)  # the last page says so
+    next_cursor = None if exhausted or last is None else encode_cursor(last)
+    return web.json_response({"runs": found, "next": next_cursor})
+
+
+async def flow_stats(request: web.Request) -> web.Response:
+    """Contacts waiting at each node now, counts through each exit, results by category, and
+    run totals; also for a flow whose file is gone (from its counters alone)."""
+    flow_id = request.match_info["id"]
+    flow = _runtime(request).registry.flows.get(flow_id)
+    counters, open_runs = await _store(request).flow_counters(flow_id)
+    if flow is None and not counters:
+        raise ApiError(404, "unknown_flow", f"no flow {flow_id!r}")
+    return web.json_response(flowstats.present(flow_id, flow, counters, open_runs))
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/runs", list_runs)
+    app.router.add_get("/api/v1/flows/{id}/stats", flow_stats)
