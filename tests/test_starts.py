@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from bot.clock import Clock, ManualClock
 from bot.config import Config
 from bot.queues import Worker
 from bot.runtime import Runtime
@@ -99,8 +100,9 @@ class Api:
                 await self.starter.handle(eid, sid)
 
 
-@pytest.fixture
-async def api(aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path) -> Api:
+async def make_api(
+    aiohttp_client: ClientFactory, valkey_url: str, tmp_path: Path, clock: Clock | None = None
+) -> Api:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "promo.yaml").write_text(PROMO, encoding="utf-8")
@@ -114,11 +116,16 @@ async def api(aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_
             "base_dir": str(tmp_path),
         }
     )
-    runtime = Runtime(config)
+    runtime = Runtime(config, clock)
     client = await aiohttp_client(create_app(config, runtime))
     api = Api(client, runtime)
     await api.worker.stop()  # the test drives the same worker itself
     return api
+
+
+@pytest.fixture
+async def api(aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path) -> Api:
+    return await make_api(aiohttp_client, valkey_url, tmp_path)
 
 
 async def make_group(
@@ -401,6 +408,43 @@ async def test_opening_template_and_spread(api: Api, tmp_path: Path) -> None:
     assert int(record[b"targeted"]) == 1
     assert await api.store.redis.zscore(STARTS_DUE, start["uuid"]) is not None
     assert await api.store.redis.llen(contact_key("x", "q")) == 0
+
+
+async def test_spread_over_paces_chunks_on_the_clock_without_drift(
+    aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """30 contacts over 10 s: 3 a chunk, a chunk a second from the moment it began -- none
+    early; and a late wake-up catches up instead of pushing the end later."""
+    clock = ManualClock()
+    api = await make_api(aiohttp_client, valkey_url, tmp_path, clock)
+    await make_group(api, "g", 30)
+    _status, start = await api.post(
+        "/api/v1/starts", {"flow": "promo", "groups": ["g"], "spread_over": "10s"}
+    )
+    sid = start["uuid"]
+
+    async def started() -> int:
+        return int(await api.store.redis.hget(start_key(sid), "started") or 0)
+
+    began = clock.now()
+    await api.drain()
+    assert await started() == 3
+    for second in range(1, 4):
+        clock.advance(0.99)  # just before the next chunk is due: nothing more
+        await api.drain()
+        assert await started() == 3 * second
+        clock.advance(0.01)
+        await api.drain()
+        assert await started() == 3 * (second + 1)
+    clock.advance(3.5)  # woken late (t = 6.5 s): the chunks due at 4, 5 and 6 s go now
+    await api.drain()
+    assert await started() == 21
+    clock.advance(began + 9 - clock.now())  # the last chunk is due at 9 s: the end holds
+    await api.drain()
+    assert await started() == 30
+    status, body = await api.get(f"/api/v1/starts/{sid}")
+    assert status == 200 and body["status"] == "completed"
+    assert body["counts"]["started"] == 30
 
 
 async def test_the_serve_loop_expands_a_start(
