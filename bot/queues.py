@@ -15,13 +15,15 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.clock import Clock
 from bot.engine import Engine
+from bot.redisconn import UNREACHABLE
 from bot.sprint import FAILED, Session, Sprint
 from bot.starts import Starter
 from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
@@ -29,6 +31,7 @@ from bot.webhooks import WebhookCaller
 from channels.base import Channel, SendResult
 
 log = logging.getLogger("chasqui.queues")
+T = TypeVar("T")
 
 # Deciding for a batch is pure CPU (~0.3 ms a contact); handing the loop back every few contacts
 # keeps webhook acknowledgements from waiting behind a whole batch (ack p99 at 500/s, bench/).
@@ -36,6 +39,7 @@ YIELD_EVERY = 10
 # Messages sent per contact per take: small enough that a batch (at a throttled 80/s) ends well
 # inside the send lock's TTL; a contact with more is signalled again.
 MESSAGES_PER_TAKE = 10
+STORE_RETRY = 2.0  # seconds before a send that met an unreachable Redis is tried again
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,29 @@ class Worker:
         if slow:
             done = await asyncio.gather(*slow)
             await self._commit(list(done))
-        await self.store.ack(READY, WORKERS, [e for eid in by_contact.values() for e in eid])
+        acked = [e for eid in by_contact.values() for e in eid]
+        await self._until_stored("ack events", lambda: self.store.ack(READY, WORKERS, acked))
+
+    async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Record work already done once Redis is back, instead of dropping it.
+
+        Redis went away between deciding (or sending) and recording it: the result is kept in
+        memory and the write tried again while the contacts' locks (held for ``lock_ttl_ms``)
+        still cover it -- the writes are safe to repeat (a commit whose lock is gone writes
+        nothing; statuses are monotonic; acks are idempotent). A longer outage gives up and
+        leaves the work to the reclaim loop, as for a crash.
+        """
+        give_up = time.monotonic() + self.settings.lock_ttl_ms / 2000
+        pause = 0.1
+        while True:
+            try:
+                return await call()
+            except UNREACHABLE as exc:
+                if time.monotonic() + pause > give_up:
+                    raise
+                log.warning("%s: Redis unreachable (%s); trying again in %.1fs", what, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _decide(self, engine: Engine, claim: Claim) -> tuple[Sprint, int | None]:
         contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
@@ -328,7 +354,7 @@ class Worker:
         )
 
     async def _commit(self, commits: list[Commit]) -> None:
-        results = await self.store.commit(commits)
+        results = await self._until_stored("commit", lambda: self.store.commit(commits))
         for commit, result in zip(commits, results, strict=True):
             if result < 0:
                 log.warning(
@@ -347,10 +373,13 @@ class Worker:
         # script call per contact would hold one pooled connection each: a batch of 100 would
         # exhaust redis-py's default pool of 100 connections).
         results = await asyncio.gather(*(self._send_contact(msgs) for _, msgs in todo))
-        await self.store.finish_sends_many(
-            token, [(cid, done) for (cid, _), done in zip(todo, results, strict=True)]
+        outcomes = [(cid, done) for (cid, _), done in zip(todo, results, strict=True)]
+        # sent is sent: what the channel accepted must be recorded, or it would go out again
+        await self._until_stored(
+            "record sends", lambda: self.store.finish_sends_many(token, outcomes)
         )
-        await self.store.ack(SENDQ, SENDERS, [eid for eid, _ in entries])
+        eids = [eid for eid, _ in entries]
+        await self._until_stored("ack sends", lambda: self.store.ack(SENDQ, SENDERS, eids))
 
     async def _send_contact(
         self, queued: list[tuple[dict[str, Any], dict[str, Any]]]
@@ -371,7 +400,7 @@ class Worker:
             now = self.clock.now()
             if result.ok:
                 if result.external_id:  # now: its statuses may come before finish_sends_many
-                    await self.store.index_external(message, result.external_id)
+                    await self._index_early(message, result.external_id)
                 outcomes.append(
                     SendOutcome(message, "sent", now, result.external_id, attempts=attempts)
                 )
@@ -393,12 +422,22 @@ class Worker:
                 )
         return outcomes
 
+    async def _index_early(self, message: dict[str, Any], external_id: str) -> None:
+        """Best effort: recording the send indexes the provider's id anyway."""
+        try:
+            await self.store.index_external(message, external_id)
+        except UNREACHABLE as exc:
+            log.warning("could not index %s early: Redis unreachable (%s)", external_id, exc)
+
     async def _send_one(self, message: dict[str, Any]) -> SendResult:
         channel = self.channels.get(message.get("channel") or "")
         if channel is None:
             return SendResult(False, error={"code": "channel_unavailable"})
         try:
             return await channel.send(message)
+        except UNREACHABLE as exc:  # a channel that keeps state in Redis: not the message's fault
+            error = {"code": "store_unavailable", "message": type(exc).__name__}
+            return SendResult(False, error=error, retry_after=STORE_RETRY)
         except Exception as exc:  # a channel bug must not stop other contacts' sends
             log.exception("channel %s failed to send", channel.name)
             return SendResult(False, error={"code": "channel_error", "message": type(exc).__name__})

@@ -13,6 +13,12 @@ from typing import Any
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Redis cannot be reached (down, restarting, loading its AOF): worth waiting for, unlike a
+# script error or a wrong type, which would fail the same way again.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 
 class _HiredisPacking:

@@ -20,6 +20,8 @@ import asyncio
 import json
 import logging
 import math
+import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +32,7 @@ from redis.exceptions import ResponseError
 from bot.clock import Clock
 from bot.engine import Engine
 from bot.flowfile import Flow
+from bot.redisconn import UNREACHABLE
 from bot.store import (
     READY,
     STARTERS,
@@ -62,6 +65,7 @@ class StartSettings:
     ready_threshold: int = 2000  # wait while the ready stream holds more signals than this
     reclaim_idle_ms: int = 30_000  # a chunk entry unacknowledged this long was a crash
     lock_ms: int = 30_000  # one process expands a given start at a time
+    outage_wait: float = 60.0  # how long a chunk waits for an unreachable Redis to come back
 
 
 def decide(
@@ -232,6 +236,11 @@ async def failed_contacts(store: Store, sid: str) -> AsyncIterator[list[str]]:
             return
 
 
+def _script(store: Store, name: str) -> Any:
+    source = resources.files("bot").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return store.redis.register_script(source)
+
+
 class Starter:
     """Expands starts, a chunk at a time; the worker runs :meth:`loop` in every process."""
 
@@ -247,8 +256,9 @@ class Starter:
         self.clock = clock
         self.settings = settings or StartSettings()
         self._r: Any = store.redis
-        source = resources.files("bot").joinpath("lua", "start_one.lua").read_text("utf-8")
-        self._start_one = store.redis.register_script(source)
+        self.token = uuid.uuid4().hex.encode()  # this process's mark on the starts it expands
+        self._start_one = _script(store, "start_one")
+        self._release_lock = _script(store, "release_lock")
 
     async def setup(self) -> None:
         try:
@@ -284,9 +294,23 @@ class Starter:
         return [(eid, _text(f[b"s"])) for eid, f in reply[1] if f]
 
     async def handle(self, eid: bytes, sid: str) -> str:
-        """One entry: wait for the fast lane, expand a chunk, queue the next, acknowledge."""
+        """One entry: wait for the fast lane, expand a chunk, queue the next, acknowledge.
+
+        If Redis goes away meanwhile, the same chunk is tried again once it is back (a chunk is
+        safe to replay: each contact is decided once per start); after ``outage_wait`` the
+        entry is left to the reclaim, as after a crash."""
+        give_up = time.monotonic() + self.settings.outage_wait
+        pause = 0.1
         while True:
-            result = await self.step(sid)
+            try:
+                result = await self.step(sid)
+            except UNREACHABLE as exc:
+                if time.monotonic() + pause > give_up:
+                    raise
+                log.warning("start %s: Redis unreachable (%s); trying again", sid, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
             if result != "throttled":
                 break
             await asyncio.sleep(0.05)
@@ -313,12 +337,17 @@ class Starter:
         if await self._r.xlen(READY) > self.settings.ready_threshold:
             return "throttled"
         lock = start_key(sid, "lock")
-        if not await self._r.set(lock, b"1", nx=True, px=self.settings.lock_ms):
-            return "busy"
+        if not await self._r.set(lock, self.token, nx=True, px=self.settings.lock_ms):
+            if await self._r.get(lock) != self.token:  # ours: left by a step Redis cut short
+                return "busy"
+            await self._r.pexpire(lock, self.settings.lock_ms)
         try:
             return await self._chunk(sid)
         finally:
-            await self._r.delete(lock)
+            await self._release(lock)
+
+    async def _release(self, lock: str) -> None:
+        await self._release_lock(keys=[lock], args=[self.token])
 
     async def _finish(self, sid: str, status: str, reason: str = "") -> None:
         fields: dict[str, Any] = {"status": status, "completed_on": self.clock.now()}

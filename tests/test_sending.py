@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.store import SENDQ, TIMERS, contact_key
 from channels.base import SendResult
@@ -172,3 +173,35 @@ async def test_a_message_already_sent_is_not_sent_again(bot: Bot) -> None:
     await bot.drain()
     assert channel.texts == ["first", "second"]  # nothing twice
     assert await bot.redis.llen(contact_key(cid, "outbox")) == 0
+
+
+class StoreDownChannel(CapturingChannel):
+    """A channel whose own Redis write fails once (like the console channel in an outage)."""
+
+    down = 1
+
+    async def send(self, message: dict[str, Any]) -> SendResult:
+        self.sent.append(message)
+        if self.down > 0:
+            self.down -= 1
+            raise RedisConnectionError("Connection closed by server.")
+        return SendResult(True, external_id=f"id.{len(self.sent)}")
+
+
+async def test_a_channel_meeting_an_unreachable_redis_retries_instead_of_failing(
+    bot: Bot,
+) -> None:
+    bot.channels["cap"] = StoreDownChannel("cap", bot.store)
+    bot.worker = bot.new_worker()
+    cid = await bot.contact()
+    await bot.start(cid, "two")
+    await bot.drain()
+    [first, second] = await bot.messages(cid)
+    assert first["status"] == "queued" and first["attempts"] == 1
+    assert first["last_error"]["code"] == "store_unavailable"
+    assert second["status"] == "queued"  # its line waits behind the retry
+    await bot.fire(2)
+    await bot.drain()
+    sent = await bot.messages(cid)
+    assert [(m["text"], m["status"]) for m in sent] == [("first", "sent"), ("second", "sent")]
+    assert (await bot.session(cid))["frames"][0]["run"]["errors"] == []
