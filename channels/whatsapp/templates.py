@@ -13,6 +13,7 @@
   and the send gives no value for it (Meta: 132012);
 - ``template_params_mismatch``: a component's parameter count (or names) differs from its
   placeholders (Meta: 132000); ``details`` has ``component``, ``expected``, ``got``;
+- ``template_param_empty``: a header or body text parameter rendered to "" (Meta: 100);
 - ``template_button_mismatch``: a button parameter points at no button of that kind, or a
   dynamic URL button gets no parameter.
 """
@@ -283,7 +284,29 @@ def check_template_params(
             return _mismatch(name, "body", expected, got)
     elif len(body) != info.body.count:
         return _mismatch(name, "body", info.body.count, len(body))
+    problem = _check_empty(info, header, body)
+    if problem:
+        return problem
     return _check_buttons(info, list(template_block.get("buttons") or []))
+
+
+def _check_empty(info: TemplateInfo, header: list[Any], body: Any) -> TemplateProblem | None:
+    """Meta refuses a text parameter with no text (error 100). Found before sending, this
+    names the parameter -- usually a contact field the flow expected and the contact lacks."""
+    texts: list[tuple[str, Any, Any]] = []
+    if info.header is not None and not info.header.media:
+        texts += [("header", i, value) for i, value in enumerate(header, start=1)]
+    pairs = body.items() if isinstance(body, Mapping) else enumerate(body, start=1)
+    texts += [("body", key, value) for key, value in pairs]
+    for component, key, value in texts:
+        if value == "":
+            return TemplateProblem(
+                "template_param_empty",
+                f"template {info.name!r} {component} parameter {key} is empty: WhatsApp refuses "
+                "empty text parameters",
+                {"component": component, "parameter": key},
+            )
+    return None
 
 
 def _mismatch(name: str, component: str, expected: Any, got: Any) -> TemplateProblem:
