@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.api_contacts import Importer, csv_records  # noqa: E402
+from bot.contacts_import import Importer, csv_records  # noqa: E402
 from bot.embedded import EmbeddedValkey  # noqa: E402
 from bot.redisconn import connect  # noqa: E402
 from bot.store import Store  # noqa: E402

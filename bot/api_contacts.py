@@ -1,4 +1,8 @@
-"""The contacts and groups API, and the CSV import (also used by ``chasqui contacts import``).
+"""The contacts and groups API: aiohttp handlers, the validators that answer a bad request with
+:class:`bot.errors.ApiError`, and the CSV import's endpoint.
+
+The rules themselves are :mod:`bot.contacts` and the import is :mod:`bot.contacts_import`
+(shared with ``chasqui contacts import``); this module is their HTTP side.
 
 Contacts are written by the engine (on commit, under the contact's lock) and by this API. An API
 write never loses a sprint's nor is lost by it: :meth:`bot.store.Store.update_contacts` writes
@@ -8,71 +12,27 @@ in progress and would overwrite it with the copy it read), and retries. See docs
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 import re
-import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-import phonenumbers
 from aiohttp import BodyPartReader, web
 
+from bot.contacts import (
+    FIELD_KEY,
+    LANGUAGE,
+    STATUSES,
+    UrnError,
+    group_name_problem,
+    new_record,
+    normalize_urn,
+)
+from bot.contacts_import import Importer, csv_records
 from bot.errors import ApiError, json_body
 from bot.paging import decode_cursor, encode_cursor, page_limit
-from bot.store import ContactBusy, Store, index_member
+from bot.store import ContactBusy, Store
 
-STATUSES = ("active", "opted_out", "blocked")
-PHONE_SCHEMES = ("whatsapp", "tel")
-SCHEMES = ("whatsapp", "tel", "telegram", "ext", "console")
 MAX_SCANNED = 5000  # index entries one list request looks at before it answers with a cursor
-IMPORT_CHUNK = 1000
-MAX_ERRORS_LISTED = 1000
-_LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
-_FIELD_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-class UrnError(ValueError):
-    pass
-
-
-def normalize_urn(urn: str) -> str:
-    """The URN in its stored form: phone schemes in E.164 (``whatsapp:+5511...``), others as
-    given. Raises :class:`UrnError` with a message fit for the person who typed it."""
-    scheme, sep, path = urn.strip().partition(":")
-    scheme, path = scheme.lower(), path.strip()
-    if not sep or not path:
-        raise UrnError(f"{urn!r} is not a URN: write scheme:path, e.g. whatsapp:+5511987654321")
-    if scheme not in SCHEMES:
-        raise UrnError(f"unknown URN scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
-    if scheme == "whatsapp" and path.startswith("bsuid:"):
-        if not re.match(r"^bsuid:[A-Za-z]{2}\.[A-Za-z0-9.]+$", path):
-            raise UrnError(f"{urn!r}: not a WhatsApp business-scoped user id")
-        return f"whatsapp:{path}"
-    if scheme in PHONE_SCHEMES:
-        digits = re.sub(r"[\s().-]", "", path)
-        if not digits.startswith("+"):
-            digits = "+" + digits.removeprefix("00")
-        try:
-            number = phonenumbers.parse(digits, None)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_valid_number(number):
-            raise UrnError(
-                f"{urn!r}: not a valid phone number; give it in international form with the "
-                "country code, e.g. +5511987654321"
-            )
-        return f"{scheme}:" + phonenumbers.format_number(
-            number, phonenumbers.PhoneNumberFormat.E164
-        )
-    if scheme == "telegram" and not path.isdigit():
-        raise UrnError(f"{urn!r}: a telegram URN is the numeric chat id, e.g. telegram:123456")
-    return f"{scheme}:{path}"
 
 
 def _urn(value: Any) -> str:
@@ -89,7 +49,7 @@ def _clean_fields(value: Any, allow_null: bool) -> dict[str, str | None]:
         raise ApiError(400, "bad_request", "fields must be an object of key: text")
     out: dict[str, str | None] = {}
     for key, v in value.items():
-        if not _FIELD_KEY.match(str(key)):
+        if not FIELD_KEY.match(str(key)):
             raise ApiError(
                 400, "bad_request", f"field key {key!r}: lowercase letters, digits and _"
             )
@@ -105,7 +65,7 @@ def _clean_fields(value: Any, allow_null: bool) -> dict[str, str | None]:
 def _language(value: Any) -> str:
     if value in (None, ""):
         return ""
-    if not isinstance(value, str) or not _LANGUAGE.match(value):
+    if not isinstance(value, str) or not LANGUAGE.match(value):
         raise ApiError(400, "bad_request", "language must be a code like es, pt or pt-BR")
     return value
 
@@ -117,11 +77,10 @@ def _status(value: Any) -> str:
 
 
 def _group_name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 64 or value != value.strip():
-        raise ApiError(
-            400, "bad_request", "a group name is 1 to 64 characters, no leading/trailing spaces"
-        )
-    return value
+    problem = group_name_problem(value)
+    if problem is not None:
+        raise ApiError(400, "bad_request", problem)
+    return str(value)
 
 
 # -- the app's pieces --------------------------------------------------------------------------
@@ -152,7 +111,7 @@ async def contacts_for_urns(
     found = await store.contact_ids_for_urns(urns)
     missing = [u for u, c in zip(urns, found, strict=True) if c is None]
     if missing and create:
-        made = await store.create_contacts([(u, _new_record(u, now)) for u in missing])
+        made = await store.create_contacts([(u, new_record(u, now)) for u in missing])
         made_for = dict(zip(missing, (c for c, _ in made), strict=True))
         found = [c or made_for[u] for u, c in zip(urns, found, strict=True)]
     return found
@@ -458,237 +417,6 @@ async def change_members(request: web.Request) -> web.Response:
     )
 
 
-# -- CSV import --------------------------------------------------------------------------------
-def _new_record(urn: str, now: float) -> dict[str, Any]:
-    return {
-        "uuid": str(uuid.uuid4()),
-        "name": "",
-        "urns": [urn],
-        "fields": {},
-        "groups": [],
-        "status": "active",
-        "created_on": now,
-    }
-
-
-@dataclass
-class ImportReport:
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    failed: int = 0
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-    def error(self, row: int, code: str, message: str) -> None:
-        self.failed += 1
-        if len(self.errors) < MAX_ERRORS_LISTED:
-            self.errors.append({"row": row, "code": code, "message": message})
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "created": self.created,
-            "updated": self.updated,
-            "failed": self.failed,
-            "errors": self.errors,
-            "errors_truncated": self.failed > len(self.errors),
-        }
-
-
-@dataclass
-class _Row:
-    line: int
-    urn: str
-    name: str | None
-    language: str | None
-    fields: dict[str, str]
-    groups: list[str]
-
-
-class Importer:
-    """Rows in, contacts out, a chunk at a time: one pipelined lookup of the chunk's URNs, one
-    pipelined create of the new ones (with their group sets), and compare-and-set updates of the
-    existing ones (a re-import updates: name, language, fields merge, groups added)."""
-
-    def __init__(self, store: Store, now: float, groups: Iterable[str] = ()) -> None:
-        self.store, self.now = store, now
-        self.default_groups = list(groups)
-        self.report = ImportReport()
-        self.columns: list[str] | None = None
-        self._chunk: list[_Row] = []
-
-    async def feed(self, line: int, cells: list[str]) -> None:
-        if self.columns is None:
-            self._header(cells)
-            return
-        if not any(c.strip() for c in cells):
-            return
-        self.report.rows += 1
-        row = self._row(line, cells)
-        if row is not None:
-            self._chunk.append(row)
-        if len(self._chunk) >= IMPORT_CHUNK:
-            await self.flush()
-
-    def _header(self, cells: list[str]) -> None:
-        columns = [c.strip().lower() for c in cells]
-        if columns and columns[0].startswith("\ufeff"):
-            columns[0] = columns[0][1:]
-        if "urn" not in columns and "phone" not in columns:
-            raise ApiError(
-                400,
-                "bad_request",
-                "the CSV header needs a urn (or phone) column",
-                {"header": cells},
-            )
-        known = {"urn", "phone", "name", "language", "group", "groups"}
-        for c in columns:
-            if c not in known and not (c.startswith("field:") and _FIELD_KEY.match(c[6:])):
-                raise ApiError(
-                    400,
-                    "bad_request",
-                    f"unknown column {c!r}: use urn, phone, name, language, group(s), field:<key>",
-                )
-        self.columns = columns
-
-    def _row(self, line: int, cells: list[str]) -> _Row | None:
-        assert self.columns is not None
-        if len(cells) > len(self.columns):
-            self.report.error(
-                line, "bad_row", f"{len(cells)} cells for {len(self.columns)} columns"
-            )
-            return None
-        values = dict(zip(self.columns, (c.strip() for c in cells), strict=False))
-        raw = values.get("urn") or ""
-        if not raw and values.get("phone"):
-            raw = "whatsapp:" + values["phone"]
-        if not raw:
-            self.report.error(line, "invalid_urn", "no urn (or phone) in this row")
-            return None
-        try:
-            urn = normalize_urn(raw)
-        except UrnError as exc:
-            self.report.error(line, "invalid_urn", str(exc))
-            return None
-        language = values.get("language")
-        if language and not _LANGUAGE.match(language):
-            self.report.error(line, "bad_row", f"language {language!r} is not a code like es")
-            return None
-        groups = list(self.default_groups)
-        for cell in (values.get("group") or "", values.get("groups") or ""):
-            groups += [g.strip() for g in cell.split(";") if g.strip()]
-        if any(len(g) > 64 for g in groups):
-            self.report.error(line, "bad_row", "a group name is at most 64 characters")
-            return None
-        fields = {k[6:]: v for k, v in values.items() if k.startswith("field:") and v}
-        return _Row(
-            line,
-            urn,
-            values.get("name") or None,
-            language or None,
-            fields,
-            list(dict.fromkeys(groups)),
-        )
-
-    async def flush(self) -> None:
-        rows, self._chunk = self._chunk, []
-        if not rows:
-            return
-        by_urn: dict[str, _Row] = {}
-        for row in rows:  # the same URN twice in a chunk: the later row's values win
-            earlier = by_urn.get(row.urn)
-            if earlier is not None:
-                row.fields = {**earlier.fields, **row.fields}
-                row.groups = list(dict.fromkeys(earlier.groups + row.groups))
-                row.name = row.name or earlier.name
-                row.language = row.language or earlier.language
-            by_urn[row.urn] = row
-        urns = list(by_urn)
-        ids = await self.store.group_ids(
-            {g for r in by_urn.values() for g in r.groups}, create=True, now=self.now
-        )
-        found = await self.store.contact_ids_for_urns(urns)
-        new = [u for u, c in zip(urns, found, strict=True) if c is None]
-        existing = {c: by_urn[u] for u, c in zip(urns, found, strict=True) if c is not None}
-        if new:
-            records = []
-            for u in new:
-                r = by_urn[u]
-                record = _new_record(u, self.now)
-                record.update(name=r.name or "", fields=r.fields, groups=r.groups)
-                if r.language:
-                    record["language"] = r.language
-                records.append((u, record))
-            made = await self.store.create_contacts(records)
-            pairs = []
-            for (u, record), (cid, created) in zip(records, made, strict=True):
-                if created and cid == record["uuid"]:
-                    self.report.created += 1
-                    pairs += [(ids[g], cid) for g in by_urn[u].groups]
-                else:  # created meanwhile by someone else, or an index repaired: update it
-                    existing[cid] = by_urn[u]
-            await self.store.add_memberships(pairs)
-        if existing:
-
-            def change(contact: dict[str, Any]) -> dict[str, Any] | None:
-                row = existing[contact["uuid"]]
-                before = dict(contact)
-                if row.name:
-                    contact["name"] = row.name
-                if row.language:
-                    contact["language"] = row.language
-                if row.fields:
-                    contact["fields"] = {**(contact.get("fields") or {}), **row.fields}
-                groups = list(contact.get("groups") or [])
-                contact["groups"] = groups + [g for g in row.groups if g not in groups]
-                return None if contact == before else contact
-
-            try:
-                results = await self.store.update_contacts(list(existing), change, self.now)
-            except ContactBusy as exc:
-                for cid in exc.cids:
-                    self.report.error(existing[cid].line, "contact_busy", "locked; import again")
-                results = {}
-            for cid, row in existing.items():
-                if cid in results:
-                    if results[cid] is None:
-                        self.report.error(row.line, "unknown_contact", "deleted during import")
-                    else:
-                        self.report.updated += 1
-            # rows whose contact had the group in its list but not in the set: repair
-            await self.store.add_memberships(
-                [(ids[g], c) for c, r in existing.items() if c in results for g in r.groups]
-            )
-
-    async def finish(self) -> ImportReport:
-        if self.columns is None:
-            raise ApiError(400, "bad_request", "the CSV is empty: it needs a header row")
-        await self.flush()
-        return self.report
-
-
-async def csv_records(lines: AsyncIterator[str]) -> AsyncIterator[tuple[int, list[str]]]:
-    """(line number, cells) of each CSV record, read line by line: a quoted cell may span
-    lines (an odd count of quotes means the record goes on)."""
-    pending: list[str] = []
-    start = 0
-    number = 0
-    async for line in lines:
-        number += 1
-        if not pending:
-            start = number
-        pending.append(line)
-        text = "".join(pending)
-        if text.count('"') % 2:
-            continue
-        pending = []
-        for cells in csv.reader(io.StringIO(text)):
-            yield start, cells
-    if pending:
-        for cells in csv.reader(io.StringIO("".join(pending))):
-            yield start, cells
-
-
 async def _decoded(raw: AsyncIterator[bytes]) -> AsyncIterator[str]:
     async for line in raw:
         try:
@@ -728,36 +456,6 @@ async def import_contacts(request: web.Request) -> web.Response:
     return web.json_response(report.as_json())
 
 
-async def _file_lines(path: Path) -> AsyncIterator[str]:
-    with path.open(encoding="utf-8", newline="") as f:
-        for n, line in enumerate(f):
-            if n % IMPORT_CHUNK == 0:
-                await asyncio.sleep(0)
-            yield line
-
-
-async def import_file(store: Store, path: Path, groups: list[str], now: float) -> int:
-    """The CLI's import: prints the report; exit code 1 when a row failed, 2 on a bad file."""
-    started = time.monotonic()
-    try:
-        importer = Importer(store, now, [_group_name(g) for g in groups])
-        async for line, cells in csv_records(_file_lines(path)):
-            await importer.feed(line, cells)
-        report = await importer.finish()
-    except (ApiError, OSError, UnicodeDecodeError) as exc:
-        print(f"{path}: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 2
-    for e in report.errors:
-        print(f"{path}:{e['row']}: {e['code']}: {e['message']}")
-    if report.failed > len(report.errors):
-        print(f"... and {report.failed - len(report.errors)} more errors")
-    print(
-        f"{report.rows} rows: {report.created} created, {report.updated} updated, "
-        f"{report.failed} failed ({time.monotonic() - started:.1f}s)"
-    )
-    return 1 if report.failed else 0
-
-
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/contacts", list_contacts)
     app.router.add_post("/api/v1/contacts", create_contact)
@@ -771,6 +469,3 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/groups/{name}", delete_group)
     app.router.add_post("/api/v1/groups/{name}/members", change_members)
     app.router.add_delete("/api/v1/groups/{name}/members", change_members)
-
-
-__all__ = ["ImportReport", "Importer", "csv_records", "index_member", "normalize_urn"]

@@ -169,7 +169,7 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 def cmd_contacts(args: argparse.Namespace) -> int:
     """``chasqui contacts import FILE [--group G]``: straight into Redis, streamed."""
-    from bot.api_contacts import import_file
+    from bot.contactscli import import_file
     from bot.runtime import Runtime
 
     async def run() -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.api_contacts import SCHEMES, STATUSES
 from bot.api_runs import STATUSES as RUN_STATUSES
+from bot.contacts import SCHEMES, STATUSES
 from bot.flowstats import ENDED
 from bot.paging import MAX_PAGE
 from bot.starts import SKIP_REASONS
