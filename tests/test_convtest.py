@@ -11,7 +11,8 @@ import pytest
 from bot import convtest
 from bot.cli import main
 from bot.config import load_config
-from bot.convtest import CaseFileError, CaseResult, run_file
+from bot.convcases import CaseFileError
+from bot.convtest import CaseResult, run_file
 from channels.base import Channel, SendResult, UnknownChannelType
 
 ROOT = Path(__file__).resolve().parent.parent
