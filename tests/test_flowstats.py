@@ -209,6 +209,7 @@ async def test_trimmed_runs_leave_the_index(bot: Bot, monkeypatch: pytest.Monkey
     assert len(kept) == 3
     indexed = await members(bot, "once", "completed")
     assert sorted(m.split("|")[2] for m in indexed) == sorted(kept)
+    assert await members(bot, "once", OPEN) == []  # begun and ended in one commit
     assert (await stats(bot, "once"))["runs"]["completed"] == 5
 
 
