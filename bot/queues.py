@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, TypeVar
 
 from bot.clock import Clock
 from bot.engine import Engine
-from bot.redisconn import UNREACHABLE
+from bot.redisconn import UNREACHABLE, once_reachable
 from bot.sprint import FAILED, Session, Sprint
 from bot.starts import Starter
 from bot.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
@@ -216,17 +215,7 @@ class Worker:
         nothing; statuses are monotonic; acks are idempotent). A longer outage gives up and
         leaves the work to the reclaim loop, as for a crash.
         """
-        give_up = time.monotonic() + self.settings.lock_ttl_ms / 2000
-        pause = 0.1
-        while True:
-            try:
-                return await call()
-            except UNREACHABLE as exc:
-                if time.monotonic() + pause > give_up:
-                    raise
-                log.warning("%s: Redis unreachable (%s); trying again in %.1fs", what, exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        return await once_reachable(what, call, self.settings.lock_ttl_ms / 2000)
 
     def _decide(self, engine: Engine, claim: Claim) -> tuple[Sprint, int | None]:
         contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}

@@ -8,7 +8,11 @@ not, so we plug the same packer into the asyncio connection classes.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -19,6 +23,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # Redis cannot be reached (down, restarting, loading its AOF): worth waiting for, unlike a
 # script error or a wrong type, which would fail the same way again.
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+T = TypeVar("T")
+log = logging.getLogger("chasqui.redis")
+
+
+async def once_reachable(what: str, call: Callable[[], Awaitable[T]], within: float) -> T:
+    """``call()``, tried again (0.1 s, doubling to 2 s) while Redis cannot be reached, for up
+    to ``within`` seconds; then the last error is raised. Only for calls safe to repeat."""
+    give_up = time.monotonic() + within
+    pause = 0.1
+    while True:
+        try:
+            return await call()
+        except UNREACHABLE as exc:
+            if time.monotonic() + pause > give_up:
+                raise
+            log.warning("%s: Redis unreachable (%s); trying again in %.1fs", what, exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 class _HiredisPacking:

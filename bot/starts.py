@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import math
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from redis.exceptions import ResponseError
 from bot.clock import Clock
 from bot.engine import Engine
 from bot.flowfile import Flow
-from bot.redisconn import UNREACHABLE
+from bot.redisconn import once_reachable
 from bot.store import (
     READY,
     STARTERS,
@@ -299,18 +298,10 @@ class Starter:
         If Redis goes away meanwhile, the same chunk is tried again once it is back (a chunk is
         safe to replay: each contact is decided once per start); after ``outage_wait`` the
         entry is left to the reclaim, as after a crash."""
-        give_up = time.monotonic() + self.settings.outage_wait
-        pause = 0.1
         while True:
-            try:
-                result = await self.step(sid)
-            except UNREACHABLE as exc:
-                if time.monotonic() + pause > give_up:
-                    raise
-                log.warning("start %s: Redis unreachable (%s); trying again", sid, exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                continue
+            result = await once_reachable(
+                f"start {sid}", lambda: self.step(sid), self.settings.outage_wait
+            )
             if result != "throttled":
                 break
             await asyncio.sleep(0.05)
