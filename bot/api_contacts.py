@@ -13,7 +13,7 @@ in progress and would overwrite it with the copy it read), and retries. See docs
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -29,10 +29,8 @@ from bot.contacts import (
 )
 from bot.contacts_import import Importer, csv_records
 from bot.errors import ApiError, json_body
-from bot.paging import decode_cursor, encode_cursor, page_limit
+from bot.paging import decode_cursor, filtered_page, page_limit
 from bot.store import ContactBusy, Store
-
-MAX_SCANNED = 5000  # index entries one list request looks at before it answers with a cursor
 
 
 def _urn(value: Any) -> str:
@@ -197,35 +195,25 @@ async def list_contacts(request: web.Request) -> web.Response:
     prefix = q.get("name", "").casefold()
     gid = await _group_or_404(store, q["group"]) if "group" in q else None
     after = decode_cursor(q["cursor"], CONTACTS_MEMBER) if q.get("cursor") else None
-    found: list[dict[str, Any]] = []
-    scanned, last, exhausted = 0, after, False
-    while len(found) < limit and scanned < MAX_SCANNED:
-        members = await store.contact_page(last, since, min(limit * 2, 500))
-        if not members:
-            exhausted = True
-            break
-        scanned += len(members)
+
+    async def fetch(last: str | None, count: int) -> list[str]:
+        return await store.contact_page(last, since, count)
+
+    async def load(members: Sequence[str]) -> list[dict[str, Any] | None]:
         cids = [m.split("|", 1)[1] for m in members]
         keep = await store.is_member(gid, cids) if gid else [True] * len(cids)
-        contacts = await store.contacts([c for c, k in zip(cids, keep, strict=True) if k])
-        chosen = iter(contacts)
-        for member, kept in zip(members, keep, strict=True):
-            last = member
-            contact = next(chosen) if kept else None
-            if contact is None:
-                continue
-            if status and contact.get("status", "active") != status:
-                continue
-            if prefix and not str(contact.get("name") or "").casefold().startswith(prefix):
-                continue
-            found.append(contact)
-            if len(found) == limit:
-                break
-    if not exhausted and last is not None and len(found) == limit:
-        # one look ahead, so that the last page says it is the last
-        exhausted = not await store.contact_page(last, since, 1)
-    next_cursor = None if exhausted or last is None else encode_cursor(last)
-    return web.json_response({"contacts": found, "next": next_cursor})
+        chosen = iter(await store.contacts([c for c, k in zip(cids, keep, strict=True) if k]))
+        return [wanted(next(chosen)) if kept else None for kept in keep]
+
+    def wanted(contact: dict[str, Any] | None) -> dict[str, Any] | None:
+        if contact is None or (status and contact.get("status", "active") != status):
+            return None
+        if prefix and not str(contact.get("name") or "").casefold().startswith(prefix):
+            return None
+        return contact
+
+    page = await filtered_page(fetch, load, after, limit)
+    return web.json_response({"contacts": page["items"], "next": page["next"]})
 
 
 async def update_contact(request: web.Request) -> web.Response:

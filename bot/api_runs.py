@@ -5,6 +5,7 @@ counters (bot/store.py, bot/flowstats.py) -- so neither walks the contacts."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -12,13 +13,12 @@ from aiohttp import web
 from bot import flowstats
 from bot.api_contacts import _runtime, _store
 from bot.errors import ApiError
-from bot.paging import decode_cursor, encode_cursor, page_limit
+from bot.paging import decode_cursor, filtered_page, page_limit
 from bot.store import OPEN, flow_runs_key
 
 LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
 STATUSES = (*LIVE, *flowstats.ENDED)
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
-MAX_SCANNED = 5000  # index entries one request looks at before it answers with a cursor
 
 
 async def _known_flow(request: web.Request, flow: str) -> bool:
@@ -43,25 +43,22 @@ async def list_runs(request: web.Request) -> web.Response:
     states = [OPEN] if status in LIVE else [status] if status else [OPEN, *flowstats.ENDED]
     keys = [flow_runs_key(flow, state) for flow in flows for state in states]
     before = decode_cursor(q["cursor"], RUN_MEMBER) if q.get("cursor") else None
-    found: list[dict[str, Any]] = []
-    scanned, last, exhausted = 0, before, not keys
-    while keys and len(found) < limit and scanned < MAX_SCANNED:
-        entries = await store.run_index_page(keys, last, min(limit * 2, MAX_SCANNED))
-        if not entries:
-            exhausted = True
-            break
-        scanned += len(entries)
-        for (member, _), run in zip(entries, await store.runs_at(entries), strict=True):
-            last = member
-            if run is None or (status in LIVE and run.get("status") != status):
-                continue
-            found.append(run)
-            if len(found) == limit:
-                break
-    if not exhausted and last is not None and len(found) == limit:
-        exhausted = not await store.run_index_page(keys, last, 1)  # the last page says so
-    next_cursor = None if exhausted or last is None else encode_cursor(last)
-    return web.json_response({"runs": found, "next": next_cursor})
+    opened: dict[str, bool] = {}  # member -> the run is open (read from the session)
+
+    async def fetch(last: str | None, count: int) -> list[str]:
+        entries = await store.run_index_page(keys, last, count) if keys else []
+        opened.update(entries)
+        return [member for member, _ in entries]
+
+    async def load(members: Sequence[str]) -> list[dict[str, Any] | None]:
+        runs = await store.runs_at([(m, opened[m]) for m in members])
+        return [
+            None if run is None or (status in LIVE and run.get("status") != status) else run
+            for run in runs
+        ]
+
+    page = await filtered_page(fetch, load, before, limit)
+    return web.json_response({"runs": page["items"], "next": page["next"]})
 
 
 async def flow_stats(request: web.Request) -> web.Response:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from bot.errors import ApiError
 
 MAX_PAGE = 500
+MAX_SCANNED = 5000  # index entries one list request looks at before it answers with a cursor
 
 
 def encode_cursor(member: str) -> str:
@@ -39,3 +41,33 @@ def page_limit(query: Mapping[str, str], default: int = 50) -> int:
     if not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, "bad_request", f"limit must be 1 to {MAX_PAGE}")
     return limit
+
+
+async def filtered_page(
+    fetch: Callable[[str | None, int], Awaitable[Sequence[str]]],
+    load: Callable[[Sequence[str]], Awaitable[Sequence[dict[str, Any] | None]]],
+    after: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """A page of an index walked in order from ``after``: ``fetch(after, n)`` gives the next
+    members, ``load(members)`` the record of each (None: gone, or filtered out). Stops at
+    ``limit`` records or MAX_SCANNED members, so a page may be short while ``next`` is set; a
+    look-ahead makes the last page say it is the last (``next`` null)."""
+    found: list[dict[str, Any]] = []
+    scanned, last, exhausted = 0, after, False
+    while len(found) < limit and scanned < MAX_SCANNED:
+        members = await fetch(last, min(limit * 2, MAX_PAGE))
+        if not members:
+            exhausted = True
+            break
+        scanned += len(members)
+        for member, record in zip(members, await load(members), strict=True):
+            last = member
+            if record is None:
+                continue
+            found.append(record)
+            if len(found) == limit:
+                break
+    if not exhausted and last is not None and len(found) == limit:
+        exhausted = not await fetch(last, 1)
+    return {"items": found, "next": None if exhausted or last is None else encode_cursor(last)}
