@@ -101,7 +101,12 @@ class Api:
 
 
 async def make_api(
-    aiohttp_client: ClientFactory, valkey_url: str, tmp_path: Path, clock: Clock | None = None
+    aiohttp_client: ClientFactory,
+    valkey_url: str,
+    tmp_path: Path,
+    clock: Clock | None = None,
+    *,
+    drive: bool = True,
 ) -> Api:
     flows = tmp_path / "flows"
     flows.mkdir()
@@ -119,7 +124,8 @@ async def make_api(
     runtime = Runtime(config, clock)
     client = await aiohttp_client(create_app(config, runtime))
     api = Api(client, runtime)
-    await api.worker.stop()  # the test drives the same worker itself
+    if drive:
+        await api.worker.stop()  # the test drives the same worker itself
     return api
 
 
@@ -451,20 +457,7 @@ async def test_the_serve_loop_expands_a_start(
     aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path
 ) -> None:
     """Without the test driving: the worker's own start loop takes the start to completed."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "promo.yaml").write_text(PROMO, encoding="utf-8")
-    config = Config.model_validate(
-        {
-            "server": {"admin_token": TOKEN},
-            "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
-            "flows": {"path": str(flows)},
-            "channels": {"console": {"type": "console"}},
-            "base_dir": str(tmp_path),
-        }
-    )
-    runtime = Runtime(config)
-    api = Api(await aiohttp_client(create_app(config, runtime)), runtime)
+    api = await make_api(aiohttp_client, valkey_url, tmp_path, drive=False)
     await make_group(api, "g", 50)
     status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
     assert status == 202
