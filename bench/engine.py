@@ -40,15 +40,15 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.clock import Clock  # noqa: E402
-from bot.config import ChannelConfig  # noqa: E402
-from bot.embedded import EmbeddedValkey  # noqa: E402
-from bot.flows import FlowRegistry  # noqa: E402
-from bot.queues import Worker, WorkerSettings  # noqa: E402
-from bot.redisconn import connect  # noqa: E402
-from bot.sprint import Limits  # noqa: E402
-from bot.store import READY, SENDQ, TIMERS, Store, contact_key, dumps, urn_key  # noqa: E402
-from channels.base import Channel, SendResult  # noqa: E402
+from bot.core.clock import Clock  # noqa: E402
+from bot.core.config import ChannelConfig  # noqa: E402
+from bot.engine.flows import FlowRegistry  # noqa: E402
+from bot.engine.sprint import Limits  # noqa: E402
+from bot.store.embedded import EmbeddedValkey  # noqa: E402
+from bot.store.redisconn import connect  # noqa: E402
+from bot.store.store import READY, SENDQ, TIMERS, Store, contact_key, dumps, urn_key  # noqa: E402
+from bot.work.worker import Worker, WorkerSettings  # noqa: E402
+from channels.protocol import Channel, SendResult  # noqa: E402
 from channels.whatsapp import WhatsAppChannel  # noqa: E402
 
 FLOW = "order_followup"
@@ -360,7 +360,7 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="chqb", dir="/tmp"))
     valkey = EmbeddedValkey(tmp)
     url = await valkey.start()
-    redis = connect(url)  # as bot.runtime makes it
+    redis = connect(url)  # as bot.work.runtime makes it
     try:
         info = await redis.info("server")
         print("machine")

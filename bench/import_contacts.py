@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.contacts_import import Importer, csv_records  # noqa: E402
-from bot.embedded import EmbeddedValkey  # noqa: E402
-from bot.redisconn import connect  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store.embedded import EmbeddedValkey  # noqa: E402
+from bot.store.redisconn import connect  # noqa: E402
+from bot.store.store import Store  # noqa: E402
+from bot.work.contacts_import import Importer, csv_records  # noqa: E402
 
 
 def write_csv(path: Path, rows: int) -> None:

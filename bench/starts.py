@@ -9,7 +9,8 @@ Processes (all on loopback, all in a temporary directory; the helpers come from
   of the server's WhatsApp channel.
 
 N contacts are written straight into the server's Valkey with the CSV importer's code
-(``bot.contacts_import.Importer``: pipelined, 1,000 rows a chunk) into the group ``bench``; then:
+(``bot.work.contacts_import.Importer``: pipelined, 1,000 rows a chunk) into the group
+``bench``; then:
 
 1. rate limit off: ``POST /api/v1/starts {"flow": "tpl", "groups": ["bench"]}``; the 202's
    latency; seconds until ``GET /api/v1/starts/<uuid>`` shows ``completed`` and
@@ -43,8 +44,8 @@ import aiohttp  # noqa: E402
 import whatsapp as wab  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.contacts_import import Importer  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.store.store import Store  # noqa: E402
+from bot.work.contacts_import import Importer  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {wab.ADMIN}"}
 MIB = 2**20

@@ -47,18 +47,18 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.sandbox import demo_config, encode, sign  # noqa: E402
-from bot.sandbox.config import (  # noqa: E402
+from bot.store.store import READY, SENDQ, Store, contact_key, dumps, urn_key  # noqa: E402
+from channels.whatsapp.sandbox import demo_config, encode, sign  # noqa: E402
+from channels.whatsapp.sandbox.config import (  # noqa: E402
     DEMO_ACCESS_TOKEN,
     DEMO_APP_SECRET,
     DEMO_PHONE_NUMBER_ID,
     DEMO_VERIFY_TOKEN,
     DEMO_WABA_ID,
 )
-from bot.sandbox.inbound import build_message  # noqa: E402
-from bot.sandbox.state import SandboxState  # noqa: E402
-from bot.sandbox.webhooks import inbound_value, messages_envelope  # noqa: E402
-from bot.store import READY, SENDQ, Store, contact_key, dumps, urn_key  # noqa: E402
+from channels.whatsapp.sandbox.inbound import build_message  # noqa: E402
+from channels.whatsapp.sandbox.state import SandboxState  # noqa: E402
+from channels.whatsapp.sandbox.webhooks import inbound_value, messages_envelope  # noqa: E402
 
 PYTHON = sys.executable
 ADMIN = "bench-admin-token"

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from bot.embedded import EmbeddedValkey
-from bot.redisconn import connect
+from bot.store.embedded import EmbeddedValkey
+from bot.store.redisconn import connect
 
 
 @pytest.fixture(scope="session")

@@ -15,14 +15,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.clock import ManualClock
-from bot.config import ChannelConfig
-from bot.flows import FlowRegistry, ReloadReport
-from bot.queues import Worker, WorkerSettings
-from bot.sprint import Limits, Route
-from bot.store import TIMERS, Store, contact_key
-from bot.webhooks import WebhookCaller
-from channels.base import Channel, SendResult
+from bot.core.clock import ManualClock
+from bot.core.config import ChannelConfig
+from bot.engine.flows import FlowRegistry, ReloadReport
+from bot.engine.sprint import Limits, Route
+from bot.store.store import TIMERS, Store, contact_key
+from bot.work.webhook_calls import WebhookCaller
+from bot.work.worker import Worker, WorkerSettings
+from channels.protocol import Channel, SendResult
 
 
 class CapturingChannel(Channel):

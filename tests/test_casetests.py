@@ -1,4 +1,4 @@
-"""Data-driven tests for bot/casetests.py; the cases live in tests/data/casetests.yaml."""
+"""Data-driven tests for bot/flow/casetests.py; the cases live in tests/data/casetests.yaml."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from bot.casetests import CASE_TESTS, check_args, evaluate, normalize_args
+from bot.flow.casetests import CASE_TESTS, check_args, evaluate, normalize_args
 
 DATA = Path(__file__).parent / "data" / "casetests.yaml"
 

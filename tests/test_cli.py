@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = "name: Good\nnodes:\n  - id: a\n    send_message: {text: hi}\n"

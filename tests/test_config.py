@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ChannelConfig, Config, ConfigError, load_config
+from bot.core.config import ChannelConfig, Config, ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 

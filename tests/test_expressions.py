@@ -1,4 +1,4 @@
-"""Tests for bot.expressions: the RapidPro-style @ syntax, its errors, and its sandbox."""
+"""Tests for bot.flow.expressions: the RapidPro-style @ syntax, its errors, and its sandbox."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot import expressions
-from bot.expressions import CompiledText, ExpressionError, compile_text, evaluate
+from bot.flow import expressions
+from bot.flow.expressions import CompiledText, ExpressionError, compile_text, evaluate
 
 CONTACT = {
     "uuid": "c0ffee00-0000-4000-8000-000000000001",
@@ -49,7 +49,7 @@ def no_fallback_renders(
     """A render that hit the last-resort fallback would look like empty output; fail instead."""
     yield
     if request.node.name != "test_render_never_raises":
-        assert not [r for r in caplog.records if r.name == "bot.expressions"]
+        assert not [r for r in caplog.records if r.name == "bot.flow.expressions"]
 
 
 RENDER_CASES: list[tuple[str, str]] = [

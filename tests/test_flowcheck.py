@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.redisconn import connect
-from bot.sandbox.templates import demo_templates
-from bot.store import Store
+from bot.cli.main import main
+from bot.store.redisconn import connect
+from bot.store.store import Store
+from channels.whatsapp.sandbox.templates import demo_templates
 
 FLOW = """
 name: Promo

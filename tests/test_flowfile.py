@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_config
-from bot.flowfile import FlowError, Problem, check_references, load_folder, parse_flow
-from bot.flows import FlowRegistry
-from bot.sprint import Limits, Route
+from bot.core.config import load_config
+from bot.engine.flows import FlowRegistry
+from bot.engine.sprint import Limits, Route
+from bot.flow.files import FlowError, Problem, check_references, load_folder, parse_flow
 
 CHANNELS = {"console", "whatsapp"}
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot import flowstats
-from bot import store as store_module
-from bot.store import OPEN, flow_runs_key, flow_stats_key
+from bot.engine import stats as flowstats
+from bot.store import store as store_module
+from bot.store.store import OPEN, flow_runs_key, flow_stats_key
 from tests.harness import Bot
 
 SURVEY = """

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from bot.sprint import Route
-from bot.webhooks import WebhookCaller
+from bot.engine.sprint import Route
+from bot.work.webhook_calls import WebhookCaller
 from tests.harness import Bot
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bot.config import Config
-from bot.openapi import ERROR_STATUS, openapi_document
-from bot.runtime import Runtime
-from bot.server import create_app
+from bot.api.app import create_app
+from bot.api.openapi import ERROR_STATUS, openapi_document
+from bot.core.config import Config
+from bot.work.runtime import Runtime
 
 TOKEN = "openapi-admin-token"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bot.embedded import EmbeddedValkey
+from bot.store.embedded import EmbeddedValkey
 from tests.test_serve_processes import free_port
 
 FLOW = """

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from bot.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, encode, sign
+from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, encode, sign
 
 SECRET = "chasqui_test_app_secret"
 TOKEN = "sandbox-token"

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.store import SENDQ, TIMERS, contact_key
-from channels.base import SendResult
+from bot.store.store import SENDQ, TIMERS, contact_key
+from channels.protocol import SendResult
 from tests.harness import Bot, CapturingChannel
 
 FLOW = """

@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from bot.config import Config
-from bot.runtime import Runtime
-from bot.server import create_app
+from bot.api.app import create_app
+from bot.core.config import Config
+from bot.work.runtime import Runtime
 
 TOKEN = "s3cret-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

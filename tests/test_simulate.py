@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.simulate import render_message
+from bot.convtest.simulate import render_message
 
 FLOW = """
 name: Greeter

@@ -17,13 +17,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from bot.clock import Clock, ManualClock
-from bot.config import Config
-from bot.queues import Worker
-from bot.runtime import Runtime
-from bot.server import create_app
-from bot.starts import Starter, StartSettings
-from bot.store import READY, STARTS_DUE, Store, contact_key, start_key
+from bot.api.app import create_app
+from bot.core.clock import Clock, ManualClock
+from bot.core.config import Config
+from bot.store.store import READY, STARTS_DUE, Store, contact_key, start_key
+from bot.work.runtime import Runtime
+from bot.work.starts import Starter, StartSettings
+from bot.work.worker import Worker
 
 TOKEN = "starts-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

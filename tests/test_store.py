@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.store import Store, contact_key, urn_key
+from bot.store.store import Store, contact_key, urn_key
 
 
 async def test_concurrent_first_messages_make_one_contact(redis: Redis) -> None:

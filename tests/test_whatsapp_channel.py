@@ -30,11 +30,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from bot.config import Config
-from bot.runtime import Runtime
-from bot.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, encode, sign
-from bot.sandbox.errors import TITLES
-from bot.server import create_app
+from bot.api.app import create_app
+from bot.core.config import Config
+from bot.work.runtime import Runtime
+from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, encode, sign
+from channels.whatsapp.sandbox.errors import TITLES
 
 ADMIN = "e2e-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

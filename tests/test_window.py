@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot.sprint import Route
+from bot.engine.sprint import Route
 from tests.harness import Bot
 
 FLOW = """

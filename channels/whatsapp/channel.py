@@ -19,10 +19,10 @@ from aiohttp import web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from bot.config import ChannelConfig
-from bot.durations import parse_duration
-from bot.store import Store
-from channels.base import Channel, SendResult
+from bot.core.config import ChannelConfig
+from bot.core.durations import parse_duration
+from bot.store.store import Store
+from channels.protocol import Channel, SendResult
 from channels.whatsapp.config import WhatsAppConfig
 from channels.whatsapp.protocol import (
     InboundMessage,
@@ -95,7 +95,7 @@ class WhatsAppChannel(Channel):
         s = _settings(config)
         if not s.sandbox:
             return []
-        from bot.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app
+        from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app
 
         number = SandboxNumber(
             s.phone_number_id,

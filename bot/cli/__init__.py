@@ -1,0 +1,1 @@
+"""The ``chasqui`` command. May import everything."""

@@ -1,0 +1,310 @@
+"""The ``chasqui`` command: serve, check, test, simulate.
+
+Every command takes ``--config PATH`` (default ``$CHASQUI_CONFIG`` or ``./config.toml``).
+Exit codes: 0 fine, 1 problems found (invalid flows, failing tests), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.core.config import Config, ConfigError, load_config
+from bot.flow.files import check_references, flow_files, load_folder
+from bot.work.flowcheck import template_problems, window_warnings
+from channels.protocol import validate_channels
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    folder = Path(args.path) if args.path else config.resolve(config.flows.path)
+    if not folder.exists():
+        print(f"{folder}: no such file or folder", file=sys.stderr)
+        return 2
+    flows, problems = load_folder(folder, set(config.channels))
+    if folder.is_file():  # a single file: enter_flow targets are looked up beside it
+        siblings, _ = load_folder(folder.parent, set(config.channels))
+        problems = [p for p in problems if "unknown flow" not in p.message]
+        problems += [p for p in check_references({**siblings, **flows}) if p.file == str(folder)]
+    templates = asyncio.run(template_problems(flows, config)) if not problems else []
+    if templates is None:
+        print("templates not checked: none synced yet (chasqui templates sync)", file=sys.stderr)
+    problems += templates or []
+    for problem in problems:
+        print(problem)
+    for warning in window_warnings(flows, config):
+        print(warning)
+    total = len(flow_files(folder))
+    if problems:
+        print(f"\n{len(problems)} problem(s) in {total} flow file(s)", file=sys.stderr)
+        return 1
+    print(f"{total} flow file(s) OK: {', '.join(sorted(flows))}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.work.runtime import Runtime, admin_token
+
+    config = _config(args)
+    validate_channels(config.channels)
+    runtime = Runtime(config)
+    report = runtime.load_flows()
+    if report.problems:
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        print("refusing to start: fix the flows above (chasqui check)", file=sys.stderr)
+        return 1
+    logging.info("flows loaded: %s", ", ".join(sorted(runtime.registry.flows)) or "none")
+    processes = config.server.processes
+    if processes > 1 and any(
+        c.model_extra and c.model_extra.get("graph_url") == "sandbox"
+        for c in config.channels.values()
+    ):
+        print(
+            "server.processes > 1 cannot share an in-process sandbox: run `chasqui sandbox` "
+            "and point graph_url at it",
+            file=sys.stderr,
+        )
+        return 2
+    admin_token(config)  # once, before the processes: they all read the same token
+    children = [pid for pid in (_fork_server(config, args) for _ in range(processes - 1)) if pid]
+    try:
+        _serve(config, runtime, args, reuse_port=processes > 1)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return 0
+
+
+def _fork_server(config: Config, args: argparse.Namespace) -> int:
+    """Another serving process on the same port (SO_REUSEPORT: the kernel spreads the
+    connections) and the same Redis (the work streams spread the work). Returns the child's
+    pid in the parent; the child serves until told to stop, then exits."""
+    from bot.work.runtime import Runtime
+
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        runtime = Runtime(config)
+        runtime.load_flows()
+        _serve(config, runtime, args, reuse_port=True)
+    except BaseException:
+        logging.exception("serving process failed")
+        code = 1
+    os._exit(code)
+
+
+def _serve(config: Config, runtime: Any, args: argparse.Namespace, *, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from bot.api.app import create_app
+
+    web.run_app(
+        create_app(config, runtime),
+        access_log=logging.getLogger("aiohttp.access") if args.verbose else None,
+        host=config.server.host,
+        port=config.server.port,
+        reuse_port=reuse_port or None,
+        print=lambda msg: logging.info("%s", msg.strip()),
+    )
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from bot.convtest.runner import run_cli
+
+    return run_cli(_config(args), args)
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    from bot.work.runtime import Runtime
+
+    config = _config(args)
+    validate_channels(config.channels)
+
+    async def run() -> int:
+        runtime = Runtime(config)
+        await runtime.start(work=False)
+        try:
+            code = 0
+            for name, channel in runtime.channels.items():
+                if args.action == "sync":
+                    try:
+                        count = await channel.sync_templates()
+                    except Exception as exc:
+                        print(f"{name}: {exc}", file=sys.stderr)
+                        code = 1
+                        continue
+                    if count is not None:
+                        print(f"{name}: {count} template(s) synced")
+                for t in await runtime.store.templates(name):
+                    if args.action == "list":
+                        reason = f" ({t['rejected_reason']})" if t.get("rejected_reason") else ""
+                        print(
+                            f"{name}  {t['name']:<28} {t['language']:<6} "
+                            f"{t.get('status', '?'):<10} {t.get('category', '')}{reason}"
+                        )
+            return code
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(run())
+
+
+def cmd_contacts(args: argparse.Namespace) -> int:
+    """``chasqui contacts import FILE [--group G]``: straight into Redis, streamed."""
+    from bot.cli.contacts import import_file
+    from bot.work.runtime import Runtime
+
+    async def run() -> int:
+        runtime = Runtime(_config(args))
+        await runtime.connect()
+        try:
+            return await import_file(
+                runtime.store, Path(args.file), args.group, runtime.clock.now()
+            )
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(run())
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from channels.whatsapp.sandbox import demo_config, run_sandbox
+
+    sandbox = demo_config(
+        args.webhook_url,
+        max_mps=args.max_mps,
+        pair_rate=not args.no_pair_rate,
+        statuses=not args.no_statuses,
+        record_limit=args.record_limit,
+    )
+    print(f"WhatsApp sandbox on http://{args.host}:{args.port} -> webhooks to {args.webhook_url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sandbox(sandbox, args.host, args.port))
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from bot.cli.starts import cmd_start as start
+
+    return start(_config(args), args)
+
+
+def cmd_starts(args: argparse.Namespace) -> int:
+    from bot.cli.starts import cmd_starts as starts
+
+    return starts(_config(args), args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bot.convtest.simulate import simulate
+
+    return asyncio.run(simulate(_config(args), args.flow, args.name, args.urn))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chasqui", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="config file (default: $CHASQUI_CONFIG or config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server (embedded Valkey unless redis.url is set)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate flow files; exit 1 listing every problem")
+    p.add_argument("path", nargs="?", help="a flow file or folder (default: the flows path)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("test", help="run the conversation tests in <flows>/tests")
+    p.add_argument("paths", nargs="*", help="test files (default: all of <flows>/tests)")
+    p.add_argument("-k", dest="match", help="only tests whose name contains this")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("templates", help="sync or list the channels' message templates")
+    p.add_argument("action", choices=["sync", "list"])
+    p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("contacts", help="import contacts from a CSV file")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
+    p.add_argument("--group", action="append", default=[], help="also add every row to G")
+    p.set_defaults(func=cmd_contacts)
+
+    p = sub.add_parser("sandbox", help="run the WhatsApp Graph API sandbox on its own")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8080/webhooks/whatsapp/whatsapp",
+        help="where it posts signed webhooks",
+    )
+    p.add_argument("--max-mps", type=float, default=80.0, help="throughput per number; 0: off")
+    p.add_argument("--no-pair-rate", action="store_true", help="no per-recipient pair rate")
+    p.add_argument("--no-statuses", action="store_true", help="no status webhooks")
+    p.add_argument(
+        "--record-limit",
+        type=int,
+        default=10_000,
+        help="sends and webhooks kept for /_fake/sent and /_fake/webhooks",
+    )
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("start", help="send a flow to contacts and groups, and follow it")
+    p.add_argument("flow", help="flow id")
+    p.add_argument("--group", action="append", help="a group name (repeatable)")
+    p.add_argument("--urn", action="append", help="a contact URN, created if new (repeatable)")
+    p.add_argument("--contact", action="append", help="a contact uuid (repeatable)")
+    p.add_argument("--param", action="append", help="key=value for @trigger.params")
+    p.add_argument("--no-wait", action="store_true", help="print the start's uuid and return")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("starts", help="list the starts, or follow one with a progress bar")
+    p.add_argument("uuid", nargs="?", help="the start to follow")
+    p.set_defaults(func=cmd_starts)
+
+    p = sub.add_parser("simulate", help="chat with a flow in the terminal")
+    p.add_argument("flow", help="flow id (the file name without .yaml)")
+    p.add_argument("--name", default="Ana", help="the simulated contact's name")
+    p.add_argument("--urn", help="the simulated contact's URN (default console:<name>)")
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet = args.command in (
+        "simulate",
+        "test",
+        "check",
+        "templates",
+        "start",
+        "starts",
+        "contacts",
+    )
+    level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

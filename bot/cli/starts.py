@@ -1,0 +1,106 @@
+"""``chasqui start`` and ``chasqui starts``: send a flow and follow it from a terminal.
+
+They talk to the running server's admin API (``server.url`` and the admin token of the same
+config), so they work from any machine that has the config, and the server does the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from bot.core.config import Config
+from bot.work.runtime import admin_token
+
+
+class ApiFailed(Exception):
+    pass
+
+
+def _call(config: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        config.server.url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Authorization": f"Bearer {admin_token(config)}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.loads(exc.read())["error"]
+            raise ApiFailed(f"{error['code']}: {error['message']}") from None
+        except (ValueError, KeyError):
+            raise ApiFailed(f"HTTP {exc.code}") from None
+    except OSError as exc:
+        raise ApiFailed(
+            f"cannot reach the server at {config.server.url} ({exc}); is `chasqui serve` running?"
+        ) from None
+
+
+def _line(start: dict[str, Any]) -> str:
+    c, m = start["counts"], start["messages"]
+    skipped = ", ".join(f"{k} {v}" for k, v in c["skipped_by_reason"].items() if v)
+    bar_width = 30
+    done = c["started"] + c["skipped"] + c["failed"]
+    filled = int(bar_width * done / c["targeted"]) if c["targeted"] else 0
+    bar = "#" * filled + "." * (bar_width - filled)
+    return (
+        f"[{bar}] {start['status']:<10} targeted {c['targeted']}, started {c['started']}, "
+        f"skipped {c['skipped']}{f' ({skipped})' if skipped else ''}, failed {c['failed']} | "
+        f"messages sent {m['sent']}, delivered {m['delivered']}, read {m['read']}, "
+        f"failed {m['failed']}"
+    )
+
+
+def follow(config: Config, uuid: str, interval: float = 0.5) -> int:
+    """Print the start's progress until it is finished; 0 if it completed."""
+    tty = sys.stdout.isatty()
+    while True:
+        start = _call(config, "GET", f"/api/v1/starts/{uuid}")
+        line = _line(start)
+        print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+        if start["status"] in ("completed", "failed", "cancelled"):
+            if tty:
+                print()
+            return 0 if start["status"] == "completed" else 1
+        time.sleep(interval)
+
+
+def cmd_start(config: Config, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "flow": args.flow,
+        "groups": args.group or [],
+        "urns": args.urn or [],
+        "contacts": args.contact or [],
+    }
+    if args.param:
+        body["params"] = dict(p.split("=", 1) for p in args.param)
+    try:
+        start = _call(config, "POST", "/api/v1/starts", body)
+        print(f"start {start['uuid']} of {args.flow}")
+        return follow(config, start["uuid"]) if not args.no_wait else 0
+    except ApiFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_starts(config: Config, args: argparse.Namespace) -> int:
+    try:
+        if args.uuid:
+            return follow(config, args.uuid)
+        for start in _call(config, "GET", "/api/v1/starts")["starts"]:
+            print(f"{start['uuid']}  {start['flow']:<20} {_line(start)}")
+        return 0
+    except ApiFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,301 @@
+"""Apply events to one contact: start, reply, timeout, expire, interrupt, webhook, fail.
+
+The engine only *decides*: it moves a :class:`~bot.engine.sprint.Sprint` (one contact's state loaded
+from Redis) through the compiled flows and lets it collect the effects. The worker commits all
+of that in one Redis transaction and only then sends -- so a crash between deciding and
+committing just re-runs the decision, and nothing here may do I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from bot.engine.sprint import (
+    ACTIVE,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    INBOUND_DETAILS,
+    INTERRUPTED,
+    Limits,
+    LoopDetected,
+    Route,
+    Session,
+    Sprint,
+)
+from bot.flow.files import Flow
+from bot.flow.machine import END, START, Cursor, fire
+from bot.flow.nodes.base import FAILURE, NEXT
+
+
+class Engine:
+    """The compiled flows plus the limits and routes every sprint runs under."""
+
+    def __init__(
+        self, flows: dict[str, Flow], routes: list[Route], limits: Limits | None = None
+    ) -> None:
+        self.flows = flows
+        self.routes = routes
+        self.limits = limits or Limits()
+
+    def route_for(self, contact: dict[str, Any]) -> tuple[Route, str] | None:
+        """The contact's chosen channel, else its last used one, else the first that reaches it."""
+        urns: list[str] = contact.get("urns") or []
+        preferred = [contact.get("channel"), contact.get("last_channel")]
+        candidates = [r for p in preferred for r in self.routes if p and r.name == p]
+        candidates += self.routes
+        for route in candidates:
+            for urn in urns:
+                if urn.split(":", 1)[0] in route.schemes:
+                    return route, urn
+        return None
+
+    def sprint(self, contact: dict[str, Any], session: Session, now: float) -> Sprint:
+        sprint = Sprint(self, contact, session, round(now, 3))
+        self._migrate(sprint)
+        return sprint
+
+    def _migrate(self, sprint: Sprint) -> None:
+        """Resume runs on the current version of their flow; end those whose node is gone."""
+        for frame in sprint.session.frames:
+            flow = self.flows.get(frame["flow"])
+            if flow is None:
+                sprint.end_all(INTERRUPTED, f"flow {frame['flow']!r} no longer exists")
+                return
+            node = frame["node"]
+            if node not in flow.nodes and node not in (START, END):
+                sprint.end_all(
+                    INTERRUPTED,
+                    f"node {node!r} no longer exists in {flow.id} version {flow.version}",
+                )
+                return
+            wait = sprint.session.wait
+            waits_here = wait is not None and wait["run"] == frame["run"]["uuid"]
+            if waits_here and node in flow.nodes and not flow.nodes[node].body.WAITS:
+                # same id, other kind: a reply routed to it would have no on_reply to call
+                sprint.end_all(
+                    INTERRUPTED,
+                    f"node {node!r} is no longer a wait in {flow.id} version {flow.version}",
+                )
+                return
+            if frame["run"]["version"] != flow.version:
+                frame["run"]["version"] = flow.version
+
+    # -- events ----------------------------------------------------------------------------
+    def apply(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        """Apply one event. Afterwards ``sprint.webhook_request`` may ask for an HTTP call."""
+        # times are kept to the millisecond: enough for ordering, and shorter in Redis
+        sprint.now = round(max(sprint.now, float(event.get("at", sprint.now))), 3)
+        sprint._steps = 0
+        sprint._context = None
+        sprint.input_text = ""
+        sprint.input_alternates = []
+        sprint.input_external_id = None
+        handler = getattr(self, f"_on_{event.get('type')}", None)
+        try:
+            if handler is not None:
+                handler(sprint, event)
+        except LoopDetected as exc:
+            sprint.end_all(FAILED, str(exc))
+        for frame in sprint.session.frames:
+            frame["run"]["modified_on"] = sprint.now
+        since = sprint.now - self.limits.loop_window
+        if sprint.session.recent and sprint.session.recent[0][1] < since:
+            sprint.session.recent = [r for r in sprint.session.recent if r[1] >= since]
+        sprint.session_dirty = True
+
+    def _on_start(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        flow = self.flows.get(event["flow"])
+        if flow is None:
+            return
+        if sprint.session.frames:
+            sprint.end_all(INTERRUPTED, f"started in {flow.id}")
+        self._push(sprint, flow, event.get("params") or {}, None, start=event.get("start"))
+
+    def _on_interrupt(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        if sprint.session.frames:
+            sprint.end_all(INTERRUPTED, event.get("reason") or "interrupted")
+
+    def _on_reply(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        text = str(event.get("text") or "")
+        sprint.input_text = text
+        sprint.input_alternates = [str(event["payload"])] if event.get("payload") else []
+        sprint.input_external_id = event.get("external_id")
+        sent_at = float(event.get("sent_at") or event.get("at") or sprint.now)
+        contact = sprint.contact
+        contact["last_seen_on"] = sprint.now
+        channel = event.get("channel")
+        if channel:
+            contact["last_channel"] = channel
+            inbound = contact.setdefault("last_inbound", {})
+            inbound[channel] = max(float(inbound.get(channel, 0)), sent_at)
+        sprint.contact_dirty = True
+        stale = sent_at < sprint.now - self.limits.max_reply_age
+        # record_only: a reaction, a read receipt-like or unsupported message: kept, not answered
+        answering = self._at_wait(sprint) and not stale and not event.get("record_only")
+        message = {
+            "uuid": event.get("uuid") or str(uuid.uuid4()),
+            "direction": "in",
+            "contact": contact["uuid"],
+            "channel": channel,
+            "urn": event.get("urn"),
+            "text": text,
+            "run": sprint.session.wait["run"] if answering and sprint.session.wait else None,
+            "status": "handled" if answering else "stale" if stale else "received",
+            "created_on": sprint.now,
+        }
+        message.update({k: event[k] for k in INBOUND_DETAILS if event.get(k) is not None})
+        sprint.messages.append(message)
+        if not event.get("record_only") and self._opt_out(sprint, text, message):
+            return
+        if not answering:
+            return
+        node = sprint.flow.nodes[sprint.frame["node"]]
+        sprint._clear_wait()
+        sprint.run["status"] = ACTIVE
+        cursor = Cursor(sprint, node.id)
+        cursor.exit = node.body.on_reply(node, sprint, text)
+        self._fire(sprint, cursor, "reply")
+
+    def _opt_out(self, sprint: Sprint, text: str, message: dict[str, Any]) -> bool:
+        """A stop word opts the contact out (its waiting run is interrupted) and a start word
+        back in, each confirmed once; True when the message was one (it answers no wait)."""
+        found = self.limits.opt_out.match(text)
+        contact = sprint.contact
+        status = contact.get("status", "active")
+        if found is None or status == "blocked":
+            return False
+        action, language = found
+        if action == "start" and status != "opted_out":
+            return False  # an active contact's START is an ordinary answer
+        message["run"] = None
+        message["status"] = "handled"
+        message["action"] = "opt_out" if action == "stop" else "opt_in"
+        if action == "stop" and status == "opted_out":
+            return True  # confirmed once already
+        rules = self.limits.opt_out
+        texts = rules.stop_confirmation if action == "stop" else rules.start_confirmation
+        if action == "stop":
+            sprint.end_all(INTERRUPTED, "opted out")
+        contact["status"] = "opted_out" if action == "stop" else "active"
+        contact["status_changed_on"] = sprint.now
+        sprint.contact_changed()
+        text_out = texts.get(contact.get("language") or "") or texts.get(language)
+        if text_out:
+            sprint.notice(text_out, message["action"])
+        return True
+
+    def _on_timeout(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        if not self._at_wait(sprint, event.get("token")):
+            return  # stale: the contact moved on since the timer was set
+        node = sprint.flow.nodes[sprint.frame["node"]]
+        if getattr(node.body, "on_timeout", None) is None:
+            # the new version of the flow has no timeout here: keep waiting, until the expiry
+            sprint.rearm_expiry()
+            return
+        sprint._clear_wait()
+        sprint.run["status"] = ACTIVE
+        cursor = Cursor(sprint, node.id)
+        cursor.exit = node.body.on_timeout_fired(node, sprint)
+        self._fire(sprint, cursor, "timeout")
+
+    def _on_expire(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        if not self._at_wait(sprint, event.get("token")):
+            return
+        fire(sprint.flow, Cursor(sprint, sprint.frame["node"]), "expire")
+        sprint.end_all(EXPIRED)
+
+    def _on_webhook(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        if not sprint.session.frames:
+            return
+        node = sprint.flow.nodes.get(sprint.frame["node"])
+        if node is None or node.kind != "call_webhook":
+            return
+        response = event.get("response") or {}
+        sprint.run["webhook"] = response.get("json")
+        cursor = Cursor(sprint, node.id)
+        cursor.exit = node.body.on_response(node, sprint, response)
+        self._fire(sprint, cursor, "advance")
+
+    def _on_fail(self, sprint: Sprint, event: dict[str, Any]) -> None:
+        """A message sent earlier failed for good: note it, and take its ``on_failure``."""
+        if event.get("code") == "outside_24h_window" and event.get("channel"):
+            # the provider says the window is closed (it can close early): believe it, so
+            # the next free text fails here instead of at the provider
+            (sprint.contact.get("last_inbound") or {}).pop(event["channel"], None)
+            sprint.contact_dirty = True
+        for frame in sprint.session.frames:
+            if frame["run"]["uuid"] == event.get("run"):
+                frame["run"]["errors"].append(
+                    {"node": event.get("node"), "code": event.get("code"), "at": sprint.now}
+                )
+        if not self._at_wait(sprint) or sprint.run["uuid"] != event.get("run"):
+            return
+        node = sprint.flow.nodes.get(str(event.get("node")))
+        if node is None or not node.on_failure:
+            return
+        sprint._clear_wait()
+        sprint.run["status"] = ACTIVE
+        cursor = Cursor(sprint, sprint.frame["node"])
+        cursor.failed_node = node.id
+        self._fire(sprint, cursor, "fail")
+
+    # -- moving through the graph ------------------------------------------------------------
+    def _at_wait(self, sprint: Sprint, token: str | None = None) -> bool:
+        wait = sprint.session.wait
+        if not wait or not sprint.session.frames:
+            return False
+        if token is not None and wait["token"] != token:
+            return False
+        return bool(wait["node"] == sprint.frame["node"] and wait["run"] == sprint.run["uuid"])
+
+    def _push(
+        self,
+        sprint: Sprint,
+        flow: Flow,
+        params: dict[str, Any],
+        parent: str | None,
+        start: str | None = None,
+    ) -> None:
+        run = sprint._new_run(flow, params, parent)
+        if start:
+            run["start"] = start  # the start (bot/work/starts.py) that began this run
+        sprint.session.frames.append({"flow": flow.id, "node": START, "run": run})
+        cursor = Cursor(sprint, START)
+        fire(flow, cursor, "start")
+        self._settle(sprint, cursor)
+
+    def _fire(self, sprint: Sprint, cursor: Cursor, trigger: str) -> None:
+        if not fire(sprint.flow, cursor, trigger):
+            sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
+            return
+        self._settle(sprint, cursor)
+
+    def _settle(self, sprint: Sprint, cursor: Cursor) -> None:
+        """After a transition: keep moving until the run waits, ends or needs I/O."""
+        while sprint.session.frames:
+            if cursor.state == END:
+                run = sprint._end_top(COMPLETED)
+                if not sprint.session.frames:
+                    return
+                parent = Cursor(sprint, sprint.frame["node"])
+                parent.exit = NEXT if run["status"] == COMPLETED else FAILURE
+                if not fire(sprint.flow, parent, "advance"):
+                    sprint.end_all(FAILED, f"no exit from {parent.state!r}")
+                    return
+                cursor = parent
+                continue
+            if cursor.exit is not None:
+                if not fire(sprint.flow, cursor, "advance"):
+                    sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
+                    return
+                continue
+            if sprint._subflow is not None:
+                child, sprint._subflow = self.flows.get(sprint._subflow), None
+                if child is None:
+                    cursor.exit = FAILURE
+                    continue
+                self._push(sprint, child, sprint.run.get("params", {}), sprint.run["uuid"])
+                return
+            return  # waiting, or a webhook to call

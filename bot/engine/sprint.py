@@ -1,0 +1,411 @@
+"""One contact's state while its events are applied, and what those events did.
+
+A :class:`Sprint` holds the contact and its session (the stack of active runs) as loaded from
+Redis, and collects the effects -- changed records, ended runs, messages to send, timers to set
+or drop, a webhook to call -- that the worker commits in one step. Node kinds act only through
+its methods; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.engine import stats as flowstats
+from bot.engine.optout import OptOut
+from bot.flow.expressions import compile_text
+from bot.flow.files import Flow
+
+if TYPE_CHECKING:
+    from bot.engine.apply import Engine
+
+ACTIVE, WAITING = "active", "waiting"
+COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
+MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
+# what a channel may tell about an inbound message, kept on its record in the history
+INBOUND_DETAILS = (
+    "external_id",
+    "msg_type",
+    "payload",
+    "media",
+    "location",
+    "reply_to",
+    "sent_at",
+    "contacts",
+    "reaction",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 100
+    max_reply_age: int = 3600  # older inbound messages are recorded, not answered
+    window_margin: int = 120  # free text stops this long before the window closes
+    loop_repeats: int = 20
+    loop_window: int = 300
+    default_expire: int = 7 * 86400
+    opt_out: OptOut = field(default_factory=OptOut)
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the engine needs to know of a channel to address a message through it."""
+
+    name: str
+    schemes: tuple[str, ...]
+    # Seconds after a contact's last inbound message during which free text may be sent
+    # (WhatsApp's 24-hour customer service window); None: the channel has no such window.
+    window: int | None = None
+    # The channel sends a message's template instead of its text (WhatsApp); others the text.
+    templates: bool = False
+
+
+class Session:
+    """A contact's runtime state: its stack of active runs, its wait, its recent sends."""
+
+    __slots__ = ("frames", "recent", "wait")
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []  # {"flow", "node", "run": {...}}, innermost last
+        self.wait: dict[str, Any] | None = None  # {"token", "node", "run"}
+        self.recent: list[list[Any]] = []  # [[text hash, sent at]] for the loop guard
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> Session:
+        session = cls()
+        if raw:
+            data = json.loads(raw)
+            session.frames = data.get("frames", [])
+            session.wait = data.get("wait")
+            session.recent = data.get("recent", [])
+        return session
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"frames": self.frames}
+        if self.wait:
+            data["wait"] = self.wait
+        if self.recent:
+            data["recent"] = self.recent
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _refuse(message: dict[str, Any], error: str) -> None:
+    """A message that cannot go at all: failed here, it never reaches a channel."""
+    message["status"] = "failed"
+    message["error"] = {"code": error}
+
+
+class LoopDetected(Exception):
+    pass
+
+
+def _for_channel(content: dict[str, Any], route: Route) -> dict[str, Any]:
+    """What this channel will really send: the template alone where templates are used (it
+    carries its own buttons and header), the text and the rest elsewhere. Recording only that
+    keeps the history true to what the contact saw, and the record small."""
+    if route.templates and content.get("template"):
+        return {"template": content["template"]}
+    if "template" in content and (content.get("text") or content.get("attachment")):
+        return {k: v for k, v in content.items() if k != "template"}
+    return content  # a template alone stays: the channel shows or refuses it
+
+
+@dataclass
+class Sprint:
+    """One contact's batch of events: state in, effects out. Node kinds call its methods."""
+
+    engine: Engine
+    contact: dict[str, Any]
+    session: Session
+    now: float
+    # effects, committed together by the worker
+    contact_dirty: bool = False
+    session_dirty: bool = False
+    ended_runs: list[dict[str, Any]] = field(default_factory=list)
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    # (flow id, counter field) -> change, for the flow's stats (bot/engine/stats.py)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    timers_add: dict[str, float] = field(default_factory=dict)
+    timers_remove: list[str] = field(default_factory=list)
+    group_changes: dict[str, bool] = field(default_factory=dict)  # name -> added (or removed)
+    webhook_request: dict[str, Any] | None = None
+    # scratch for the event being applied
+    input_text: str = ""
+    input_alternates: list[str] = field(default_factory=list)  # button payload, reply id
+    input_external_id: str | None = None  # the provider's id of the message being answered
+    _subflow: str | None = None
+    _steps: int = 0
+    _context: dict[str, Any] | None = None
+
+    # -- what nodes see --------------------------------------------------------------------
+    @property
+    def frame(self) -> dict[str, Any]:
+        return self.session.frames[-1]
+
+    @property
+    def run(self) -> dict[str, Any]:
+        run: dict[str, Any] = self.frame["run"]
+        return run
+
+    @property
+    def flow(self) -> Flow:
+        return self.engine.flows[self.frame["flow"]]
+
+    def context(self) -> dict[str, Any]:
+        """What expressions see; built once and reused until the contact, the node or the
+        event changes (results and fields are the live dicts)."""
+        if self._context is None:
+            self._context = self._build_context()
+        return self._context
+
+    def _build_context(self) -> dict[str, Any]:
+        c = self.contact
+        name = c.get("name") or ""
+        run = self.run if self.session.frames else {}
+        return {
+            "contact": {
+                "uuid": c.get("uuid", ""),
+                "name": name,
+                "first_name": name.split()[0] if name.split() else "",
+                "language": c.get("language") or "",
+                "urn": (c.get("urns") or [""])[0],
+                "channel": c.get("channel") or "",
+            },
+            "fields": c.get("fields") or {},
+            "results": run.get("results", {}),
+            "input": {"text": self.input_text},
+            "trigger": {"params": run.get("params", {})},
+            "webhook": run.get("webhook"),
+            "run": {"uuid": run.get("uuid", "")},
+            "now": datetime.fromtimestamp(self.now, UTC),
+        }
+
+    def render(self, text: str) -> str:
+        compiled = compile_text(text)
+        return compiled.render({}) if compiled.is_static else compiled.render(self.context())
+
+    def contact_changed(self) -> None:
+        self.contact_dirty = True
+        self._context = None
+
+    def entered(self, node_id: str) -> None:
+        self._context = None  # the run may have changed (a sub-flow), and its webhook answer
+        self.frame["node"] = node_id
+        path = self.run["path"]
+        if len(path) < MAX_PATH:
+            path.append([node_id, self.now])
+        elif not self.run.get("path_truncated"):
+            self.run["path_truncated"] = True
+        self._steps += 1
+        if self._steps > self.engine.limits.max_steps:
+            raise LoopDetected(f"more than {self.engine.limits.max_steps} steps for one event")
+
+    def save_result(
+        self, name: str, value: str, category: str, node_id: str, input_text: str | None = None
+    ) -> None:
+        result: dict[str, Any] = {
+            "value": value,
+            "category": category,
+            "node": node_id,
+            "at": self.now,
+        }
+        if input_text is not None:
+            result["input"] = input_text
+        previous = self.run["results"].get(name)
+        before = previous.get("category") if previous else None
+        if before != category:
+            flow = self.frame["flow"]
+            if before is not None:
+                self.count(flow, flowstats.result(name, before), -1)
+            self.count(flow, flowstats.result(name, category))
+        self.run["results"][name] = result
+
+    def count(self, flow: str, name: str, delta: int = 1) -> None:
+        """Change one of a flow's counters when this sprint commits."""
+        key = (flow, name)
+        self.counts[key] = self.counts.get(key, 0) + delta
+
+    def took(self, flow: str, node: str, exit_name: str) -> None:
+        """A run left ``node`` by ``exit_name``."""
+        self.count(flow, flowstats.exit_taken(node, exit_name))
+
+    def change_groups(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        groups = [g for g in self.contact.get("groups", []) if g not in remove]
+        groups += [g for g in add if g not in groups]
+        self.contact["groups"] = groups
+        self.group_changes.update({g: False for g in remove})
+        self.group_changes.update({g: True for g in add})
+        self.contact_dirty = True
+
+    def request_webhook(self, request: dict[str, Any]) -> None:
+        self.webhook_request = request
+
+    def enter_subflow(self, flow_id: str) -> None:
+        self._subflow = flow_id
+
+    def wait(self, timeout: int | None) -> None:
+        """Wait at the current node. One timer per wait: whichever of the timeout and the
+        run's expiry comes first (after a timeout the run moves on and waits afresh)."""
+        self._clear_wait()
+        token = uuid.uuid4().hex[:10]
+        expire = self.flow.expire_after
+        kind, due = ("timeout", timeout) if timeout and timeout < expire else ("expire", expire)
+        flow, node = self.frame["flow"], self.frame["node"]
+        self.session.wait = {
+            "token": token,
+            "flow": flow,
+            "node": node,
+            "run": self.run["uuid"],
+            "timer": kind,
+        }
+        self.count(flow, flowstats.waiting(node))
+        self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
+        self.run["status"] = WAITING
+
+    def rearm_expiry(self) -> None:
+        """The wait's timer fired as a timeout the flow no longer has: the same wait now ends
+        only by a reply or the run's expiry, so that becomes its timer."""
+        wait = self.session.wait
+        assert wait is not None
+        member = f"{self.contact['uuid']}|expire|{wait['token']}"
+        self.timers_add[member] = self.now + self.flow.expire_after
+        wait["timer"] = "expire"
+        self.session_dirty = True
+
+    def send(self, node: Any, content: dict[str, Any]) -> str | None:
+        """Queue a message for the contact; returns an error code when it cannot go at all."""
+        route = self.engine.route_for(self.contact)
+        if route is not None:
+            content = _for_channel(content, route[0])
+        message = self._outgoing(
+            route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node.id
+        )
+        start = self.session.frames[0]["run"].get("start")  # its outcome counts for the start
+        if start:
+            message["start"] = start
+        error = None
+        if self.contact.get("status", "active") != "active":
+            error = f"contact_{self.contact['status']}"
+        else:
+            error = self._unsendable(route, content)
+        if error:
+            _refuse(message, error)
+            self.run["errors"].append({"node": node.id, "code": error, "at": self.now})
+        else:
+            self._guard_loop(content)
+        self.messages.append(message)
+        return error
+
+    def notice(self, text: str, kind: str) -> str | None:
+        """A message outside any run (an opt-out confirmation); sent whatever the contact's
+        status. Returns an error code when it cannot go."""
+        route = self.engine.route_for(self.contact)
+        content = {"text": text}
+        message = self._outgoing(route, content, kind=kind, run=None)
+        error = self._unsendable(route, content)
+        if error:
+            _refuse(message, error)
+        self.messages.append(message)
+        return error
+
+    def _outgoing(
+        self, route: tuple[Route, str] | None, content: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
+        """The record of a message to send: whom, through which channel, what, and why."""
+        return {
+            "uuid": str(uuid.uuid4()),
+            "direction": "out",
+            "contact": self.contact["uuid"],
+            "channel": route[0].name if route else None,
+            "urn": route[1] if route else None,
+            **content,
+            **extra,
+            "status": "queued",
+            "created_on": self.now,
+        }
+
+    def _unsendable(self, route: tuple[Route, str] | None, content: dict[str, Any]) -> str | None:
+        if route is None:
+            return "no_route"
+        if not self._window_allows(route[0], content):
+            return "outside_24h_window"
+        return None
+
+    def _window_allows(self, route: Route, content: dict[str, Any]) -> bool:
+        """A template may always go; free text only inside the contact's window, checked here
+        so that an out-of-window message never reaches the provider."""
+        if route.window is None or content.get("template"):
+            return True
+        last = (self.contact.get("last_inbound") or {}).get(route.name)
+        margin = self.engine.limits.window_margin
+        return last is not None and self.now < float(last) + route.window - margin
+
+    def _guard_loop(self, content: dict[str, Any]) -> None:
+        digest = hashlib.blake2b(
+            json.dumps(content, sort_keys=True).encode(), digest_size=6
+        ).hexdigest()
+        limits = self.engine.limits
+        since = self.now - limits.loop_window
+        recent = [r for r in self.session.recent if r[1] >= since]
+        if sum(1 for r in recent if r[0] == digest) + 1 >= limits.loop_repeats:
+            raise LoopDetected(
+                f"the same message {limits.loop_repeats} times in {limits.loop_window}s"
+            )
+        recent.append([digest, self.now])
+        self.session.recent = recent[-limits.loop_repeats * 3 :]
+
+    # -- run bookkeeping -------------------------------------------------------------------
+    def _clear_wait(self) -> None:
+        wait = self.session.wait
+        if wait:
+            member = f"{self.contact['uuid']}|{wait.get('timer', 'expire')}|{wait['token']}"
+            if self.timers_add.pop(member, None) is None:
+                self.timers_remove.append(member)
+            if wait.get("flow"):  # (a wait stored before flows had stats was never counted)
+                self.count(wait["flow"], flowstats.waiting(wait["node"]), -1)
+            self.session.wait = None
+
+    def _new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
+        run: dict[str, Any] = {
+            "uuid": str(uuid.uuid4()),
+            "flow": flow.id,
+            "version": flow.version,
+            "status": ACTIVE,
+            "created_on": self.now,
+            "modified_on": self.now,
+            "path": [],
+            "results": {},
+            "errors": [],
+            "params": params,
+        }
+        if parent:
+            run["parent"] = parent
+        self.new_runs.append(run)
+        self.count(flow.id, flowstats.started())
+        return run
+
+    def _end_top(self, status: str, reason: str | None = None) -> dict[str, Any]:
+        frame = self.session.frames.pop()
+        run: dict[str, Any] = frame["run"]
+        run["status"] = status
+        run["exited_on"] = self.now
+        run["modified_on"] = self.now
+        if reason:
+            run["errors"].append(
+                {"node": frame.get("node"), "code": status, "message": reason, "at": self.now}
+            )
+        self.ended_runs.append(run)
+        self.count(run["flow"], flowstats.ended(status))
+        return run
+
+    def end_all(self, status: str, reason: str | None = None) -> None:
+        self._clear_wait()
+        while self.session.frames:
+            self._end_top(status, reason)
+        self.session_dirty = True

@@ -1,0 +1,61 @@
+"""What every node kind is: a pydantic model of its YAML body plus how it behaves.
+
+A node kind is one module in this package. Its class says which exits it has (named edges the
+flow compiler turns into transitions), which texts it holds (checked as expressions at load) and
+what happens when a run enters it. ``enter`` must be pure with respect to the outside world: it
+reads and changes the sprint (contact, run, outbox) and never does I/O, because a retried commit
+re-runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from bot.engine.sprint import Sprint
+    from bot.flow.files import Node
+
+NEXT = "next"
+FAILURE = "failure"
+OTHER = "other"
+TIMEOUT = "timeout"
+
+
+class NodeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    KIND: ClassVar[str]
+    # How the engine treats a run that entered the node and got no exit back from ``enter``.
+    WAITS: ClassVar[bool] = False  # waits for a reply (``wait_for_reply``)
+    CAN_FAIL: ClassVar[bool] = False  # honours ``on_failure``
+
+    def exits(self, node: Node) -> dict[str, str | None]:
+        """Exit name -> target node id (None ends the flow). Actions just have ``next``."""
+        exits: dict[str, str | None] = {NEXT: node.next}
+        if self.CAN_FAIL:
+            exits[FAILURE] = node.on_failure if node.on_failure else node.next
+        return exits
+
+    def texts(self) -> Iterator[tuple[str, str]]:
+        """(field path, text) of every field holding an expression, for the checker."""
+        yield from ()
+
+    def enter(self, node: Node, sprint: Sprint) -> str | None:
+        """Do the node's work; return the exit to leave by, or None to stop here."""
+        raise NotImplementedError
+
+    # How a node that stopped the run goes on; only the kinds that stop implement theirs.
+    def on_reply(self, node: Node, sprint: Sprint, text: str) -> str:
+        """The contact answered (``wait_for_reply``): the exit to take."""
+        raise NotImplementedError(f"{self.KIND} does not wait for replies")
+
+    def on_timeout_fired(self, node: Node, sprint: Sprint) -> str:
+        """The wait's timeout passed: the exit to take."""
+        raise NotImplementedError(f"{self.KIND} has no timeout")
+
+    def on_response(self, node: Node, sprint: Sprint, response: dict[str, Any]) -> str:
+        """The HTTP answer it asked for arrived (``call_webhook``): the exit to take."""
+        raise NotImplementedError(f"{self.KIND} makes no HTTP calls")

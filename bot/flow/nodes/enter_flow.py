@@ -1,0 +1,33 @@
+"""``enter_flow``: run another flow and come back here when it ends.
+
+``next`` is taken when the child completes, ``on_failure`` when the child cannot start (its flow
+is gone). A child that expires, fails or is interrupted ends its parents with it, as in RapidPro.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, model_validator
+
+from bot.flow.nodes.base import NodeBody
+
+if TYPE_CHECKING:
+    from bot.engine.sprint import Sprint
+    from bot.flow.files import Node
+
+
+class EnterFlow(NodeBody):
+    KIND = "enter_flow"
+    CAN_FAIL = True
+
+    flow: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, raw: Any) -> Any:
+        return {"flow": raw} if isinstance(raw, str) else raw
+
+    def enter(self, node: Node, sprint: Sprint) -> str | None:
+        sprint.enter_subflow(self.flow)
+        return None

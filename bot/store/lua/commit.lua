@@ -1,0 +1,103 @@
+-- Write everything one sprint decided, atomically, only if we still hold the contact's lock.
+-- KEYS: 1 lock, 2 queue, 3 contact, 4 session, 5 runs, 6 msgs, 7 history, 8 outbox,
+--       9 timers, 10 ready, 11 sendq, 12.. one key per ended run (in ARGV order)
+-- ARGV: 1 token, 2 events consumed, 3 contact json ('' = unchanged), 4 session json ('' = unchanged),
+--       5 contact uuid, 6 run index key pattern (flow, state), 7 flow stats key pattern (flow),
+--       8 the set of flows with runs, 9 n new runs, (uuid, flow, index member)...,
+--       n ended runs, (json, flow, status, index member)...,
+--       n messages, (uuid, json, outbox '1'|'0')..., n timers to drop, members...,
+--       n timers to add, (member, due)..., n group changes, then when n > 0: groups index key,
+--       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
+--       '0' remove)..., n counter changes, (flow, field, delta)...,
+--       messages kept, runs kept, run key pattern (%s = run uuid)
+-- The group, run index and flow stats keys are global (cross-slot: single instance,
+-- docs/redis.md).
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  -- we lost the lock (it expired): write nothing, but make sure the queued events still have
+  -- a signal -- our caller acknowledges its own
+  if redis.call('LLEN', KEYS[2]) > 0 then redis.call('XADD', KEYS[10], '*', 'c', ARGV[5]) end
+  return -1
+end
+local index, stats = ARGV[6], ARGV[7]
+local i = 9
+local function take()
+  local v = ARGV[i]; i = i + 1; return v
+end
+local consumed = tonumber(ARGV[2])
+if consumed > 0 then redis.call('LTRIM', KEYS[2], consumed, -1) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4]) end
+for _ = 1, tonumber(take()) do
+  local id, flow, member = take(), take(), take()
+  redis.call('LPUSH', KEYS[5], id)
+  redis.call('ZADD', string.format(index, flow, 'open'), 0, member)
+  redis.call('SADD', ARGV[8], flow)
+end
+for k = 1, tonumber(take()) do
+  local json, flow, status, member = take(), take(), take(), take()
+  redis.call('SET', KEYS[11 + k], json)
+  redis.call('ZREM', string.format(index, flow, 'open'), member)
+  redis.call('ZADD', string.format(index, flow, status), 0, member)
+end
+local outboxed = 0
+for _ = 1, tonumber(take()) do
+  local id, json, out = take(), take(), take()
+  redis.call('HSET', KEYS[6], id, json)
+  redis.call('RPUSH', KEYS[7], id)
+  if out == '1' then redis.call('RPUSH', KEYS[8], id); outboxed = outboxed + 1 end
+end
+for _ = 1, tonumber(take()) do redis.call('ZREM', KEYS[9], take()) end
+for _ = 1, tonumber(take()) do
+  local member, due = take(), take()
+  redis.call('ZADD', KEYS[9], due, member)
+end
+local n_groups = tonumber(take() or '0')
+if n_groups > 0 then
+  local index, seq, meta, members, now = take(), take(), take(), take(), take()
+  for _ = 1, n_groups do
+    local name, add = take(), take()
+    local id = redis.call('HGET', index, name)
+    if add == '1' then
+      if not id then
+        id = tostring(redis.call('INCR', seq))
+        redis.call('HSET', index, name, id)
+        redis.call('HSET', string.format(meta, id), 'name', name, 'created_on', now)
+      end
+      redis.call('SADD', string.format(members, id), ARGV[5])
+    elseif id then
+      redis.call('SREM', string.format(members, id), ARGV[5])
+    end
+  end
+end
+for _ = 1, tonumber(take()) do
+  local flow, field, delta = take(), take(), take()
+  redis.call('HINCRBY', string.format(stats, flow), field, delta)
+end
+-- bounded history: drop the oldest messages (never one still waiting to be sent) and runs
+local keep_msgs, keep_runs, run_pattern = tonumber(take()), tonumber(take()), take()
+local excess = redis.call('LLEN', KEYS[7]) - keep_msgs
+if excess > 0 then
+  for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, excess - 1)) do
+    if not redis.call('LPOS', KEYS[8], id) then redis.call('HDEL', KEYS[6], id, id .. ':s') end
+  end
+  redis.call('LTRIM', KEYS[7], excess, -1)
+end
+if redis.call('LLEN', KEYS[5]) > keep_runs then
+  for _, id in ipairs(redis.call('LRANGE', KEYS[5], keep_runs, -1)) do
+    local key = string.format(run_pattern, id)
+    local raw = redis.call('GET', key)
+    if raw then  -- out of its flow's index too (the member as bot/store/store.py run_member makes it)
+      local run = cjson.decode(raw)
+      local member = string.format('%017.3f|%s|%s', math.max(tonumber(run.created_on) or 0, 0),
+        ARGV[5], id)
+      redis.call('ZREM', string.format(index, run.flow, run.status), member)
+      redis.call('DEL', key)
+    end
+  end
+  redis.call('LTRIM', KEYS[5], 0, keep_runs - 1)
+end
+redis.call('DEL', KEYS[1])
+local remaining = redis.call('LLEN', KEYS[2])
+if remaining > 0 then redis.call('XADD', KEYS[10], '*', 'c', ARGV[5]) end
+if outboxed > 0 then redis.call('XADD', KEYS[11], '*', 'c', ARGV[5]) end
+return remaining

@@ -1,0 +1,130 @@
+"""Checks of flows against the channels they will run on, beyond the file itself.
+
+- Templates: every ``send_message`` template is checked against the templates synced from the
+  provider (exists in that language, approved, parameters fit), as a send would be -- so a typo
+  is found in review, not by the first contact. Needs synced templates in Redis: with
+  ``redis.url`` set, or with the embedded Valkey's data present; otherwise it is skipped.
+- Warnings: a flow meant for WhatsApp whose first message is free text can only reach contacts
+  inside their 24-hour window; it should open with a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bot.core.config import Config
+from bot.flow.files import Flow, Node, Problem
+from channels.protocol import Channel, build_channels, channel_class
+
+
+def _template_block(flow: Flow, node: Node) -> dict[str, Any] | None:
+    template = getattr(node.body, "template", None)
+    if template is None:
+        return None
+    return {
+        "name": template.name,
+        "language": template.language or flow.language,
+        "header": list(template.header),
+        "body": template.body,
+        "buttons": [dict(b) for b in template.buttons],
+    }
+
+
+def _first_sends(flow: Flow) -> Iterator[Node]:
+    """The send_message nodes a run meets before its first wait."""
+    seen: set[str] = set()
+    todo = [flow.first]
+    while todo:
+        node_id = todo.pop()
+        if node_id in seen or node_id not in flow.nodes:
+            continue
+        seen.add(node_id)
+        node = flow.nodes[node_id]
+        if node.kind == "send_message":
+            yield node
+            continue
+        if not node.body.WAITS:
+            todo.extend(t for t in node.exits().values() if t is not None)
+
+
+def window_warnings(flows: dict[str, Flow], config: Config) -> list[str]:
+    templated = {
+        name
+        for name, cfg in config.channels.items()
+        if getattr(_class(cfg.type), "TEMPLATES", False)
+    }
+    if not templated:
+        return []
+    warnings = []
+    for flow in flows.values():
+        channels = {getattr(n.body, "channel", None) for n in flow.nodes.values()}
+        if not (channels & templated):
+            continue
+        for node in _first_sends(flow):
+            if _template_block(flow, node) is None:
+                warnings.append(
+                    f"{flow.path}: nodes[{node.index}] ({node.id}): warning: the first message "
+                    "is free text: on WhatsApp it only reaches contacts who wrote in the last "
+                    "24 hours; open with a template"
+                )
+    return warnings
+
+
+def _class(type_name: str) -> type[Channel] | None:
+    try:
+        return channel_class(type_name)
+    except ValueError:
+        return None
+
+
+async def template_problems(flows: dict[str, Flow], config: Config) -> list[Problem] | None:
+    """Problems of the flows' templates; None when no synced templates can be read."""
+    from bot.store.embedded import EmbeddedValkey
+    from bot.store.redisconn import connect
+    from bot.store.store import Store
+
+    if not any(getattr(_class(c.type), "TEMPLATES", False) for c in config.channels.values()):
+        return []
+    url = config.redis.url.get_secret_value()
+    embedded = None
+    if not url:
+        data_dir = config.resolve(config.redis.data_dir)
+        if not (data_dir / "appendonlydir").exists():
+            return None
+        embedded = EmbeddedValkey(data_dir)
+        url = await embedded.start()
+    redis = connect(url)
+    try:
+        store = Store(redis)
+        channels = [c for c in build_channels(config.channels, store).values() if c.TEMPLATES]
+        synced = []
+        for channel in channels:
+            if await store.templates(channel.name):
+                await channel.load_templates()
+                synced.append(channel)
+        if not synced:
+            return None
+        problems = []
+        for flow in flows.values():
+            for node in flow.nodes.values():
+                block = _template_block(flow, node)
+                if block is None:
+                    continue
+                for channel in synced:
+                    why = channel.template_problems(block)
+                    if why:
+                        problems.append(
+                            Problem(
+                                str(flow.path),
+                                node.line,
+                                f"{channel.name}: {why}",
+                                f"nodes[{node.index}] ({node.id})",
+                                "send_message.template",
+                            )
+                        )
+        return problems
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()

@@ -1,0 +1,442 @@
+"""Starts: a flow started for many contacts (given, by URN, and groups), in the background.
+
+A start is a hash (``start_key(uuid)``) holding the request, its status and its counts. Its
+work is a stream, ``STARTQ``, that every ``chasqui serve`` process consumes (consumer group
+``STARTERS``): an entry says "expand the next chunk of start X". A chunk is up to ``chunk``
+contacts read with SSCAN from the start's sources (the set of contacts it names, then each
+group's member set); the SSCAN cursor is saved on the start after each chunk, so a crash
+resumes where it was, and a replayed chunk changes nothing: each contact is decided by
+``start_one.lua``, whose SADD to the start's ``seen`` set answers 0 the second time. An accepted
+contact gets a ``start`` event through its ordinary queue (its lock and ordering apply).
+
+Before each chunk the expander waits while the ready stream holds more than
+``ready_threshold`` signals: replies and single starts never queue behind a big expansion.
+See docs/starts.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from bot.core.clock import Clock
+from bot.engine.apply import Engine
+from bot.flow.files import Flow
+from bot.store.redisconn import once_reachable
+from bot.store.store import (
+    READY,
+    STARTERS,
+    STARTQ,
+    STARTS_DUE,
+    Store,
+    contact_key,
+    dumps,
+    members_key,
+    start_key,
+)
+
+log = logging.getLogger("chasqui.starts")
+
+PENDING, STARTING, COMPLETED, FAILED, CANCELLED = (
+    "pending",
+    "starting",
+    "completed",
+    "failed",
+    "cancelled",
+)
+STATUSES = (PENDING, STARTING, COMPLETED, FAILED, CANCELLED)
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+SKIP_REASONS = ("opted_out", "blocked", "no_route", "already_started", "in_other_flow")
+
+
+@dataclass(frozen=True)
+class StartSettings:
+    chunk: int = 500  # contacts per chunk (SSCAN COUNT: about this many)
+    ready_threshold: int = 2000  # wait while the ready stream holds more signals than this
+    reclaim_idle_ms: int = 30_000  # a chunk entry unacknowledged this long was a crash
+    lock_ms: int = 30_000  # one process expands a given start at a time
+    outage_wait: float = 60.0  # how long a chunk waits for an unreachable Redis to come back
+
+
+def decide(
+    engine: Engine,
+    flow_id: str,
+    contact: dict[str, Any] | None,
+    session_raw: bytes | None,
+    flows_run: set[str],
+    restart_participants: bool,
+    exclude_active: bool,
+) -> tuple[str, str]:
+    """(outcome, reason) for one contact: started, skipped (reason), failed (reason)."""
+    if contact is None or contact.get("deleted"):
+        return "failed", "unknown_contact"
+    status = contact.get("status", "active")
+    if status in ("opted_out", "blocked"):
+        return "skipped", str(status)
+    if engine.route_for(contact) is None:
+        return "skipped", "no_route"
+    frames: list[dict[str, Any]] = json.loads(session_raw).get("frames", []) if session_raw else []
+    if not restart_participants and (
+        flow_id in flows_run or any(f.get("flow") == flow_id for f in frames)
+    ):
+        return "skipped", "already_started"
+    if exclude_active and frames and frames[0].get("flow") != flow_id:
+        return "skipped", "in_other_flow"
+    return "started", ""
+
+
+async def contact_facts(
+    store: Store, cids: Sequence[str], with_runs: bool
+) -> list[tuple[dict[str, Any] | None, bytes | None, set[str]]]:
+    """(contact, session, flows of its ended runs) of each contact, in two round trips."""
+    r: Any = store.redis
+    async with r.pipeline(transaction=False) as pipe:
+        for cid in cids:
+            pipe.get(contact_key(cid, "contact"))
+            pipe.get(contact_key(cid, "session"))
+            if with_runs:
+                pipe.lrange(contact_key(cid, "runs"), 0, -1)
+        replies = await pipe.execute()
+    step = 3 if with_runs else 2
+    flows: list[set[str]] = [set() for _ in cids]
+    if with_runs:
+        run_keys = [
+            (n, contact_key(cid, f"run:{rid.decode()}"))
+            for n, cid in enumerate(cids)
+            for rid in replies[n * step + 2]
+        ]
+        if run_keys:
+            raws = await r.mget([k for _, k in run_keys])
+            for (n, _), raw in zip(run_keys, raws, strict=True):
+                if raw:
+                    flows[n].add(str(json.loads(raw).get("flow")))
+    return [
+        (
+            json.loads(replies[n * step]) if replies[n * step] else None,
+            replies[n * step + 1],
+            flows[n],
+        )
+        for n in range(len(cids))
+    ]
+
+
+def opening_template(flow: Flow) -> dict[str, Any] | None:
+    """The first template the flow sends before it waits for a reply (None: text, or none)."""
+    seen: set[str] = set()
+    todo = [flow.first]
+    while todo:
+        node_id = todo.pop(0)
+        if node_id in seen or node_id not in flow.nodes:
+            continue
+        seen.add(node_id)
+        node = flow.nodes[node_id]
+        if node.body.WAITS:
+            continue
+        template = getattr(node.body, "template", None) if node.kind == "send_message" else None
+        if template is not None:
+            return {
+                "name": template.name,
+                "language": template.language or flow.language,
+                "node": node.id,
+            }
+        todo.extend(t for t in node.exits().values() if t)
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def load(store: Store, sid: str) -> dict[str, str] | None:
+    r: Any = store.redis
+    raw = await r.hgetall(start_key(sid))
+    return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+
+def public(record: dict[str, str]) -> dict[str, Any]:
+    """A start as the API shows it: request, status, counts, message outcomes."""
+    num = {
+        k: int(v) for k, v in record.items() if k.startswith(("skipped", "msg_")) or k in _COUNTS
+    }
+    out: dict[str, Any] = {
+        "uuid": record["uuid"],
+        "flow": record["flow"],
+        "status": record["status"],
+        "params": json.loads(record.get("params") or "{}"),
+        "groups": json.loads(record.get("groups") or "[]"),
+        "restart_participants": record.get("restart_participants") == "1",
+        "exclude_active": record.get("exclude_active") == "1",
+        "created_on": float(record["created_on"]),
+    }
+    for key in ("started_on", "completed_on", "cancelled_on", "send_at", "spread_over"):
+        if record.get(key):
+            out[key] = float(record[key])
+    for key in ("reason", "retry_of"):
+        if record.get(key):
+            out[key] = record[key]
+    out["counts"] = {
+        "targeted": num.get("targeted", 0),
+        "started": num.get("started", 0),
+        "skipped": num.get("skipped", 0),
+        "skipped_by_reason": {r: num.get(f"skipped:{r}", 0) for r in SKIP_REASONS},
+        "failed": num.get("failed", 0),
+    }
+    out["messages"] = {
+        "sent": num.get("msg_sent", 0),
+        "delivered": num.get("msg_delivered", 0),
+        "read": num.get("msg_read", 0),
+        "failed": num.get("msg_failed", 0),
+        "failed_by_code": {
+            k.removeprefix("msg_failed:"): v for k, v in num.items() if k.startswith("msg_failed:")
+        },
+    }
+    return out
+
+
+_COUNTS = ("targeted", "started", "skipped", "failed")
+
+
+async def outcomes(
+    store: Store, sid: str, status: str | None, cursor: int, count: int
+) -> tuple[list[dict[str, str]], int]:
+    """A page of the start's per-contact outcomes (HSCAN), and the next cursor (0: done)."""
+    r: Any = store.redis
+    found: list[dict[str, str]] = []
+    while True:
+        cursor, page = await r.hscan(start_key(sid, "contacts"), cursor, count=count)
+        for cid, value in page.items():
+            outcome, _, reason = _text(value).partition(":")
+            if status is None or outcome == status:
+                item = {"contact": _text(cid), "status": outcome}
+                if reason:
+                    item["reason"] = reason
+                found.append(item)
+        if cursor == 0 or len(found) >= count:
+            return found, int(cursor)
+
+
+async def failed_contacts(store: Store, sid: str) -> AsyncIterator[list[str]]:
+    """The contacts of a start that failed, a batch at a time."""
+    cursor = 0
+    while True:
+        page, cursor = await outcomes(store, sid, "failed", cursor, 1000)
+        if page:
+            yield [p["contact"] for p in page]
+        if cursor == 0:
+            return
+
+
+def _script(store: Store, name: str) -> Any:
+    source = resources.files("bot.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return store.redis.register_script(source)
+
+
+class Starter:
+    """Expands starts, a chunk at a time; the worker runs :meth:`loop` in every process."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: Any,  # a callable returning the current Engine (flows may be reloaded)
+        clock: Clock,
+        settings: StartSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+        self.settings = settings or StartSettings()
+        self._r: Any = store.redis
+        self.token = uuid.uuid4().hex.encode()  # this process's mark on the starts it expands
+        self._start_one = _script(store, "start_one")
+        self._release_lock = _script(store, "release_lock")
+
+    async def setup(self) -> None:
+        try:
+            await self._r.xgroup_create(STARTQ, STARTERS, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def schedule(self, sid: str, due: float | None) -> None:
+        """Queue the start's next chunk now, or at ``due``."""
+        if due is not None and due > self.clock.now():
+            await self._r.zadd(STARTS_DUE, {sid: due})
+        else:
+            await self._r.xadd(STARTQ, {"s": sid})
+
+    async def move_due(self) -> int:
+        """Queue the chunks whose time has come (scheduled starts, spread starts)."""
+        due = await self._r.zrangebyscore(STARTS_DUE, "-inf", self.clock.now(), start=0, num=100)
+        moved = 0
+        for raw in due:
+            if await self._r.zrem(STARTS_DUE, raw):  # one process wins each
+                await self._r.xadd(STARTQ, {"s": _text(raw)})
+                moved += 1
+        return moved
+
+    async def read(self, consumer: str, block_ms: int | None) -> list[tuple[bytes, str]]:
+        reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: ">"}, 1, block_ms)
+        return [(eid, _text(f[b"s"])) for _, entries in reply for eid, f in entries]
+
+    async def reclaim(self, consumer: str) -> list[tuple[bytes, str]]:
+        idle = self.settings.reclaim_idle_ms
+        reply = await self._r.xautoclaim(STARTQ, STARTERS, consumer, idle, "0", 10)
+        return [(eid, _text(f[b"s"])) for eid, f in reply[1] if f]
+
+    async def handle(self, eid: bytes, sid: str) -> str:
+        """One entry: wait for the fast lane, expand a chunk, queue the next, acknowledge.
+
+        If Redis goes away meanwhile, the same chunk is tried again once it is back (a chunk is
+        safe to replay: each contact is decided once per start); after ``outage_wait`` the
+        entry is left to the reclaim, as after a crash."""
+        while True:
+            result = await once_reachable(
+                f"start {sid}", lambda: self.step(sid), self.settings.outage_wait
+            )
+            if result != "throttled":
+                break
+            await asyncio.sleep(0.05)
+        if result == "busy":  # another process is on it: look again shortly
+            await self._r.zadd(STARTS_DUE, {sid: self.clock.now() + 1})
+        elif result == "more":
+            record = await load(self.store, sid)
+            await self.schedule(sid, self._next_due(record) if record else None)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.xack(STARTQ, STARTERS, eid)
+            pipe.xdel(STARTQ, eid)
+            await pipe.execute()
+        return result
+
+    def _next_due(self, record: dict[str, str]) -> float | None:
+        interval = float(record.get("interval") or 0)
+        if not interval:
+            return None
+        return float(record["began"]) + int(record.get("chunks") or 0) * interval
+
+    async def step(self, sid: str) -> str:
+        """Expand one chunk of the start: 'throttled' (the ready stream is full: nothing
+        done), 'busy' (another process holds it), 'more', or 'done'."""
+        if await self._r.xlen(READY) > self.settings.ready_threshold:
+            return "throttled"
+        lock = start_key(sid, "lock")
+        if not await self._r.set(lock, self.token, nx=True, px=self.settings.lock_ms):
+            if await self._r.get(lock) != self.token:  # ours: left by a step Redis cut short
+                return "busy"
+            await self._r.pexpire(lock, self.settings.lock_ms)
+        try:
+            return await self._chunk(sid)
+        finally:
+            await self._release(lock)
+
+    async def _release(self, lock: str) -> None:
+        await self._release_lock(keys=[lock], args=[self.token])
+
+    async def _finish(self, sid: str, status: str, reason: str = "") -> None:
+        fields: dict[str, Any] = {"status": status, "completed_on": self.clock.now()}
+        if reason:
+            fields["reason"] = reason
+        await self._r.hset(start_key(sid), mapping=fields)
+        await self._r.zrem(STARTS_DUE, sid)
+
+    async def _chunk(self, sid: str) -> str:
+        record = await load(self.store, sid)
+        if record is None or record["status"] in FINISHED:
+            return "done"
+        engine: Engine = self.engine()
+        flow_id = record["flow"]
+        if flow_id not in engine.flows:
+            await self._finish(sid, FAILED, f"flow {flow_id!r} is no longer loaded")
+            return "done"
+        sources: list[str] = json.loads(record["sources"])
+        now = self.clock.now()
+        if record["status"] == PENDING:
+            record.update(await self._begin(sid, sources, record, now))
+        phase, cursor = int(record.get("phase") or 0), int(record.get("cursor") or 0)
+        chunk = int(record.get("chunk") or self.settings.chunk)
+        cids: list[str] = []
+        while phase < len(sources) and not cids:  # skip empty sources in one step
+            after, found = await self._r.sscan(sources[phase], cursor, count=chunk)
+            cids = [_text(c) for c in found]
+            if len(cids) > chunk:
+                # a small set answers whole whatever the COUNT: take a chunk of those not yet
+                # decided, and scan the same cursor again next time until none is left
+                decided = await self._r.smismember(start_key(sid, "seen"), cids)
+                cids = [c for c, d in zip(cids, decided, strict=True) if not d]
+                if len(cids) > chunk:
+                    cids = cids[:chunk]
+                    break
+            cursor = after
+            if cursor == 0:
+                phase, cursor = phase + 1, 0
+        restart = record.get("restart_participants") == "1"
+        exclude = record.get("exclude_active") == "1"
+        facts = await contact_facts(self.store, cids, not restart) if cids else []
+        params = json.loads(record.get("params") or "{}")
+        keys = [start_key(sid, "seen"), start_key(sid), start_key(sid, "contacts")]
+        if cids:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for cid, (contact, session, flows_run) in zip(cids, facts, strict=True):
+                    outcome, reason = decide(
+                        engine, flow_id, contact, session, flows_run, restart, exclude
+                    )
+                    event = {"type": "start", "flow": flow_id, "params": params, "start": sid}
+                    event["at"] = now
+                    await self._start_one(
+                        keys=[*keys, contact_key(cid, "q"), READY],
+                        args=[cid, outcome, reason, dumps(event)],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+            if any(int(x) < 0 for x in results):
+                return "done"  # cancelled meanwhile: nothing after it was queued
+        await self._r.hset(start_key(sid), mapping={"phase": phase, "cursor": cursor})
+        await self._r.hincrby(start_key(sid), "chunks", 1)
+        if phase >= len(sources):
+            await self._finish(sid, COMPLETED)
+            return "done"
+        return "more"
+
+    async def _begin(
+        self, sid: str, sources: list[str], record: dict[str, str], now: float
+    ) -> dict[str, Any]:
+        """pending -> starting; for a spread start, the chunk size and the pause between."""
+        fields: dict[str, Any] = {"status": STARTING, "started_on": now, "began": now}
+        spread = float(record.get("spread_over") or 0)
+        if spread > 0:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for key in sources:
+                    pipe.scard(key)
+                total = sum(await pipe.execute())
+            if total:
+                # about one chunk a second, never bigger than the usual chunk
+                chunk = max(1, min(self.settings.chunk, math.ceil(total / spread)))
+                fields["chunk"] = chunk
+                fields["interval"] = spread * chunk / total
+        await self._r.hset(start_key(sid), mapping=fields)
+        return fields
+
+    async def loop(self, consumer: str) -> None:
+        """One pass of the work loop: due chunks, crashed entries, then new ones."""
+        await self.move_due()
+        entries = await self.reclaim(consumer) or await self.read(consumer, 200)
+        for eid, sid in entries:
+            await self.handle(eid, sid)
+
+    async def drop_consumer(self, consumer: str) -> None:
+        for info in await self._r.xinfo_consumers(STARTQ, STARTERS):
+            name = _text(info["name"])
+            if name == consumer and int(info["pending"]) == 0:
+                await self._r.xgroup_delconsumer(STARTQ, STARTERS, name)
+
+
+def group_source(gid: str) -> str:
+    return members_key(gid)

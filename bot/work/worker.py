@@ -1,0 +1,432 @@
+"""The work loops of one ``chasqui serve`` process: events, timers and sends.
+
+Any number of processes run these loops on one Redis. Per contact, events are applied in arrival
+order and exactly once: the contact's lock is taken and its queue read in one script (claim), and
+the sprint's effects are written and the consumed events removed in another (commit) that does
+nothing if the lock was lost meanwhile. Stream entries are only signals ("this contact has work");
+a signal acknowledged before its work was committed is re-raised by the commit script itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bot.core.clock import Clock
+from bot.engine.apply import Engine
+from bot.engine.sprint import FAILED, Session, Sprint
+from bot.store.redisconn import UNREACHABLE, once_reachable
+from bot.store.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
+from bot.work.starts import Starter
+from bot.work.webhook_calls import WebhookCaller
+from channels.protocol import Channel, SendResult
+
+log = logging.getLogger("chasqui.queues")
+T = TypeVar("T")
+
+# Deciding for a batch is pure CPU (~0.3 ms a contact); handing the loop back every few contacts
+# keeps webhook acknowledgements from waiting behind a whole batch (ack p99 at 500/s, bench/).
+YIELD_EVERY = 10
+# Messages sent per contact per take: small enough that a batch (at a throttled 80/s) ends well
+# inside the send lock's TTL; a contact with more is signalled again.
+MESSAGES_PER_TAKE = 10
+STORE_RETRY = 2.0  # seconds before a send that met an unreachable Redis is tried again
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    consumers: int = 2  # concurrent batch loops per process
+    batch: int = 100
+    lock_ttl_ms: int = 60_000
+    max_events: int = 100
+    reclaim_idle_ms: int = 65_000  # longer than the lock's TTL: a dead holder's lock is gone
+    timer_interval: float = 0.2
+    max_send_attempts: int = 8  # retries (throttling, pair rate, 5xx) before a send fails
+
+
+class LockLost(Exception):
+    """The contact's lock expired under us: nothing of this sprint may be written."""
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        engine: Callable[[], Engine],
+        channels: dict[str, Channel],
+        clock: Clock,
+        settings: WorkerSettings | None = None,
+        webhooks: WebhookCaller | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine  # a callable: flows may be reloaded while we run
+        self.channels = channels
+        self.clock = clock
+        self.settings = settings or WorkerSettings()
+        self.webhooks = webhooks or WebhookCaller()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._tasks: list[asyncio.Task[None]] = []
+        self.starter = Starter(store, engine, clock)  # group starts, a chunk at a time
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.setup()
+        loops = [self._event_loop(i) for i in range(self.settings.consumers)]
+        loops += [self._send_loop(i) for i in range(self.settings.consumers)]
+        loops += [self._timer_loop(), self._reclaim_loop()]
+        await self.starter.setup()
+        loops.append(self._start_loop())
+        self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    async def stop(self) -> None:
+        pending = set(self._tasks)
+        while pending:  # cancel again if a cancel was lost (see _forever)
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.webhooks.close()
+        # our consumers leave the groups (those still owning entries stay, for the reclaimer)
+        with contextlib.suppress(Exception):
+            await self.store.drop_idle_consumers(self.name)
+        with contextlib.suppress(Exception):
+            await self.starter.drop_consumer(f"{self.name}:st")
+
+    async def _forever(self, what: str, step: Callable[[], Any]) -> None:
+        """Run ``step`` again and again; a failing step is logged and retried, never fatal."""
+        task = asyncio.current_task()
+        while True:
+            # On Python 3.11 a cancel can be lost inside a library (asyncio.wait_for drops it
+            # when the awaited call finishes at the same moment; redis-py uses wait_for), and
+            # the loop would then run forever and hang shutdown: honour it here as well.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; retrying in 1s", what)
+                await asyncio.sleep(1)
+
+    async def _event_loop(self, n: int) -> None:
+        consumer = f"{self.name}:{n}"
+
+        async def step() -> None:
+            entries = await self.store.read_ready(consumer, self.settings.batch, 1000)
+            if entries:
+                await self.process(entries)
+
+        await self._forever("event loop", step)
+
+    async def _send_loop(self, n: int) -> None:
+        consumer = f"{self.name}:s{n}"
+
+        async def step() -> None:
+            entries = await self.store.read_sendq(consumer, self.settings.batch, 1000)
+            if entries:
+                await self.send(entries)
+
+        await self._forever("send loop", step)
+
+    async def _timer_loop(self) -> None:
+        async def step() -> None:
+            while await self.store.fire_timers(self.clock.now()) > 0:
+                pass
+            await asyncio.sleep(self.settings.timer_interval)
+
+        await self._forever("timer loop", step)
+
+    async def _start_loop(self) -> None:
+        """Expand group starts (bot/work/starts.py): one chunk per stream entry, fast lane first."""
+        consumer = f"{self.name}:st"
+
+        async def step() -> None:
+            await self.starter.loop(consumer)
+
+        await self._forever("start loop", step)
+
+    async def _reclaim_loop(self) -> None:
+        """Take over signals that a crashed process read and never acknowledged."""
+        idle = self.settings.reclaim_idle_ms
+
+        async def step() -> None:
+            entries = await self.store.reclaim_ready(f"{self.name}:r", idle, self.settings.batch)
+            if entries:
+                await self.process(entries)
+            sends = await self.store.reclaim_sendq(f"{self.name}:r", idle, self.settings.batch)
+            if sends:
+                await self.send(sends)
+            await asyncio.sleep(max(idle / 4000, 0.05))
+
+        await self._forever("reclaim loop", step)
+
+    # -- events ------------------------------------------------------------------------------
+    async def process(self, entries: list[tuple[bytes, str]]) -> None:
+        """Apply the queued events of the contacts these entries name; then acknowledge them."""
+        by_contact: dict[str, list[bytes]] = {}
+        for eid, cid in entries:
+            by_contact.setdefault(cid, []).append(eid)
+        cids = list(by_contact)
+        s = self.settings
+        claims = await self.store.claim(cids, s.lock_ttl_ms, s.max_events)
+        commits: list[Commit] = []
+        slow: list[asyncio.Task[Commit]] = []
+        engine = self.engine()
+        for n, claim in enumerate(claims):
+            if claim is None:
+                # another worker holds the contact: its commit re-signals what is left, and if
+                # it died, claim.lua left a timer that signals again when its lock expires
+                continue
+            if n and n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let webhooks be acknowledged between contacts
+            sprint, pending = self._decide(engine, claim)
+            if pending is None:
+                commits.append(self._commit_of(claim.cid, claim.token, len(claim.events), sprint))
+            else:
+                slow.append(
+                    asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
+                )
+        if commits:
+            await self._commit(commits)
+        if slow:
+            done = await asyncio.gather(*slow)
+            await self._commit(list(done))
+        acked = [e for eid in by_contact.values() for e in eid]
+        await self._until_stored("ack events", lambda: self.store.ack(READY, WORKERS, acked))
+
+    async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Record work already done once Redis is back, instead of dropping it.
+
+        Redis went away between deciding (or sending) and recording it: the result is kept in
+        memory and the write tried again while the contacts' locks (held for ``lock_ttl_ms``)
+        still cover it -- the writes are safe to repeat (a commit whose lock is gone writes
+        nothing; statuses are monotonic; acks are idempotent). A longer outage gives up and
+        leaves the work to the reclaim loop, as for a crash.
+        """
+        return await once_reachable(what, call, self.settings.lock_ttl_ms / 2000)
+
+    def _decide(self, engine: Engine, claim: Claim) -> tuple[Sprint, int | None]:
+        contact = claim.contact or {"uuid": claim.cid, "urns": [], "deleted": True}
+        try:
+            sprint = engine.sprint(contact, Session.from_json(claim.session_raw), self.clock.now())
+            return sprint, self._apply_until_io(engine, sprint, claim.events)
+        except Exception as exc:
+            return self._poisoned(engine, claim, exc), None
+
+    def _poisoned(self, engine: Engine, claim: Claim, exc: Exception) -> Sprint:
+        """An event that crashes the engine is a bug of ours: it is dropped (and noted on the
+        contact's run) and the contact's other events are applied without it, rather than
+        retrying it forever and holding up the whole batch. If that cannot be done either,
+        the contact's runs end as failed."""
+        log.error("engine error on contact %s: dropping the event", claim.cid, exc_info=exc)
+        dropped: dict[int, str] = {}
+        for _ in range(len(claim.events)):
+            index = -1
+            try:
+                sprint = self._pristine(engine, claim)
+                for index, event in enumerate(claim.events):
+                    if index in dropped:
+                        continue
+                    engine.apply(sprint, event)
+                    if sprint.webhook_request is not None:
+                        raise RuntimeError("a webhook call while replaying")  # no I/O here
+            except Exception as again:
+                if index < 0 or index in dropped or "while replaying" in str(again):
+                    break
+                dropped[index] = f"{type(again).__name__}: {again}"
+                continue
+            for reason in dropped.values():
+                if sprint.session.frames:
+                    sprint.run["errors"].append(
+                        {
+                            "code": "internal",
+                            "message": f"event dropped: {reason}",
+                            "at": sprint.now,
+                        }
+                    )
+            return sprint
+        sprint = Sprint(engine, self._contact_of(claim), Session(), self.clock.now())
+        try:
+            sprint.session = Session.from_json(claim.session_raw)
+            sprint.end_all(FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        except Exception:  # the stored session itself is unreadable: start the contact afresh
+            sprint.session = Session()
+            sprint.ended_runs.clear()
+            sprint.counts.clear()
+            sprint.session_dirty = True
+        return sprint
+
+    def _contact_of(self, claim: Claim) -> dict[str, Any]:
+        """The contact as it was read (a failed attempt may have changed ``claim.contact``)."""
+        if claim.contact_raw:
+            contact: dict[str, Any] = json.loads(claim.contact_raw)
+            return contact
+        return {"uuid": claim.cid, "urns": [], "deleted": True}
+
+    def _pristine(self, engine: Engine, claim: Claim) -> Sprint:
+        return engine.sprint(
+            self._contact_of(claim), Session.from_json(claim.session_raw), self.clock.now()
+        )
+
+    def _apply_until_io(
+        self, engine: Engine, sprint: Sprint, events: list[dict[str, Any]]
+    ) -> int | None:
+        """Apply events in order; the index of the event left waiting on a webhook, if any."""
+        for i, event in enumerate(events):
+            engine.apply(sprint, event)
+            if sprint.webhook_request is not None:
+                return i
+        return None
+
+    async def _finish_with_io(
+        self, engine: Engine, sprint: Sprint, claim: Claim, index: int
+    ) -> Commit:
+        """Make the webhook calls a sprint asked for, feed the answers back, apply the rest."""
+        try:
+            return await self._webhooks_then_rest(engine, sprint, claim, index)
+        except LockLost:
+            # another worker may have the contact now: a commit that changes nothing (its
+            # token no longer matches, so it only makes sure the events keep a signal)
+            return Commit(cid=claim.cid, token=claim.token, consumed=0)
+        except Exception as exc:
+            poisoned = self._poisoned(engine, claim, exc)
+            return self._commit_of(claim.cid, claim.token, len(claim.events), poisoned)
+
+    async def _webhooks_then_rest(
+        self, engine: Engine, sprint: Sprint, claim: Claim, index: int
+    ) -> Commit:
+        events = claim.events
+        while True:
+            request, sprint.webhook_request = sprint.webhook_request, None
+            assert request is not None
+            # the call may take its whole timeout: keep the contact ours meanwhile
+            if not await self.store.extend_lock(claim.cid, claim.token, self.settings.lock_ttl_ms):
+                raise LockLost(claim.cid)
+            response = await self.webhooks.call(request)
+            engine.apply(sprint, {"type": "webhook", "response": response, "at": self.clock.now()})
+            if sprint.webhook_request is not None:
+                continue
+            rest = self._apply_until_io(engine, sprint, events[index + 1 :])
+            if rest is None:
+                return self._commit_of(claim.cid, claim.token, len(events), sprint)
+            index += 1 + rest
+
+    def _commit_of(self, cid: str, token: str, consumed: int, sprint: Sprint) -> Commit:
+        return Commit(
+            cid=cid,
+            token=token,
+            consumed=consumed,
+            contact=sprint.contact
+            if sprint.contact_dirty and not sprint.contact.get("deleted")
+            else None,
+            session=sprint.session.to_json() if sprint.session_dirty else None,
+            new_runs=sprint.new_runs,
+            ended_runs=sprint.ended_runs,
+            messages=sprint.messages,
+            timers_remove=sprint.timers_remove,
+            timers_add=sprint.timers_add,
+            groups=sprint.group_changes,
+            counts=sprint.counts,
+            now=sprint.now,
+        )
+
+    async def _commit(self, commits: list[Commit]) -> None:
+        results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        for commit, result in zip(commits, results, strict=True):
+            if result < 0:
+                log.warning(
+                    "lost the lock of contact %s; its events will be applied again", commit.cid
+                )
+
+    # -- sends -------------------------------------------------------------------------------
+    async def send(self, entries: list[tuple[bytes, str]]) -> None:
+        cids = list(dict.fromkeys(cid for _, cid in entries))
+        token = uuid.uuid4().hex
+        outboxes = await self.store.take_outboxes(
+            cids, token, self.settings.lock_ttl_ms, MESSAGES_PER_TAKE, self.clock.now()
+        )
+        todo = [(cid, msgs) for cid, msgs in zip(cids, outboxes, strict=True) if msgs]
+        # Contacts are sent to concurrently; their outcomes are recorded in one pipeline (a
+        # script call per contact would hold one pooled connection each: a batch of 100 would
+        # exhaust redis-py's default pool of 100 connections).
+        results = await asyncio.gather(*(self._send_contact(msgs) for _, msgs in todo))
+        outcomes = [(cid, done) for (cid, _), done in zip(todo, results, strict=True)]
+        # sent is sent: what the channel accepted must be recorded, or it would go out again
+        await self._until_stored(
+            "record sends", lambda: self.store.finish_sends_many(token, outcomes)
+        )
+        eids = [eid for eid, _ in entries]
+        await self._until_stored("ack sends", lambda: self.store.ack(SENDQ, SENDERS, eids))
+
+    async def _send_contact(
+        self, queued: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> list[SendOutcome]:
+        """One contact's messages, in order: a contact never gets its second message first.
+        A message to retry later stops the contact's line until its retry timer fires."""
+        outcomes: list[SendOutcome] = []
+        for message, state in queued:
+            if state.get("external_id") or state.get("status", "queued") != "queued":
+                # sent by a sender whose lock expired before it could clear the outbox
+                outcomes.append(SendOutcome(message, "skip", self.clock.now()))
+                continue
+            attempts = int(state.get("attempts", 0)) + 1
+            # the channel grows its suggested retry delay with the attempt (4^n for 131056)
+            result = await self._send_one(
+                message if attempts == 1 else {**message, "attempt": attempts}
+            )
+            now = self.clock.now()
+            if result.ok:
+                if result.external_id:  # now: its statuses may come before finish_sends_many
+                    await self._index_early(message, result.external_id)
+                outcomes.append(
+                    SendOutcome(message, "sent", now, result.external_id, attempts=attempts)
+                )
+            elif result.retry_after is not None and attempts < self.settings.max_send_attempts:
+                outcomes.append(
+                    SendOutcome(
+                        message,
+                        "retry",
+                        now,
+                        error=result.error,
+                        retry_at=now + result.retry_after,
+                        attempts=attempts,
+                    )
+                )
+                break
+            else:
+                outcomes.append(
+                    SendOutcome(message, "failed", now, error=result.error, attempts=attempts)
+                )
+        return outcomes
+
+    async def _index_early(self, message: dict[str, Any], external_id: str) -> None:
+        """Best effort: recording the send indexes the provider's id anyway."""
+        try:
+            await self.store.index_external(message, external_id)
+        except UNREACHABLE as exc:
+            log.warning("could not index %s early: Redis unreachable (%s)", external_id, exc)
+
+    async def _send_one(self, message: dict[str, Any]) -> SendResult:
+        channel = self.channels.get(message.get("channel") or "")
+        if channel is None:
+            return SendResult(False, error={"code": "channel_unavailable"})
+        try:
+            return await channel.send(message)
+        except UNREACHABLE as exc:  # a channel that keeps state in Redis: not the message's fault
+            error = {"code": "store_unavailable", "message": type(exc).__name__}
+            return SendResult(False, error=error, retry_after=STORE_RETRY)
+        except Exception as exc:  # a channel bug must not stop other contacts' sends
+            log.exception("channel %s failed to send", channel.name)
+            return SendResult(False, error={"code": "channel_error", "message": type(exc).__name__})
