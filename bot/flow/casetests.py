@@ -50,8 +50,8 @@ def _mark_ranges() -> str:
 
 # Marks are included so decomposed input ("si" + U+0301) and Indic vowel signs stay in one word.
 # An apostrophe between word characters joins them: "can't" is one word, not "can" and "t".
-_WORD_CHARS = rf"[\w{_mark_ranges()}]+"
-_WORD_RE = re.compile(rf"{_WORD_CHARS}(?:['\u2019]{_WORD_CHARS})*")
+WORD_CHAR = rf"[\w{_mark_ranges()}]"  # also what expression names are made of
+_WORD_RE = re.compile(rf"{WORD_CHAR}+(?:['\u2019]{WORD_CHAR}+)*")
 _NUMBER_RE = re.compile(
     r"(?:(?<![\w.,\-−])(?P<sign>[\-−]))?(?<!\d)(?<!\d[.,])(?:"
     # thousands grouping: 1,000 / 1.000.000 / 12,345.67 / 1.234,5 (a single leading 0 never groups)
