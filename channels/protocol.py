@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot.core.config import ChannelConfig, ConfigError
 from bot.engine.sprint import Route
-from bot.store.store import Store
+from bot.store import Store
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from bot.core.config import ChannelConfig
 from bot.core.durations import parse_duration
 from bot.core.jsonin import loads
-from bot.store.store import Store
+from bot.store import Store
 from channels.protocol import Channel, SendResult
 from channels.whatsapp.config import WhatsAppConfig
 from channels.whatsapp.protocol import (
