@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from bot.engine.sprint import Limits
 from bot.flow.files import FlowError, parse_flow
-from tests.harness import Bot
+from tests.support.harness import Bot
 
 
 @pytest.fixture

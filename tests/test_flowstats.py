@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from bot.engine import stats as flowstats
 from bot.store import store as store_module
 from bot.store.store import OPEN, flow_runs_key, flow_stats_key
-from tests.harness import Bot
+from tests.support.harness import Bot
 
 SURVEY = """
 expire_after: 2h

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from bot.engine.sprint import Route
 from bot.work.webhook_calls import WebhookCaller
-from tests.harness import Bot
+from tests.support.harness import Bot
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory
 

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.store.store import SENDQ, TIMERS, contact_key
 from channels.protocol import SendResult
-from tests.harness import Bot, CapturingChannel
+from tests.support.harness import Bot, CapturingChannel
 
 FLOW = """
 nodes:

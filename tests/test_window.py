@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.engine.sprint import Route
-from tests.harness import Bot
+from tests.support.harness import Bot
 
 FLOW = """
 nodes:

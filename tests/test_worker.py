@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from bot.store.store import READY, SENDQ, Commit, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
-from tests.harness import Bot
+from tests.support.harness import Bot
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory
 
