@@ -12,8 +12,8 @@ T = TypeVar("T")
 
 async def wait_for(
     check: Callable[[], Awaitable[T]],
-    timeout: float = 5.0,
     what: str = "condition",
+    timeout: float = 5.0,
     every: float = 0.02,
 ) -> T:
     """Await ``check`` until it returns something truthy and return that; fail after
