@@ -22,6 +22,7 @@ from bot.store.redisconn import connect
 from bot.work.runtime import Runtime
 from tests.support.api import GREETING, MAX_BODY, Api, ClientFactory, MakeApi, app_config
 from tests.support.harness import Bot, MakeBot
+from tests.support.whatsapp import WA, AiohttpServer, MakeWA, start_wa
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +105,38 @@ async def make_bot(redis: Redis, tmp_path: Path) -> AsyncIterator[MakeBot]:
     yield make
     for bot in made:
         await bot.close()
+
+
+@pytest.fixture
+def wa_flows() -> Mapping[str, str]:
+    """The flows ``make_wa`` serves; a test module overrides this fixture to serve its own."""
+    return {}
+
+
+@pytest.fixture
+async def make_wa(
+    aiohttp_server: AiohttpServer,
+    valkey_url: str,
+    redis: Redis,
+    tmp_path: Path,
+    wa_flows: Mapping[str, str],
+) -> AsyncIterator[MakeWA]:
+    """``make_wa(separate_sandbox=None, **channel options)``: Chasqui with a WhatsApp channel on
+    the sandbox (see :func:`start_wa`) serving ``wa_flows``; its HTTP session closed after."""
+    made: list[WA] = []
+
+    async def make(separate_sandbox: dict[str, Any] | None = None, **channel_options: Any) -> WA:
+        wa = await start_wa(
+            aiohttp_server, valkey_url, tmp_path, wa_flows, separate_sandbox, **channel_options
+        )
+        made.append(wa)
+        return wa
+
+    yield make
+    for wa in made:
+        await wa.http.close()
+
+
+@pytest.fixture
+async def wa(make_wa: MakeWA) -> WA:
+    return await make_wa()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.store.store import SENDQ, TIMERS, contact_key
+from bot.store.keys import SENDQ, TIMERS, contact_key
 from channels.protocol import SendResult
 from tests.support.harness import Bot, CapturingChannel, MakeBot
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from bot.store.store import READY, WORKERS
+from bot.store.keys import READY, WORKERS
 from tests.support.serve import BEARER, Served, free_port, http_json, write_toml
 from tests.support.waiting import until
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.core.clock import ManualClock
-from bot.store.store import READY, STARTS_DUE, contact_key, start_key
+from bot.store.keys import READY, STARTS_DUE, contact_key, start_key
 from bot.work.starts import StartSettings
 from tests.support.api import AUTH, Api, MakeApi
 from tests.support.waiting import wait_for

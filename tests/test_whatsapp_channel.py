@@ -23,30 +23,27 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 
-from bot.api.app import create_app
-from bot.core.config import Config
-from bot.work.runtime import Runtime
-from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, encode, sign
+from channels.whatsapp.sandbox import encode, sign
 from channels.whatsapp.sandbox.errors import TITLES
-from tests.support.serve import free_port
 from tests.support.waiting import wait_for
+from tests.support.whatsapp import (
+    ANA,
+    AUTH,
+    DISPLAY,
+    PNID,
+    SECRET,
+    VERIFY,
+    WA,
+    WABA,
+    WEBHOOK,
+    MakeWA,
+)
 
-ADMIN = "e2e-admin-token"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
-PNID = "318207746650091"
-WABA = "230918475512034"
-DISPLAY = "15550142200"
-ACCESS = "sandbox-token"
-SECRET = "sandbox-app-secret"
-VERIFY = "sandbox-verify-token"
-ANA, BRUNO, CARLA = "51987650123", "5511987650456", "51912345678"
+BRUNO, CARLA = "5511987650456", "51912345678"
 BSUID = "PE.40718236650194827731"
-WEBHOOK = "/webhooks/whatsapp/whatsapp"
 LATER = 3600.0  # status delays of a separate sandbox: they only come with /_fake/flush
 REPO_FLOWS = Path(__file__).resolve().parent.parent / "flows"
 
@@ -217,182 +214,10 @@ FLOWS = {
 }
 
 
-class WA:
-    """A running Chasqui with a WhatsApp channel, its sandbox, and an HTTP client for both."""
-
-    def __init__(
-        self, session: aiohttp.ClientSession, runtime: Runtime, base: str, sandbox: str
-    ) -> None:
-        self.http, self.runtime, self.base, self.sandbox = session, runtime, base, sandbox
-
-    # -- the admin API -------------------------------------------------------------------------
-    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.http.request(method, self.base + path, json=body, headers=AUTH) as r:
-            return r.status, await r.json()
-
-    async def contact(self, name: str, phone: str = ANA, **fields: str) -> str:
-        status, body = await self.api(
-            "POST",
-            "/api/v1/contacts",
-            {"urn": f"whatsapp:+{phone}", "name": name, "fields": fields},
-        )
-        assert status == 201, body
-        return str(body["uuid"])
-
-    async def find(self, urn: str) -> dict[str, Any]:
-        status, body = await self.api("GET", f"/api/v1/contacts?urn={urn.replace('+', '%2B')}")
-        assert status == 200, body
-        return dict(body)
-
-    async def start(self, cid: str, flow: str, **params: str) -> None:
-        status, body = await self.api(
-            "POST", f"/api/v1/contacts/{cid}/start", {"flow": flow, "params": params}
-        )
-        assert status == 202, body
-
-    async def messages(self, cid: str, direction: str | None = None) -> list[dict[str, Any]]:
-        status, body = await self.api("GET", f"/api/v1/contacts/{cid}/messages")
-        assert status == 200, body
-        return [m for m in body["messages"] if direction is None or m["direction"] == direction]
-
-    async def runs(self, cid: str) -> list[dict[str, Any]]:
-        """The contact's runs, the active one first."""
-        status, body = await self.api("GET", f"/api/v1/contacts/{cid}/runs")
-        assert status == 200, body
-        return list(body["runs"])
-
-    async def run(self, cid: str) -> dict[str, Any]:
-        return (await self.runs(cid))[0]
-
-    async def sync_templates(self) -> int:
-        status, body = await self.api("POST", "/api/v1/templates/sync")
-        assert status == 200, body
-        return int(body["synced"]["whatsapp"]["templates"])
-
-    # -- the sandbox ---------------------------------------------------------------------------
-    async def fake(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.http.request(method, f"{self.sandbox}/_fake/{path}", json=body) as r:
-            assert r.status == 200, await r.text()
-            return await r.json()
-
-    async def inbound(self, **spec: Any) -> str:
-        """A user message through the sandbox; Chasqui must have accepted it (200)."""
-        answer = await self.fake("POST", "inbound", {"from": ANA, "name": "Ana Quispe", **spec})
-        assert answer["delivery"]["status"] == 200, answer
-        return str(answer["id"])
-
-    async def sent(self, query: str = "") -> list[dict[str, Any]]:
-        return list((await self.fake("GET", f"sent{query}"))["data"])
-
-    async def flush(self) -> None:
-        await self.fake("POST", "flush")
-
-    # -- Chasqui's webhook endpoint, raw ---------------------------------------------------------
-    async def post_webhook(
-        self, raw: bytes | Any, signature: str | None = "sign", **kwargs: Any
-    ) -> tuple[int, str]:
-        headers = {"Content-Type": "application/json"}
-        if signature == "sign":
-            signature = sign(raw, SECRET) if isinstance(raw, bytes) else None
-        if signature is not None:
-            headers["X-Hub-Signature-256"] = signature
-        async with self.http.post(self.base + WEBHOOK, data=raw, headers=headers, **kwargs) as r:
-            return r.status, await r.text()
-
-    # -- waiting ---------------------------------------------------------------------------------
-    async def settled(self, cid: str, outgoing: int, status: str = "sent") -> list[dict[str, Any]]:
-        """Wait until the contact has ``outgoing`` messages out, all at least ``status``."""
-        rank = ["queued", "sent", "delivered", "read"]
-
-        async def check() -> list[dict[str, Any]]:
-            out = await self.messages(cid, "out")
-            done = len(out) == outgoing and all(
-                m["status"] == "failed" or rank.index(m["status"]) >= rank.index(status)
-                for m in out
-            )
-            return out if done else []
-
-        return await wait_for(check, f"{outgoing} messages {status}")
-
-    async def fire_retries(self, cid: str, attempts: int) -> None:
-        """Once the contact's message has failed ``attempts`` times and waits on its retry
-        timer, make the timer due now (as the timer loop would at retry_at)."""
-
-        async def waiting() -> bool:
-            out = await self.messages(cid, "out")
-            return any(m.get("attempts", 0) >= attempts and m.get("retry_at") for m in out)
-
-        await wait_for(waiting, f"a retry after attempt {attempts}")
-        await self.runtime.store.fire_timers(time.time() + 60)
-
-
-Factory = Callable[..., Awaitable[WA]]
-
-
 @pytest.fixture
-async def make_wa(
-    aiohttp_server: AiohttpServer, valkey_url: str, redis: Redis, tmp_path: Path
-) -> AsyncIterator[Factory]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def make(separate_sandbox: dict[str, Any] | None = None, **channel_options: Any) -> WA:
-        """Chasqui on its sandbox; ``separate_sandbox``: SandboxConfig options for a sandbox
-        app on its own port instead of the mounted one."""
-        flows = tmp_path / "flows"
-        flows.mkdir()
-        for name, text in FLOWS.items():
-            (flows / f"{name}.yaml").write_text(text, encoding="utf-8")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        graph_url, sandbox_url = "sandbox", f"{base}/_sandbox/whatsapp"
-        if separate_sandbox is not None:
-            sandbox_port = free_port()
-            sandbox_config = SandboxConfig(
-                app_secret=SECRET,
-                verify_token=VERIFY,
-                access_tokens={ACCESS},
-                waba_id=WABA,
-                numbers=[SandboxNumber(PNID, DISPLAY, base + WEBHOOK)],
-                **separate_sandbox,
-            )
-            await aiohttp_server(create_sandbox_app(sandbox_config), port=sandbox_port)
-            graph_url = sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        config = Config.model_validate(
-            {
-                "server": {"host": "127.0.0.1", "port": port, "admin_token": ADMIN},
-                "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
-                "flows": {"path": str(flows)},
-                "channels": {
-                    "whatsapp": {
-                        "type": "whatsapp",
-                        "graph_url": graph_url,
-                        "phone_number_id": PNID,
-                        "waba_id": WABA,
-                        "display_phone_number": DISPLAY,
-                        "access_token": ACCESS,
-                        "app_secret": SECRET,
-                        "verify_token": VERIFY,
-                        "max_mps": 0,
-                        **channel_options,
-                    }
-                },
-                "base_dir": str(tmp_path),
-            }
-        )
-        runtime = Runtime(config)
-        await aiohttp_server(create_app(config, runtime), port=port)
-        session = aiohttp.ClientSession()
-        sessions.append(session)
-        return WA(session, runtime, base, sandbox_url)
-
-    yield make
-    for session in sessions:
-        await session.close()
-
-
-@pytest.fixture
-async def wa(make_wa: Factory) -> WA:
-    return await make_wa()
+def wa_flows() -> dict[str, str]:
+    """The flows the ``make_wa`` fixture (tests/conftest.py) serves in these tests."""
+    return FLOWS
 
 
 def graph_body(record: dict[str, Any]) -> dict[str, Any]:
@@ -772,7 +597,7 @@ async def test_duplicate_deliveries_are_one_message(wa: WA) -> None:
     assert [m["external_id"] for m in inbound] == [wamid, last]
 
 
-async def test_statuses_out_of_order_and_a_late_failure(make_wa: Factory) -> None:
+async def test_statuses_out_of_order_and_a_late_failure(make_wa: MakeWA) -> None:
     wa = await make_wa({"status_delays": (LATER, LATER + 1, LATER + 2)})
     cid = await wa.contact("Ana Quispe")
     await wa.inbound(text="hola")
@@ -1128,7 +953,7 @@ async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA
     assert await wa.sent() == []
 
 
-async def test_statuses_that_beat_our_bookkeeping_are_kept(make_wa: Factory) -> None:
+async def test_statuses_that_beat_our_bookkeeping_are_kept(make_wa: MakeWA) -> None:
     # Statuses at once: the first message's come while its two followers are being sent,
     # before the worker records the contact's sends. They must not be dropped as unknown.
     wa = await make_wa({"status_delays": (0.0, 0.0, 0.0)})
@@ -1171,7 +996,7 @@ async def test_inbound_media_is_fetched_on_demand(wa: WA) -> None:
         assert response.status == 401  # behind the admin token like the rest of the API
 
 
-async def test_mark_read_sends_blue_ticks_once_queued(make_wa: Factory) -> None:
+async def test_mark_read_sends_blue_ticks_once_queued(make_wa: MakeWA) -> None:
     wa = await make_wa(mark_read=True)
     await wa.contact("Ana Quispe")
     wamid = await wa.inbound(text="hola")

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.core.config import Config
-from bot.store.store import Store
+from bot.store import Store
 from bot.work.runtime import Runtime
 from bot.work.starts import Starter
 from bot.work.worker import Worker
@@ -60,7 +60,8 @@ def app_config(
     **sections: Any,
 ) -> Config:
     """A config on ``valkey_url`` with ``flows`` in ``tmp_path/flows``, the console channel and
-    the admin :data:`TOKEN`; ``sections`` are merged over each top-level section given."""
+    the admin :data:`TOKEN`; ``sections`` are merged over the top-level sections given, except
+    ``channels``, which replaces the console channel."""
     data: dict[str, Any] = {
         "server": {"admin_token": TOKEN},
         "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
@@ -69,7 +70,8 @@ def app_config(
         "base_dir": str(tmp_path),
     }
     for name, value in sections.items():
-        data[name] = {**data[name], **value} if isinstance(data.get(name), dict) else value
+        merge = name != "channels" and isinstance(data.get(name), dict)
+        data[name] = {**data[name], **value} if merge else value
     return Config.model_validate(data)
 
 
