@@ -3,7 +3,7 @@
 A :class:`Sprint` holds the contact and its session (the stack of active runs) as loaded from
 Redis, and collects the effects -- changed records, ended runs, messages to send, timers to set
 or drop, a webhook to call -- that the worker commits in one step. Node kinds act only through
-its methods; nothing here does I/O.
+the part of it that :class:`~bot.flow.context.RunContext` declares; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -278,13 +278,13 @@ class Sprint:
         wait["timer"] = "expire"
         self.session_dirty = True
 
-    def send(self, node: Any, content: dict[str, Any]) -> str | None:
+    def send(self, node_id: str, content: dict[str, Any]) -> str | None:
         """Queue a message for the contact; returns an error code when it cannot go at all."""
         route = self.engine.route_for(self.contact)
         if route is not None:
             content = _for_channel(content, route[0])
         message = self._outgoing(
-            route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node.id
+            route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node_id
         )
         start = self.session.frames[0]["run"].get("start")  # its outcome counts for the start
         if start:
@@ -296,7 +296,7 @@ class Sprint:
             error = self._unsendable(route, content)
         if error:
             _refuse(message, error)
-            self.run["errors"].append({"node": node.id, "code": error, "at": self.now})
+            self.run["errors"].append({"node": node_id, "code": error, "at": self.now})
         else:
             self._guard_loop(content)
         self.messages.append(message)
