@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot.store.store import contact_key
+from bot.store.keys import contact_key
 from bot.work.ingest import Ingest
 from channels.protocol import Attachment, Location, Message, Status, TemplateUpdate
 from tests.harness import Bot, CapturingChannel

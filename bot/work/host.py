@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.engine.sprint import Route
-from bot.store.store import Store
+from bot.store import Store
 from channels.protocol import Capabilities, Channel, RateLimit
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.store import Store
+from bot.store import Store
 from channels.protocol import (
     Attachment,
     Channel,
