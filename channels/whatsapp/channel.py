@@ -1,8 +1,10 @@
 """The WhatsApp Cloud API channel: webhooks in, sends out, templates synced and checked.
 
 The protocol itself (payload shapes, error codes, template rules) lives in the pure modules
-beside this one; this class does the I/O: the webhook endpoint, one aiohttp session per number
-with bounded concurrency, the shared per-number rate limit, and the template cache.
+beside this one; this class does the I/O: it checks and parses webhooks into the channel
+protocol's typed events (the core creates contacts, deduplicates, queues and applies statuses),
+sends through one aiohttp session per number with bounded concurrency, waits for the number's
+turn of the shared rate limit (``host.throttle``), and keeps the template cache.
 """
 
 from __future__ import annotations
