@@ -20,6 +20,7 @@ walks through writing one.
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from aiohttp import web
 from bot.core.config import ChannelConfig, ConfigError
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
+from bot.core.jsonin import loads
 
 __all__ = [
     "Attachment",
@@ -51,6 +53,7 @@ __all__ = [
     "WebhookError",
     "build_channels",
     "channel_class",
+    "loads",
     "parse_duration",
     "validate_channels",
 ]
@@ -280,8 +283,13 @@ class Channel(ABC):
         """Why this (rendered or not) template block would be refused, or None."""
         return None
 
+    # What a media id of this provider looks like; anything else is refused before any request
+    # (an id goes into the provider's URL: ``..`` or ``/`` would reach other paths).
+    MEDIA_ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
     async def fetch_media(self, media_id: str) -> tuple[bytes, str] | None:
-        """An inbound attachment's bytes and mime type, fetched on demand; None if unknown."""
+        """An inbound attachment's bytes and mime type, fetched on demand; None if unknown.
+        Called only with an id that ``MEDIA_ID`` matches whole."""
         return None
 
     async def sync_templates(self) -> int | None:

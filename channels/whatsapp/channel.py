@@ -10,8 +10,8 @@ turn of the shared rate limit (``host.throttle``), and keeps the template cache.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -34,6 +34,7 @@ from channels.protocol import (
     Status,
     TemplateUpdate,
     WebhookError,
+    loads,
     parse_duration,
 )
 from channels.whatsapp.config import WhatsAppConfig
@@ -82,6 +83,7 @@ FIXABLE_CREDENTIALS = {
 class WhatsAppChannel(Channel):
     TYPE = "whatsapp"
     CAPABILITIES = CAPABILITIES  # the rate comes from each number's ``max_mps``
+    MEDIA_ID = re.compile(r"[0-9]{1,32}")  # Meta's media ids are digits (webhooks, uploads)
     # phone_number_id -> channel: Meta posts every number of an app to one callback URL
     _by_number: ClassVar[dict[str, WhatsAppChannel]] = {}
 
@@ -175,7 +177,7 @@ class WhatsAppChannel(Channel):
             log.warning("webhook for %s refused: missing or wrong signature", self.name)
             raise WebhookError(401, "bad_signature", "missing or wrong X-Hub-Signature-256")
         try:
-            payload = json.loads(raw)
+            payload = loads(raw)  # NaN/Infinity or nesting too deep: not JSON either
         except ValueError:
             raise WebhookError(400, "bad_request", "the body is not valid JSON") from None
         batch = parse_webhook(payload)
@@ -238,6 +240,8 @@ class WhatsAppChannel(Channel):
 
     async def fetch_media(self, media_id: str) -> tuple[bytes, str] | None:
         """Meta keeps inbound media for a while: its metadata gives a URL that takes our token."""
+        if not self.MEDIA_ID.fullmatch(media_id):  # never another Graph path with our token
+            return None
         async with self.session.get(self._url(media_id)) as response:
             if response.status != 200:
                 return None
