@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from channels.protocol import Attachment, Location, Message
+from channels.protocol import Message
 from channels.whatsapp.inbound import InboundMessage
 
 
 def inbound_message(channel: str, m: InboundMessage) -> Message:
     """``m`` for the core: the contact's primary URN, its text, and what it carries."""
-    media, loc = m.media, m.location
     return Message(
         channel=channel,
         urn=m.urn,
@@ -18,21 +17,8 @@ def inbound_message(channel: str, m: InboundMessage) -> Message:
         kind=m.type,
         contact_name=m.profile_name or "",
         payload=m.payload,
-        attachment=Attachment(
-            media.id,
-            media.mime_type,
-            media.sha256,
-            media.caption,
-            media.filename,
-            media.url,
-            media.voice,
-            media.animated,
-        )
-        if media
-        else None,
-        location=Location(loc.latitude, loc.longitude, loc.name, loc.address, loc.url)
-        if loc
-        else None,
+        attachment=m.media,
+        location=m.location,
         reply_to=m.context.id if m.context else None,
         reaction={"message_id": m.reaction.message_id, "emoji": m.reaction.emoji}
         if m.reaction
