@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from bot.store.keys import contact_key
 from bot.work.ingest import Ingest
 from channels.protocol import Attachment, Location, Message, Status, TemplateUpdate
-from tests.harness import Bot, CapturingChannel
+from tests.support.harness import Bot, CapturingChannel
 
 ECHO = """\
 name: Echo
