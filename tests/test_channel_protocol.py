@@ -19,7 +19,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.api.app import create_app
-from bot.core.config import Config
 from bot.work.runtime import Runtime
 from channels.protocol import (
     Capabilities,
@@ -31,6 +30,8 @@ from channels.protocol import (
     Status,
     WebhookError,
 )
+from tests.support.api import AUTH, app_config
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,17 +81,7 @@ nodes:
     send_message: {text: "got @input.text"}
     next: ask
 """
-TOKEN = "tiny-admin"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Client = TestClient[web.Request, web.Application]
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    deadline = time.monotonic() + 5
-    while not (value := await check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-    return value
 
 
 async def test_a_new_channel_is_one_module(
@@ -104,15 +95,8 @@ async def test_a_new_channel_is_one_module(
     module.CHANNEL = TinyChannel  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "channels.tiny", module)
     monkeypatch.setattr(TinyChannel, "outbox", [])
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "echo.yaml").write_text(FLOW)
-    config = Config.model_validate(
-        {
-            "server": {"admin_token": TOKEN},
-            "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
-            "flows": {"path": str(tmp_path / "flows")},
-            "channels": {"mine": {"type": "tiny", "token": "t0k"}},
-        }
+    config = app_config(
+        tmp_path, valkey_url, {"echo": FLOW}, channels={"mine": {"type": "tiny", "token": "t0k"}}
     )
     runtime = Runtime(config)
     client = await aiohttp_client(create_app(config, runtime))
@@ -124,14 +108,16 @@ async def test_a_new_channel_is_one_module(
     now = time.time()
     hello = {"messages": [{"from": "ana", "id": "t1", "at": now, "text": "hi"}]}
     assert await post(hello) == (200, None)
-    cid = await until(lambda: runtime.store.contact_id_for_urn("ext:ana"), "the new contact")
+    cid = str(
+        await wait_for(lambda: runtime.store.contact_id_for_urn("ext:ana"), "the new contact")
+    )
     async with client.post(f"/api/v1/contacts/{cid}/start", json={"flow": "echo"}, headers=AUTH):
         pass
 
     async def greeted() -> list[dict[str, Any]]:
         return TinyChannel.outbox
 
-    await until(greeted, "the greeting")
+    await wait_for(greeted, "the greeting")
     reply = {"messages": [{"from": "ana", "id": "t2", "at": time.time(), "text": "yo"}]}
     assert (await post(reply))[0] == 200
     assert (await post(reply))[0] == 200  # a redelivery: dropped by the core
@@ -140,10 +126,10 @@ async def test_a_new_channel_is_one_module(
         texts = [m["text"] for m in TinyChannel.outbox]
         return texts if len(texts) >= 2 else []
 
-    assert await until(answered, "the answer") == ["Hello", "got yo"]
+    assert await wait_for(answered, "the answer") == ["Hello", "got yo"]
     status = {"statuses": [{"id": "tiny-2", "status": "delivered", "at": time.time()}]}
     assert (await post(status))[0] == 200
-    messages = await until(
+    messages = await wait_for(
         lambda: _delivered(runtime, cid), "the answer's status applied by the core"
     )
     assert [m["text"] for m in messages] == ["got yo"]

@@ -4,17 +4,14 @@ template updates — on the real store, driven through the real worker where a f
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from bot.store.keys import contact_key
 from bot.work.ingest import Ingest
 from channels.protocol import Attachment, Location, Message, Status, TemplateUpdate
-from tests.support.harness import Bot, CapturingChannel
+from tests.support.harness import Bot, CapturingChannel, MakeBot
 
 ECHO = """\
 name: Echo
@@ -48,13 +45,12 @@ class HookedChannel(CapturingChannel):
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
+async def bot(make_bot: MakeBot) -> Bot:
+    b = await make_bot()
     b.channels["cap"] = HookedChannel("cap", b)
     b.worker = b.new_worker()
     b.write("echo", ECHO)
-    yield b
-    await b.close()
+    return b
 
 
 def ingest_of(bot: Bot) -> Ingest:
