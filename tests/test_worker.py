@@ -356,7 +356,7 @@ async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(b
     entries = await bot.store.read_ready("dead", 10, None)
     (dead,) = await bot.store.claim([cid], 300, 100)
     assert dead is not None and entries
-    await bot.store.ack(READY, "workers", [eid for eid, _ in entries])  # its signal is gone
+    await bot.store.ack_ready([eid for eid, _ in entries])  # its signal is gone
     # a second reply arrives; the live worker finds the lock held and acknowledges its signal
     await bot.reply(cid, "second")
     await bot.drain()
