@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.engine.events import Reply
 from bot.store import Store
 from channels.protocol import (
     Attachment,
@@ -125,32 +126,23 @@ class Ingest:
 
 
 def reply_event(message: Message) -> dict[str, Any]:
-    """The ``reply`` event the engine applies for an inbound message."""
-    event: dict[str, Any] = {
-        "type": "reply",
-        "text": message.text,
-        "channel": message.channel,
-        "urn": message.urn,
-        "external_id": message.external_id,
-        "msg_type": message.kind,
-        "sent_at": message.timestamp,
-        "at": message.timestamp,
-    }
-    if message.payload:
-        event["payload"] = message.payload
-    if message.attachment:
-        event["media"] = _present(message.attachment)
-    if message.location:
-        event["location"] = _present(message.location)
-    if message.reply_to:
-        event["reply_to"] = message.reply_to
-    if message.reaction:
-        event["reaction"] = dict(message.reaction)
-    if message.contacts:
-        event["contacts"] = [dict(card) for card in message.contacts]
-    if not message.is_reply:
-        event["record_only"] = True
-    return event
+    """The ``reply`` event the engine applies for an inbound message, as queued."""
+    return Reply(
+        at=message.timestamp,
+        text=message.text,
+        channel=message.channel,
+        urn=message.urn,
+        record_only=not message.is_reply,
+        external_id=message.external_id,
+        msg_type=message.kind,
+        payload=message.payload or None,
+        media=_present(message.attachment) if message.attachment else None,
+        location=_present(message.location) if message.location else None,
+        reply_to=message.reply_to or None,
+        sent_at=message.timestamp,
+        contacts=[dict(card) for card in message.contacts] if message.contacts else None,
+        reaction=dict(message.reaction) if message.reaction else None,
+    ).encode()
 
 
 def _present(record: Attachment | Location) -> dict[str, Any]:
