@@ -1,6 +1,6 @@
 """Runs across contacts (``GET /api/v1/runs``) and a flow's stats (``GET /api/v1/flows/<id>/
 stats``). Both read what each commit keeps in step -- every flow's run index by state and its
-counters (bot/store/work.py, bot/engine/stats.py) -- so neither walks the contacts."""
+counters (bot/store/runs.py, bot/engine/stats.py) -- so neither walks the contacts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from aiohttp import web
 from bot.api.contacts import _runtime, _store
 from bot.core.errors import ApiError
 from bot.engine import stats as flowstats
-from bot.store.keys import OPEN, flow_runs_key
 from bot.store.paging import decode_cursor, filtered_page, page_limit
 
 LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
@@ -40,13 +39,13 @@ async def list_runs(request: web.Request) -> web.Response:
         flows = [q["flow"]]
     else:
         flows = await store.indexed_flows()
-    states = [OPEN] if status in LIVE else [status] if status else [OPEN, *flowstats.ENDED]
-    keys = [flow_runs_key(flow, state) for flow in flows for state in states]
+    open_runs = status is None or status in LIVE
+    ended = [] if status in LIVE else [status] if status else list(flowstats.ENDED)
     before = decode_cursor(q["cursor"], RUN_MEMBER) if q.get("cursor") else None
     opened: dict[str, bool] = {}  # member -> the run is open (read from the session)
 
     async def fetch(last: str | None, count: int) -> list[str]:
-        entries = await store.run_index_page(keys, last, count) if keys else []
+        entries = await store.run_index_page(flows, open_runs, ended, last, count)
         opened.update(entries)
         return [member for member, _ in entries]
 
