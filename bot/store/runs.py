@@ -80,9 +80,6 @@ class RunStore(StoreBase):
             counters, open_runs = await pipe.execute()
         return {k.decode(): int(v) for k, v in counters.items()}, int(open_runs)
 
-    async def run_ids(self, cid: str, limit: int = 50) -> list[str]:
-        return [i.decode() for i in await self._r.lrange(contact_key(cid, "runs"), 0, limit - 1)]
-
     async def messages(self, cid: str, limit: int = 100) -> list[dict[str, Any]]:
         ids = await self._r.lrange(contact_key(cid, "history"), -limit, -1)
         if not ids:
