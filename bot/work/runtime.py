@@ -15,8 +15,9 @@ from bot.engine.flows import FlowRegistry, ReloadReport
 from bot.engine.optout import START_CONFIRMATION, START_WORDS, STOP_CONFIRMATION, STOP_WORDS, OptOut
 from bot.engine.sprint import Limits
 from bot.store import Store
-from bot.store.embedded import EmbeddedValkey
-from bot.store.redisconn import connect
+from bot.store.redisconn import Connector
+from bot.work.host import StoreHost, routes_of
+from bot.work.ingest import Ingest
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from channels.protocol import Channel, build_channels
@@ -67,10 +68,11 @@ class Runtime:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
-        self.embedded: EmbeddedValkey | None = None
+        self.connector: Connector | None = None
         self.redis: Redis | None = None
         self._store: Store | None = None
         self.channels: dict[str, Channel] = {}
+        self._ingest: Ingest | None = None
         self.worker: Worker | None = None
         self.registry = FlowRegistry(
             config.resolve(config.flows.path), [], limits_of(config), set(config.channels)
@@ -82,6 +84,12 @@ class Runtime:
         return self._store
 
     @property
+    def ingest(self) -> Ingest:
+        """Where the webhook routes hand the channels' inbound events."""
+        assert self._ingest is not None, "runtime not started"
+        return self._ingest
+
+    @property
     def engine(self) -> Engine:
         return self.registry.engine
 
@@ -89,12 +97,14 @@ class Runtime:
         return self.registry.reload()
 
     async def connect(self) -> Store:
-        url = self.config.redis.url.get_secret_value()
-        if not url:
-            self.embedded = EmbeddedValkey(self.config.resolve(self.config.redis.data_dir))
-            url = await self.embedded.start()
+        self.connector = Connector(
+            self.config.redis.url.get_secret_value(),
+            self.config.resolve(self.config.redis.data_dir),
+            health_check_interval=10,
+        )
+        self.redis = await self.connector.open()
+        if self.connector.embedded is not None:
             log.info("embedded Valkey ready")
-        self.redis = connect(url, health_check_interval=10)
         await self.redis.ping()
         self._store = Store(self.redis)
         await self._store.setup()
@@ -103,11 +113,12 @@ class Runtime:
     async def start(self, *, work: bool = True) -> None:
         """Connect, build channels and routes; with ``work``, run the event/send/timer loops."""
         store = await self.connect()
-        self.channels = build_channels(self.config.channels, store)
+        self.channels = build_channels(self.config.channels, StoreHost(store))
+        self._ingest = Ingest(store, self.channels)
         for channel in self.channels.values():
             channel.base_url = self.config.server.url
             await channel.start()
-        self.registry.routes = [c.route for c in self.channels.values()]
+        self.registry.routes = routes_of(self.channels)
         self.registry.engine = Engine(
             self.registry.flows, self.registry.routes, self.registry.limits
         )
@@ -131,7 +142,5 @@ class Runtime:
             await self.worker.stop()
         for channel in self.channels.values():
             await channel.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-        if self.embedded is not None:
-            await self.embedded.stop()
+        if self.connector is not None:
+            await self.connector.close()
