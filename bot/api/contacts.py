@@ -30,7 +30,7 @@ from bot.core.contacts import (
 from bot.core.errors import ApiError, json_body
 from bot.store import ContactBusy, Store
 from bot.store.paging import decode_cursor, filtered_page, page_limit
-from bot.work.contacts_import import Importer, csv_records
+from bot.work.contacts_import import READ_CHUNK, Importer, import_csv
 
 
 def _urn(value: Any) -> str:
@@ -405,42 +405,26 @@ async def change_members(request: web.Request) -> web.Response:
     )
 
 
-async def _decoded(raw: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    async for line in raw:
-        try:
-            yield line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "bad_request", "the CSV must be UTF-8") from None
-
-
-async def _request_lines(request: web.Request) -> AsyncIterator[bytes]:
-    """The CSV's lines, streamed: the raw body (``text/csv``) or the first file of a
-    multipart form. Never the whole file in memory (the body size limit does not apply)."""
+async def _request_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The CSV's bytes, streamed: the raw body (``text/csv``) or the first file of a multipart
+    form. Never the whole file in memory (the body size limit does not apply)."""
     if request.content_type.startswith("multipart/"):
         reader = await request.multipart()
         async for part in reader:
             if isinstance(part, BodyPartReader) and (part.filename or part.name == "file"):
-                while True:
-                    line = await part.readline()
-                    if not line:
-                        return
-                    yield line
+                while data := await part.read_chunk(READ_CHUNK):
+                    yield data
+                return
         raise ApiError(400, "bad_request", "the multipart form has no file part")
     else:
-        while True:
-            line = await request.content.readline()
-            if not line:
-                return
-            yield line
+        async for data in request.content.iter_chunked(READ_CHUNK):
+            yield data
 
 
 async def import_contacts(request: web.Request) -> web.Response:
     store, now = _store(request), _now(request)
     groups = [_group_name(g) for g in request.query.getall("group", [])]
-    importer = Importer(store, now, groups)
-    async for line, cells in csv_records(_decoded(_request_lines(request))):
-        await importer.feed(line, cells)
-    report = await importer.finish()
+    report = await import_csv(Importer(store, now, groups), _request_chunks(request))
     return web.json_response(report.as_json())
 
 
