@@ -24,7 +24,6 @@ from bot.core.clock import Clock
 from bot.engine.apply import Engine
 from bot.engine.sprint import FAILED, Session, Sprint
 from bot.store import Claim, Commit, SendOutcome, Store
-from bot.store.keys import READY, SENDERS, SENDQ, WORKERS
 from bot.store.redisconn import UNREACHABLE, once_reachable
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
@@ -83,7 +82,6 @@ class Worker:
         loops = [self._event_loop(i) for i in range(self.settings.consumers)]
         loops += [self._send_loop(i) for i in range(self.settings.consumers)]
         loops += [self._timer_loop(), self._reclaim_loop()]
-        await self.starter.setup()
         loops.append(self._start_loop())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
@@ -205,7 +203,7 @@ class Worker:
             done = await asyncio.gather(*slow)
             await self._commit(list(done))
         acked = [e for eid in by_contact.values() for e in eid]
-        await self._until_stored("ack events", lambda: self.store.ack(READY, WORKERS, acked))
+        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
 
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Record work already done once Redis is back, instead of dropping it.
@@ -369,7 +367,7 @@ class Worker:
             "record sends", lambda: self.store.finish_sends_many(token, outcomes)
         )
         eids = [eid for eid, _ in entries]
-        await self._until_stored("ack sends", lambda: self.store.ack(SENDQ, SENDERS, eids))
+        await self._until_stored("ack sends", lambda: self.store.ack_sendq(eids))
 
     async def _send_contact(
         self, queued: list[tuple[dict[str, Any], dict[str, Any]]]
