@@ -20,9 +20,7 @@ from hypothesis import strategies as st
 from bot.cli.main import main as cli_main
 from bot.work.contacts_import import FirstLines
 from bot.work.csvread import MAX_RECORD, CsvReader, CsvRefused
-from tests.test_server import AUTH, Api, api, assert_error
-
-__all__ = ["api"]  # the fixture, imported for its side effect
+from tests.support.api import AUTH, Api, assert_error
 
 
 async def post(api: Api, data: bytes) -> tuple[int, Any]:
