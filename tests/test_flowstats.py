@@ -3,17 +3,15 @@ and that deleting a contact or trimming its history takes its runs out of the in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from bot.engine import stats as flowstats
-from bot.store import store as store_module
-from bot.store.store import OPEN, flow_runs_key, flow_stats_key
-from tests.harness import Bot
+from bot.store import dumps
+from bot.store import work as store_module
+from bot.store.keys import OPEN, flow_runs_key, flow_stats_key
+from tests.support.harness import Bot, MakeBot
 
 SURVEY = """
 expire_after: 2h
@@ -38,11 +36,10 @@ nodes:
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
+async def bot(make_bot: MakeBot) -> Bot:
+    b = await make_bot()
     b.write("survey", SURVEY)
-    yield b
-    await b.close()
+    return b
 
 
 async def stats(bot: Bot, flow: str = "survey") -> dict[str, Any]:
@@ -220,7 +217,7 @@ async def test_a_wait_stored_before_stats_is_not_uncounted(bot: Bot) -> None:
     # a session written by a version without flow stats: its wait names no flow
     session = await bot.session(cid)
     del session["wait"]["flow"]
-    await bot.redis.set(f"{{c:{cid}}}:session", store_module.dumps(session))
+    await bot.redis.set(f"{{c:{cid}}}:session", dumps(session))
     await bot.redis.hset(flow_stats_key("survey"), "wait:ask", 0)
     await bot.reply(cid, "yes")
     await bot.drain()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,11 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from bot.store.store import READY, SENDQ, Commit, contact_key
+from bot.store import Commit
+from bot.store.keys import READY, SENDQ, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory
 
@@ -42,11 +42,9 @@ class CountingWorker(Worker):
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
+async def bot(make_bot: MakeBot) -> Bot:
     # small claims and reads so that two consumers really contend for the same contact
-    b = await Bot(redis, tmp_path / "flows", settings=WorkerSettings(max_events=7)).setup()
-    yield b
-    await b.close()
+    return await make_bot(settings=WorkerSettings(max_events=7))
 
 
 async def _pending(bot: Bot) -> tuple[int, int]:
@@ -374,8 +372,8 @@ async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(b
 
 
 async def test_a_contacts_history_is_bounded(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bot.store.store.HISTORY_KEPT", 5)
-    monkeypatch.setattr("bot.store.store.RUNS_KEPT", 2)
+    monkeypatch.setattr("bot.store.work.HISTORY_KEPT", 5)
+    monkeypatch.setattr("bot.store.work.RUNS_KEPT", 2)
     bot.write("echo", ECHO)
     cid = await bot.contact()
     for _ in range(4):

@@ -4,7 +4,7 @@ The rules themselves are :mod:`bot.core.contacts` and the import is :mod:`bot.wo
 (shared with ``chasqui contacts import``); this module is their HTTP side.
 
 Contacts are written by the engine (on commit, under the contact's lock) and by this API. An API
-write never loses a sprint's nor is lost by it: :meth:`bot.store.store.Store.update_contacts` writes
+write never loses a sprint's nor is lost by it: ``Store.update_contacts`` writes
 through a compare-and-set script that also refuses while the contact's lock is held (a sprint is
 in progress and would overwrite it with the copy it read), and retries. See docs/contacts.md.
 """
@@ -23,8 +23,8 @@ from bot.api.lookup import busy, contact_or_404, group_or_404, valid_urn
 from bot.api.routes import Op, body, query
 from bot.core.contacts import group_name_problem
 from bot.core.errors import ApiError
+from bot.store import ContactBusy
 from bot.store.paging import decode_cursor, filtered_page
-from bot.store.store import ContactBusy
 from bot.work.contacts_import import Importer, csv_records
 
 CONTACTS_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}$")

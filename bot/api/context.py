@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.store.store import Store
+from bot.store import Store
 from bot.work.runtime import Runtime
 from bot.work.starts import Starter
 

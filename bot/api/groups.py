@@ -14,8 +14,8 @@ from bot.api.lookup import busy, contacts_for_urns, group_or_404
 from bot.api.routes import Op, body, query
 from bot.core.contacts import UrnError, normalize_urn
 from bot.core.errors import ApiError
+from bot.store import ContactBusy, Store
 from bot.store.paging import decode_cursor, encode_cursor
-from bot.store.store import ContactBusy, Store
 
 NAME = re.compile(r"^.{1,64}$", re.DOTALL)
 

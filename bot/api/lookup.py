@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.core.contacts import UrnError, new_record, normalize_urn
 from bot.core.errors import ApiError
-from bot.store.store import ContactBusy, Store
+from bot.store import ContactBusy, Store
 
 
 def valid_urn(value: str) -> str:

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bot.core.errors import ApiError
+from bot.core.jsonin import JsonRefused, loads
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -56,10 +57,19 @@ def invalid(code: str, exc: ValidationError) -> ApiError:
 
 
 async def body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``, or 400 ``invalid_body`` naming the field."""
-    raw = await request.read()
+    """The request's JSON body as ``model``, or 400 ``invalid_body`` naming the field. Read by
+    the one JSON reader for what comes from outside (no NaN, no nesting too deep), then
+    validated strictly (the models say ``strict``: JSON types are not coerced)."""
     try:
-        return model.model_validate_json(raw or b"null")
+        data = loads(await request.read())
+    except JsonRefused as exc:
+        raise ApiError(400, "invalid_body", f"the body is not valid JSON: {exc}") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise ApiError(400, "invalid_body", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         raise invalid("invalid_body", exc) from None
 

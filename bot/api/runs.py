@@ -17,8 +17,8 @@ from bot.api.routes import Op, query
 from bot.core.errors import ApiError
 from bot.engine import stats as flowstats
 from bot.engine.sprint import Session
+from bot.store.keys import OPEN, flow_runs_key
 from bot.store.paging import decode_cursor, filtered_page
-from bot.store.store import OPEN, flow_runs_key
 
 LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")

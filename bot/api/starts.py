@@ -24,8 +24,9 @@ from bot.api.lookup import contact_or_404, contacts_for_urns, groups_or_404, val
 from bot.api.routes import Op, body, query
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
+from bot.store import Store
+from bot.store.keys import STARTS, STARTS_DUE, idempotency_key, members_key, start_key
 from bot.store.paging import decode_cursor, filtered_page
-from bot.store.store import STARTS, STARTS_DUE, Store, idempotency_key, members_key, start_key
 from bot.work.starts import (
     FINISHED,
     PENDING,
@@ -274,9 +275,7 @@ async def start_contact(request: web.Request) -> web.Response:
     cid = (await contact_or_404(store(request), request.match_info["uuid"]))["uuid"]
     spec = await body(request, m.FlowStart)
     start = StartBody(flow=_known_flow(request, spec.flow), contacts=[cid], params=spec.params)
-    return web.json_response(
-        public(await _create(request, start, [cid], inline=True)), status=202
-    )
+    return web.json_response(public(await _create(request, start, [cid], inline=True)), status=202)
 
 
 async def list_starts(request: web.Request) -> web.Response:

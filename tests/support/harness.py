@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig
 from bot.engine.flows import FlowRegistry, ReloadReport
 from bot.engine.sprint import Limits, Route
-from bot.store.store import TIMERS, Store, contact_key
+from bot.store import Store
+from bot.store.keys import TIMERS, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from channels.protocol import Channel, SendResult
@@ -181,3 +183,7 @@ class Bot:
 
     async def queue_len(self, cid: str) -> int:
         return int(await self.redis.llen(contact_key(cid, "q")))
+
+
+MakeBot = Callable[..., Awaitable[Bot]]
+"""The ``make_bot`` fixture (tests/conftest.py)."""
