@@ -3,16 +3,14 @@ the waiting question has a case for it (through the real worker, on the test Val
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from bot.cli.main import main
 from bot.engine.optout import OptOut
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 CONFIRM = """
 language: es
@@ -48,12 +46,11 @@ nodes:
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
+async def bot(make_bot: MakeBot) -> Bot:
+    b = await make_bot()
     b.write("confirm", CONFIRM)
     b.write("name", NAME)
-    yield b
-    await b.close()
+    return b
 
 
 async def answer(bot: Bot, flow: str, text: str) -> tuple[str, dict[str, Any]]:
