@@ -182,7 +182,7 @@ async def test_start_a_contact_end_to_end(api: Api) -> None:
     assert (body["flow"], body["params"], body["status"]) == (
         "greeting",
         {"order": "A-1"},
-        "pending",
+        "completed",
     )
     status, listed = await api.get("/api/v1/starts")
     assert [s["uuid"] for s in listed["starts"]] == [body["uuid"]]  # in the starts history

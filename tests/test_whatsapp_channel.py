@@ -962,7 +962,7 @@ async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA
         run = await wa.run(cid)
         return run if "gate" in run["results"] else None
 
-    assert (await wa.until(routed, "on_failure"))["results"]["gate"]["value"] == "closed"
+    assert (await wait_for(routed, "on_failure"))["results"]["gate"]["value"] == "closed"
     assert await wa.sent() == []
 
 

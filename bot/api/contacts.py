@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.api import models as m
 from bot.api.context import now, store
@@ -159,14 +160,17 @@ async def _request_lines(request: web.Request) -> AsyncIterator[bytes]:
     """The CSV's lines, streamed: the raw body (``text/csv``) or the first file of a
     multipart form. Never the whole file in memory (the body size limit does not apply)."""
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        async for part in reader:
-            if isinstance(part, BodyPartReader) and (part.filename or part.name == "file"):
-                while True:
-                    line = await part.readline()
-                    if not line:
-                        return
-                    yield line
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, BodyPartReader) and (part.filename or part.name == "file"):
+                    while True:
+                        line = await part.readline()
+                        if not line:
+                            return
+                        yield line
+        except (HttpProcessingError, ValueError) as exc:  # a form aiohttp cannot read
+            raise ApiError(400, "bad_request", f"the multipart form is malformed: {exc}") from None
         raise ApiError(400, "bad_request", "the multipart form has no file part")
     else:
         while True:
