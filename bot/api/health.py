@@ -15,7 +15,7 @@ async def healthz(request: web.Request) -> web.Response:
     rt = runtime(request)
     checks: dict[str, Any] = {"flows": len(rt.registry.flows)}
     try:
-        await rt.store.redis.ping()
+        await rt.store.ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}"

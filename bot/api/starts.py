@@ -25,18 +25,14 @@ from bot.api.routes import Op, body, query
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
 from bot.store import Store
-from bot.store.keys import STARTS, STARTS_DUE, idempotency_key, members_key, start_key
 from bot.store.paging import decode_cursor, filtered_page
 from bot.work.starts import (
     FINISHED,
     PENDING,
     SKIP_REASONS,
-    contact_facts,
     decide,
     failed_contacts,
-    load,
     opening_template,
-    outcomes,
     public,
 )
 
@@ -110,7 +106,7 @@ async def _parse(request: web.Request) -> StartBody:
 
 
 async def _start_or_404(store: Store, sid: str) -> dict[str, str]:
-    record = await load(store, sid)
+    record = await store.start_record(sid)
     if record is None:
         raise ApiError(404, "unknown_start", f"no start {sid}")
     return record
@@ -128,16 +124,11 @@ async def _create(
     ``inline``, expand its one chunk now, so that its contact's start event is queued before
     the answer (and before whatever the contact sends next)."""
     st, at = store(request), now(request)
-    sid = str(uuid.uuid4())
-    sources = [start_key(sid, "targets")] if targets else []
-    sources += [members_key(gid) for gid in spec.groups.values()]
     fields: dict[str, Any] = {
-        "uuid": sid,
         "flow": spec.flow,
         "status": PENDING,
         "params": json.dumps(spec.params),
         "groups": json.dumps(list(spec.groups)),
-        "sources": json.dumps(sources),
         "restart_participants": "1" if spec.restart_participants else "0",
         "exclude_active": "1" if spec.exclude_active else "0",
         "created_on": at,
@@ -147,16 +138,10 @@ async def _create(
         fields["send_at"] = spec.send_at
     if spec.spread_over:
         fields["spread_over"] = spec.spread_over
-    r: Any = st.redis
-    for n in range(0, len(targets), 1000):
-        await r.sadd(start_key(sid, "targets"), *targets[n : n + 1000])
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.hset(start_key(sid), mapping=fields)
-        pipe.zadd(STARTS, {sid: at})
-        await pipe.execute()
+    sid = await st.create_start(fields, targets, list(spec.groups.values()), at)
     if not inline or await starter(request).step(sid) != "done":
         await starter(request).schedule(sid, spec.send_at)
-    record = await load(st, sid)
+    record = await st.start_record(sid)
     assert record is not None
     return record
 
@@ -164,11 +149,10 @@ async def _create(
 async def create_start(request: web.Request) -> web.Response:
     spec = await _parse(request)
     st = store(request)
-    r: Any = st.redis
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
-        existing = await r.get(idempotency_key(key))
-        record = await load(st, existing.decode()) if existing else None
+        existing = await st.idempotent_start(key)
+        record = await st.start_record(existing) if existing else None
         if record is not None:
             return web.json_response(public(record), status=200)
     targets = list(spec.contacts)
@@ -178,14 +162,14 @@ async def create_start(request: web.Request) -> web.Response:
     targets = list(dict.fromkeys(targets))
     if key:
         sid_claim = str(uuid.uuid4())
-        if not await r.set(idempotency_key(key), sid_claim, nx=True, ex=IDEMPOTENCY_TTL):
-            existing = await r.get(idempotency_key(key))
-            record = await load(st, existing.decode()) if existing else None
+        if not await st.claim_idempotency(key, sid_claim, IDEMPOTENCY_TTL):
+            existing = await st.idempotent_start(key)
+            record = await st.start_record(existing) if existing else None
             if record is not None:
                 return web.json_response(public(record), status=200)
     record = await _create(request, spec, targets)
     if key:
-        await r.set(idempotency_key(key), record["uuid"], ex=IDEMPOTENCY_TTL)
+        await st.set_idempotency(key, record["uuid"], IDEMPOTENCY_TTL)
     return web.json_response(public(record), status=202)
 
 
@@ -195,7 +179,6 @@ async def preview_start(request: web.Request) -> web.Response:
     sources counted once."""
     spec = await _parse(request)
     st = store(request)
-    r: Any = st.redis
     engine = runtime(request).engine
     named = list(spec.contacts)
     new_urns: list[str] = []
@@ -219,7 +202,7 @@ async def preview_start(request: web.Request) -> web.Response:
             failed[reason] = failed.get(reason, 0) + 1
 
     async def count(cids: list[str]) -> None:
-        facts = await contact_facts(st, cids, not spec.restart_participants)
+        facts = await st.contact_facts(cids, not spec.restart_participants)
         for contact, session, flows_run in facts:
             tally(
                 *decide(
@@ -240,20 +223,15 @@ async def preview_start(request: web.Request) -> web.Response:
     named_set = set(named)
     earlier: list[str] = []
     for gid in spec.groups.values():
-        key = members_key(gid)
-        cursor = 0
-        while True:
-            cursor, found = await r.sscan(key, cursor, count=500)
-            cids = [c.decode() for c in found if c.decode() not in named_set]
+        async for members in st.group_members(gid, batch=500):
+            cids = [c for c in members if c not in named_set]
             for other in earlier:  # in an earlier group: counted there
                 if cids:
-                    inside = await r.smismember(other, cids)
+                    inside = await st.is_member(other, cids)
                     cids = [c for c, i in zip(cids, inside, strict=True) if not i]
             if cids:
                 await count(cids)
-            if cursor == 0:
-                break
-        earlier.append(key)
+        earlier.append(gid)
     flow = engine.flows[spec.flow]
     return web.json_response(
         {
@@ -282,34 +260,28 @@ async def list_starts(request: web.Request) -> web.Response:
     """Newest first, filtered by ``flow`` and ``status``, paged like every list."""
     q = query(request, m.StartQuery)
     st = store(request)
-    r: Any = st.redis
     after = decode_cursor(q.cursor, START_MEMBER) if q.cursor else None
 
     async def fetch(last: str | None, count: int) -> list[str]:
-        top, skip = "+inf", None
-        if last is not None:
-            score, sid = last.split("|", 1)
-            top, skip = score, (float(score), sid)
         found: list[str] = []
+        if last is None:
+            page = await st.start_page(None, count)
+            return [f"{score!r}|{sid}" for sid, score in page]
+        score, cursor_sid = last.split("|", 1)
+        at = float(score)
         offset = 0
-        while len(found) < count:
-            page = await r.zrevrangebyscore(
-                STARTS, top, "-inf", start=offset, num=count, withscores=True
-            )
+        while len(found) < count:  # the cursor's own instant first: the members after it
+            page = await st.start_page(at, count, inclusive=True, offset=offset)
             if not page:
                 break
             offset += len(page)
-            for raw, score in page:
-                sid = raw.decode()
-                if skip is not None and score == skip[0] and sid >= skip[1]:
-                    continue  # the cursor's own instant: members after it only
-                found.append(f"{score!r}|{sid}")
+            found += [f"{s!r}|{sid}" for sid, s in page if s < at or (s == at and sid < cursor_sid)]
         return found[:count]
 
     async def load_page(members: Sequence[str]) -> list[dict[str, Any] | None]:
         out: list[dict[str, Any] | None] = []
         for member in members:
-            record = await load(st, member.split("|", 1)[1])
+            record = await st.start_record(member.split("|", 1)[1])
             if (
                 record is None
                 or q.flow not in (None, record["flow"])
@@ -341,7 +313,7 @@ async def start_contacts(request: web.Request) -> web.Response:
         if not q.cursor.isdigit():
             raise ApiError(400, "bad_request", "cursor is not one this API gave")
         cursor = int(q.cursor)
-    page, cursor = await outcomes(st, sid, q.status, cursor, q.limit)
+    page, cursor = await st.start_outcomes(sid, q.status, cursor, q.limit)
     return web.json_response({"contacts": page, "next": str(cursor) if cursor else None})
 
 
@@ -351,10 +323,8 @@ async def cancel_start(request: web.Request) -> web.Response:
     record = await _start_or_404(st, sid)
     if record["status"] in FINISHED and record["status"] != "cancelled":
         raise ApiError(409, "start_finished", f"the start is {record['status']} already")
-    r: Any = st.redis
     if record["status"] != "cancelled":
-        await r.hset(start_key(sid), mapping={"status": "cancelled", "cancelled_on": now(request)})
-        await r.zrem(STARTS_DUE, sid)
+        await st.end_start(sid, {"status": "cancelled", "cancelled_on": now(request)})
     record = await _start_or_404(st, sid)
     return web.json_response(public(record))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -13,6 +14,11 @@ from redis.commands.core import AsyncScript
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def text(value: Any) -> str:
+    """A reply (bytes) or an argument as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @cache
@@ -29,6 +35,13 @@ class StoreBase:
         # redis-py types replies as bytes/str unions; this client always answers bytes.
         self._r: Any = redis
         self._scripts: dict[str, AsyncScript] = {}
+
+    async def ping(self) -> None:
+        await self._r.ping()
+
+    async def flush(self) -> None:
+        """Empty the database (a throwaway one: conversation tests)."""
+        await self._r.flushdb()
 
     def _script(self, name: str) -> AsyncScript:
         script = self._scripts.get(name)
@@ -48,3 +61,10 @@ class StoreBase:
     ) -> list[tuple[bytes, str]]:
         reply = await self._r.xautoclaim(stream, group, consumer, min_idle_ms, "0", count)
         return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
+
+    async def _ack(self, stream: str, group: str, ids: Sequence[bytes]) -> None:
+        if ids:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, group, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()

@@ -52,6 +52,10 @@ class OutboxStore(StoreBase):
     ) -> list[tuple[bytes, str]]:
         return await self._reclaim(SENDQ, SENDERS, consumer, min_idle_ms, count)
 
+    async def ack_sendq(self, ids: Sequence[bytes]) -> None:
+        """Done with these send signals: acknowledged and deleted."""
+        await self._ack(SENDQ, SENDERS, ids)
+
     async def take_outboxes(
         self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int, now: float
     ) -> list[list[tuple[dict[str, Any], dict[str, Any]]] | None]:

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
+from bot.engine.events import WebhookAnswered, decode
 from bot.engine.sprint import FAILED, Session, Sprint
 from bot.store import Claim, Commit, SendOutcome, Store
-from bot.store.keys import READY, SENDERS, SENDQ, WORKERS
 from bot.store.redisconn import UNREACHABLE, once_reachable
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
@@ -83,7 +83,6 @@ class Worker:
         loops = [self._event_loop(i) for i in range(self.settings.consumers)]
         loops += [self._send_loop(i) for i in range(self.settings.consumers)]
         loops += [self._timer_loop(), self._reclaim_loop()]
-        await self.starter.setup()
         loops.append(self._start_loop())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
@@ -205,7 +204,7 @@ class Worker:
             done = await asyncio.gather(*slow)
             await self._commit(list(done))
         acked = [e for eid in by_contact.values() for e in eid]
-        await self._until_stored("ack events", lambda: self.store.ack(READY, WORKERS, acked))
+        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
 
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Record work already done once Redis is back, instead of dropping it.
@@ -240,7 +239,7 @@ class Worker:
                 for index, event in enumerate(claim.events):
                     if index in dropped:
                         continue
-                    engine.apply(sprint, event)
+                    engine.apply(sprint, decode(event))
                     if sprint.webhook_request is not None:
                         raise RuntimeError("a webhook call while replaying")  # no I/O here
             except Exception as again:
@@ -284,9 +283,10 @@ class Worker:
     def _apply_until_io(
         self, engine: Engine, sprint: Sprint, events: list[dict[str, Any]]
     ) -> int | None:
-        """Apply events in order; the index of the event left waiting on a webhook, if any."""
+        """Apply events (as queued: decoded here) in order; the index of the event left waiting
+        on a webhook, if any. One that cannot be decoded raises, like one that cannot be applied."""
         for i, event in enumerate(events):
-            engine.apply(sprint, event)
+            engine.apply(sprint, decode(event))
             if sprint.webhook_request is not None:
                 return i
         return None
@@ -316,7 +316,7 @@ class Worker:
             if not await self.store.extend_lock(claim.cid, claim.token, self.settings.lock_ttl_ms):
                 raise LockLost(claim.cid)
             response = await self.webhooks.call(request)
-            engine.apply(sprint, {"type": "webhook", "response": response, "at": self.clock.now()})
+            engine.apply(sprint, WebhookAnswered(response=response, at=self.clock.now()))
             if sprint.webhook_request is not None:
                 continue
             rest = self._apply_until_io(engine, sprint, events[index + 1 :])
@@ -369,7 +369,7 @@ class Worker:
             "record sends", lambda: self.store.finish_sends_many(token, outcomes)
         )
         eids = [eid for eid, _ in entries]
-        await self._until_stored("ack sends", lambda: self.store.ack(SENDQ, SENDERS, eids))
+        await self._until_stored("ack sends", lambda: self.store.ack_sendq(eids))
 
     async def _send_contact(
         self, queued: list[tuple[dict[str, Any], dict[str, Any]]]
