@@ -4,9 +4,11 @@ the runtime's lifetime."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from bot.api import channels, contacts, flows, groups, health, runs, starts, templates
 from bot.api.context import RUNTIME, TOKEN, runtime
@@ -17,6 +19,8 @@ from bot.core.config import Config
 from bot.core.errors import ApiError
 from bot.work.runtime import Runtime, admin_token
 from channels.protocol import channel_class
+
+log = logging.getLogger("chasqui.server")
 
 # every operation of the API, in the order the document lists them
 OPS: list[Op] = [
@@ -37,15 +41,27 @@ async def serve_openapi(request: web.Request) -> web.Response:
 
 
 async def channel_webhook(request: web.Request) -> web.StreamResponse:
-    """``/webhooks/<type>/<name>``: the named channel (of that type) answers for itself."""
-    channel = runtime(request).channels.get(request.match_info["name"])
+    """``/webhooks/<type>/<name>``: the channel parses (and may refuse, with a JSON error), the
+    core ingests its events, then ``200 ok`` (or the channel's own answer, e.g. a challenge)."""
+    rt = runtime(request)
+    channel = rt.channels.get(request.match_info["name"])
     if channel is None or request.match_info["type"] != channel.TYPE:
         raise ApiError(
             404,
             "not_found",
             f"no {request.match_info['type']} channel {request.match_info['name']!r}",
         )
-    return await channel.handle_webhook(request)
+    inbound = await channel.parse(request)
+    if inbound.events:
+        try:
+            await rt.ingest.accept(inbound.events)
+        except RedisError:
+            # nothing was lost: the provider redelivers what we do not acknowledge
+            log.exception("could not queue a webhook for %s; asking to redeliver", channel.name)
+            raise ApiError(
+                503, "redis_unavailable", "the webhook could not be queued; deliver it again"
+            ) from None
+    return inbound.reply or web.Response(text="ok")
 
 
 def create_app(config: Config, runtime: Runtime | None = None) -> web.Application:
@@ -68,8 +84,8 @@ def create_app(config: Config, runtime: Runtime | None = None) -> web.Applicatio
     app.router.add_route("POST", "/webhooks/{type}/{name}", channel_webhook)
     app.router.add_get("/api/v1/openapi.json", serve_openapi)
     setup_routes(app, OPS)
-    for name, cfg in config.channels.items():
-        for prefix, sub_app in channel_class(cfg.type).sub_apps(name, cfg, config.server.url):
-            app.add_subapp(prefix, sub_app)
+    for name, cfg in config.channels.items():  # e.g. a WhatsApp sandbox (graph_url = "sandbox")
+        for mount in channel_class(cfg.type).mounts(name, cfg, config.server.url):
+            app.add_subapp(mount.prefix, mount.app)
     app.cleanup_ctx.append(lifetime)
     return app
