@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from bot.api.app import create_app
 from bot.api.serving import serve
 from bot.core.config import Config
+from bot.store.embedded import EmbeddedValkey
 
 TOKEN = "s3cret-admin-token"
 READ_TIMEOUT = 1.0
@@ -152,3 +156,37 @@ async def test_a_client_gone_mid_body_is_logged_once_at_info(
     assert gone[0].getMessage() == "client went away during POST /api/v1/contacts"
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert loud == [], [(r.name, r.getMessage()) for r in loud]
+
+
+def test_the_data_directory_and_the_aof_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)  # as an older version (or a careless mkdir) left it
+    data.chmod(0o755)
+    umask = os.umask(0o022)  # the usual umask: files 0644, directories 0755
+    try:
+        server = EmbeddedValkey(data, port=0)
+        url = server.start_sync()
+        try:
+            with redis.Redis.from_url(url) as client:
+                client.set("k", "v")
+                client.bgrewriteaof()  # a rewrite writes new files: they must be private too
+                deadline = time.monotonic() + 10
+                while client.info("persistence")["aof_rewrite_in_progress"]:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            modes = {
+                str(p.relative_to(data)): stat.S_IMODE(p.stat().st_mode)
+                for p in [data, *data.rglob("*")]
+            }
+        finally:
+            server.stop_sync()
+    finally:
+        os.umask(umask)
+    assert modes["."] == 0o700
+    aof = [name for name in modes if name.startswith("appendonlydir/")]
+    assert aof, modes
+    assert modes["appendonlydir"] == 0o700
+    assert {modes[name] for name in aof} == {0o600}, modes
+    assert {mode for name, mode in modes.items() if name not in ("appendonlydir", ".")} == {
+        0o600
+    }, modes
