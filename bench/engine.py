@@ -44,9 +44,10 @@ from bot.core.clock import Clock  # noqa: E402
 from bot.core.config import ChannelConfig  # noqa: E402
 from bot.engine.flows import FlowRegistry  # noqa: E402
 from bot.engine.sprint import Limits  # noqa: E402
+from bot.store import Store, dumps  # noqa: E402
 from bot.store.embedded import EmbeddedValkey  # noqa: E402
+from bot.store.keys import READY, SENDQ, TIMERS, contact_key, urn_key  # noqa: E402
 from bot.store.redisconn import connect  # noqa: E402
-from bot.store.store import READY, SENDQ, TIMERS, Store, contact_key, dumps, urn_key  # noqa: E402
 from bot.work.worker import Worker, WorkerSettings  # noqa: E402
 from channels.protocol import Channel, SendResult  # noqa: E402
 from channels.whatsapp import WhatsAppChannel  # noqa: E402
@@ -143,7 +144,7 @@ class Bench:
 
     async def enqueue(self, prefix: str, start: int, stop: int, event: dict[str, Any]) -> float:
         """Queue ``event`` for contacts start..stop-1 through the real enqueue script."""
-        script = self.store._scripts["enqueue"]
+        script = self.store._script("enqueue")
         t0 = time.perf_counter()
         for lo in range(start, stop, SETUP_CHUNK):
             async with self.redis.pipeline(transaction=False) as pipe:

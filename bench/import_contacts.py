@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.store import Store  # noqa: E402
 from bot.store.embedded import EmbeddedValkey  # noqa: E402
 from bot.store.redisconn import connect  # noqa: E402
-from bot.store.store import Store  # noqa: E402
 from bot.work.contacts_import import Importer, csv_records  # noqa: E402
 
 

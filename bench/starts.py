@@ -44,7 +44,7 @@ import aiohttp  # noqa: E402
 import whatsapp as wab  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.store.store import Store  # noqa: E402
+from bot.store import Store  # noqa: E402
 from bot.work.contacts_import import Importer  # noqa: E402
 
 AUTH = {"Authorization": f"Bearer {wab.ADMIN}"}

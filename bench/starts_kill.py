@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import aiohttp  # noqa: E402
 import whatsapp as wab  # noqa: E402
 
+from bot.store.keys import contact_key  # noqa: E402
 from bot.store.redisconn import connect  # noqa: E402
-from bot.store.store import contact_key  # noqa: E402
 
 RUNS = contact_key("*", "runs")  # every contact's list of run ids
 AUTH = {"Authorization": f"Bearer {wab.ADMIN}"}

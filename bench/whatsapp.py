@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from bot.store.store import READY, SENDQ, Store, contact_key, dumps, urn_key  # noqa: E402
+from bot.store import Store, dumps  # noqa: E402
+from bot.store.keys import READY, SENDQ, contact_key, urn_key  # noqa: E402
 from channels.whatsapp.sandbox import demo_config, encode, sign  # noqa: E402
 from channels.whatsapp.sandbox.config import (  # noqa: E402
     DEMO_ACCESS_TOKEN,

@@ -8,6 +8,7 @@ messages to send; webhook routes come from the channel itself.
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from bot.core.config import ChannelConfig, ConfigError
 from bot.engine.sprint import Route
-from bot.store.store import Store
+from bot.store import Store
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,13 @@ class Channel(ABC):
         """Why this (rendered or not) template block would be refused, or None."""
         return None
 
+    # What a media id of this provider looks like; anything else is refused before any request
+    # (an id goes into the provider's URL: ``..`` or ``/`` would reach other paths).
+    MEDIA_ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
     async def fetch_media(self, media_id: str) -> tuple[bytes, str] | None:
-        """An inbound attachment's bytes and mime type, fetched on demand; None if unknown."""
+        """An inbound attachment's bytes and mime type, fetched on demand; None if unknown.
+        Called only with an id that ``MEDIA_ID`` matches whole."""
         return None
 
     async def sync_templates(self) -> int | None:

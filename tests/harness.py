@@ -19,7 +19,8 @@ from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig
 from bot.engine.flows import FlowRegistry, ReloadReport
 from bot.engine.sprint import Limits, Route
-from bot.store.store import TIMERS, Store, contact_key
+from bot.store import Store
+from bot.store.keys import TIMERS, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from channels.protocol import Channel, SendResult

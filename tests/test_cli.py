@@ -126,3 +126,12 @@ def test_serve_refuses_to_start_with_invalid_flows(
         "refusing to start: fix the flows above (chasqui check)",
     ]
     assert not (tmp_path / "var").exists()  # it stopped before starting Valkey
+
+
+def test_help_speaks_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: chasqui" in out
+    assert "``" not in out  # reStructuredText markup from a docstring is not for a terminal

@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 from bot.cli.main import main as cli_main
 from bot.core.config import load_config
 from bot.engine.optout import OptOut
-from bot.store.store import CONTACTS, TIMERS, ContactBusy, contact_key, members_key, urn_key
+from bot.store import ContactBusy
+from bot.store.keys import CONTACTS, TIMERS, contact_key, members_key, urn_key
 from bot.work.runtime import limits_of
 from tests.test_server import AUTH, MAX_BODY, Api, api, assert_error, wait_for
 
@@ -213,7 +214,7 @@ async def test_api_write_waits_for_a_sprint_and_neither_is_lost(api: Api) -> Non
     )
     await asyncio.sleep(0.05)  # the request reaches the server and finds the lock
     assert not patch.done()
-    from bot.store.store import Commit
+    from bot.store import Commit
 
     engine_copy = {**claim.contact, "last_seen_on": 99.0}
     [result] = await store.commit([Commit(cid, claim.token, 0, contact=engine_copy)])

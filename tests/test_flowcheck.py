@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli.main import main
+from bot.store import Store
 from bot.store.redisconn import connect
-from bot.store.store import Store
 from channels.whatsapp.sandbox.templates import demo_templates
 
 FLOW = """

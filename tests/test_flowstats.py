@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.engine import stats as flowstats
-from bot.store import store as store_module
-from bot.store.store import OPEN, flow_runs_key, flow_stats_key
+from bot.store import dumps
+from bot.store import work as store_module
+from bot.store.keys import OPEN, flow_runs_key, flow_stats_key
 from tests.harness import Bot
 
 SURVEY = """
@@ -220,7 +221,7 @@ async def test_a_wait_stored_before_stats_is_not_uncounted(bot: Bot) -> None:
     # a session written by a version without flow stats: its wait names no flow
     session = await bot.session(cid)
     del session["wait"]["flow"]
-    await bot.redis.set(f"{{c:{cid}}}:session", store_module.dumps(session))
+    await bot.redis.set(f"{{c:{cid}}}:session", dumps(session))
     await bot.redis.hset(flow_stats_key("survey"), "wait:ask", 0)
     await bot.reply(cid, "yes")
     await bot.drain()

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.store.store import SENDQ, TIMERS, contact_key
+from bot.store.keys import SENDQ, TIMERS, contact_key
 from channels.protocol import SendResult
 from tests.harness import Bot, CapturingChannel
 

@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from bot.api.app import create_app
 from bot.core.clock import Clock, ManualClock
 from bot.core.config import Config
-from bot.store.store import READY, STARTS_DUE, Store, contact_key, start_key
+from bot.store import Store
+from bot.store.keys import READY, STARTS_DUE, contact_key, start_key
 from bot.work.runtime import Runtime
 from bot.work.starts import Starter, StartSettings
 from bot.work.worker import Worker

@@ -6,7 +6,8 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from bot.store.store import Store, contact_key, urn_key
+from bot.store import Store
+from bot.store.keys import contact_key, urn_key
 
 
 async def test_concurrent_first_messages_make_one_contact(redis: Redis) -> None:

@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from bot.store.store import READY, SENDQ, Commit, contact_key
+from bot.store import Commit
+from bot.store.keys import READY, SENDQ, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from tests.harness import Bot
@@ -374,8 +375,8 @@ async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(b
 
 
 async def test_a_contacts_history_is_bounded(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bot.store.store.HISTORY_KEPT", 5)
-    monkeypatch.setattr("bot.store.store.RUNS_KEPT", 2)
+    monkeypatch.setattr("bot.store.work.HISTORY_KEPT", 5)
+    monkeypatch.setattr("bot.store.work.RUNS_KEPT", 2)
     bot.write("echo", ECHO)
     cid = await bot.contact()
     for _ in range(4):

@@ -256,7 +256,10 @@ async def channel_media(request: web.Request) -> web.StreamResponse:
     channel = request.app[RUNTIME].channels.get(request.match_info["name"])
     if channel is None:
         raise ApiError(404, "not_found", f"no channel {request.match_info['name']!r}")
-    media = await channel.fetch_media(request.match_info["media_id"])
+    media_id = request.match_info["media_id"]
+    if not channel.MEDIA_ID.fullmatch(media_id):
+        raise ApiError(400, "bad_request", f"not a media id of this channel: {media_id!r}")
+    media = await channel.fetch_media(media_id)
     if media is None:
         raise ApiError(404, "not_found", f"no media {request.match_info['media_id']!r}")
     content, mime = media

@@ -5,7 +5,7 @@ The rules themselves are :mod:`bot.core.contacts` and the import is :mod:`bot.wo
 (shared with ``chasqui contacts import``); this module is their HTTP side.
 
 Contacts are written by the engine (on commit, under the contact's lock) and by this API. An API
-write never loses a sprint's nor is lost by it: :meth:`bot.store.store.Store.update_contacts` writes
+write never loses a sprint's nor is lost by it: ``Store.update_contacts`` writes
 through a compare-and-set script that also refuses while the contact's lock is held (a sprint is
 in progress and would overwrite it with the copy it read), and retries. See docs/contacts.md.
 """
@@ -28,8 +28,8 @@ from bot.core.contacts import (
     normalize_urn,
 )
 from bot.core.errors import ApiError, json_body
+from bot.store import ContactBusy, Store
 from bot.store.paging import decode_cursor, filtered_page, page_limit
-from bot.store.store import ContactBusy, Store
 from bot.work.contacts_import import Importer, csv_records
 
 

@@ -1,6 +1,6 @@
 """Runs across contacts (``GET /api/v1/runs``) and a flow's stats (``GET /api/v1/flows/<id>/
 stats``). Both read what each commit keeps in step -- every flow's run index by state and its
-counters (bot/store/store.py, bot/engine/stats.py) -- so neither walks the contacts."""
+counters (bot/store/work.py, bot/engine/stats.py) -- so neither walks the contacts."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from aiohttp import web
 from bot.api.contacts import _runtime, _store
 from bot.core.errors import ApiError
 from bot.engine import stats as flowstats
+from bot.store.keys import OPEN, flow_runs_key
 from bot.store.paging import decode_cursor, filtered_page, page_limit
-from bot.store.store import OPEN, flow_runs_key
 
 LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
 STATUSES = (*LIVE, *flowstats.ENDED)

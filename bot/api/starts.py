@@ -19,8 +19,9 @@ from bot.api.contacts import _body, _group_name, _now, _runtime, _store, contact
 from bot.api.contacts import _urn as _valid_urn
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
+from bot.store import Store
+from bot.store.keys import STARTS, STARTS_DUE, idempotency_key, members_key, start_key
 from bot.store.paging import page_limit
-from bot.store.store import STARTS, STARTS_DUE, Store, idempotency_key, members_key, start_key
 from bot.work.starts import (
     FINISHED,
     PENDING,

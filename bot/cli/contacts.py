@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.core.contacts import group_name_problem
 from bot.core.errors import ApiError
-from bot.store.store import Store
+from bot.store import Store
 from bot.work.contacts_import import Importer, csv_records, file_lines
 
 

@@ -21,6 +21,8 @@ from bot.flow.files import check_references, flow_files, load_folder
 from bot.work.flowcheck import template_problems, window_warnings
 from channels.protocol import validate_channels
 
+DESCRIPTION = "Chasqui: conversational flows kept in git, run on Redis."
+
 
 def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
@@ -219,7 +221,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chasqui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="chasqui", description=DESCRIPTION)
     parser.add_argument("--config", help="config file (default: $CHASQUI_CONFIG or config.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)

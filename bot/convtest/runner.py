@@ -48,9 +48,10 @@ from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig, Config
 from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Route, Session
+from bot.store import Store
 from bot.store.embedded import EmbeddedValkey
+from bot.store.keys import TIMERS
 from bot.store.redisconn import connect
-from bot.store.store import TIMERS, Store
 from bot.work.runtime import limits_of
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker

@@ -4,7 +4,8 @@ Shape: ``{"error": {"code": "unknown_flow", "message": "...", "details": {...}}}
 
 - ``unauthorized`` (401): missing or wrong bearer token
 - ``not_found`` (404): no such route or object
-- ``bad_request`` (400): unreadable JSON or a missing/invalid field
+- ``bad_request`` (400): unreadable JSON (also ``NaN``/``Infinity`` and nesting too deep for
+  the parser, see :mod:`bot.core.jsonin`) or a missing/invalid field
 - ``body_too_large`` (413): the request body is over the configured limit
 - ``unknown_flow`` (404), ``unknown_contact`` (404), ``unknown_group`` (404)
 - ``invalid_urn`` (400): a URN that is malformed or not a valid phone number
@@ -15,10 +16,11 @@ Shape: ``{"error": {"code": "unknown_flow", "message": "...", "details": {...}}}
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
+
+from bot.core.jsonin import JsonRefused, loads
 
 
 class ApiError(Exception):
@@ -38,8 +40,10 @@ class ApiError(Exception):
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, or a 400 ``bad_request`` saying what is wrong with it."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = loads(await request.read())
+    except JsonRefused as exc:
+        raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
         raise ApiError(400, "bad_request", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")

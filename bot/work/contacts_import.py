@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.core.contacts import FIELD_KEY, LANGUAGE, UrnError, new_record, normalize_urn
 from bot.core.errors import ApiError
-from bot.store.store import ContactBusy, Store
+from bot.store import ContactBusy, Store
 
 IMPORT_CHUNK = 1000
 MAX_ERRORS_LISTED = 1000

@@ -80,9 +80,9 @@ def _class(type_name: str) -> type[Channel] | None:
 
 async def template_problems(flows: dict[str, Flow], config: Config) -> list[Problem] | None:
     """Problems of the flows' templates; None when no synced templates can be read."""
+    from bot.store import Store
     from bot.store.embedded import EmbeddedValkey
     from bot.store.redisconn import connect
-    from bot.store.store import Store
 
     if not any(getattr(_class(c.type), "TEMPLATES", False) for c in config.channels.values()):
         return []

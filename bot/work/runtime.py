@@ -14,9 +14,9 @@ from bot.engine.apply import Engine
 from bot.engine.flows import FlowRegistry, ReloadReport
 from bot.engine.optout import START_CONFIRMATION, START_WORDS, STOP_CONFIRMATION, STOP_WORDS, OptOut
 from bot.engine.sprint import Limits
+from bot.store import Store
 from bot.store.embedded import EmbeddedValkey
 from bot.store.redisconn import connect
-from bot.store.store import Store
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from channels.protocol import Channel, build_channels

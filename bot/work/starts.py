@@ -31,18 +31,9 @@ from redis.exceptions import ResponseError
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
 from bot.flow.files import Flow
+from bot.store import Store, dumps
+from bot.store.keys import READY, STARTERS, STARTQ, STARTS_DUE, contact_key, members_key, start_key
 from bot.store.redisconn import once_reachable
-from bot.store.store import (
-    READY,
-    STARTERS,
-    STARTQ,
-    STARTS_DUE,
-    Store,
-    contact_key,
-    dumps,
-    members_key,
-    start_key,
-)
 
 log = logging.getLogger("chasqui.starts")
 

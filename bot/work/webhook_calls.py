@@ -3,19 +3,22 @@
 Flow authors control the URL (with contact data in it), so by default a call may not reach
 loopback, private, link-local or otherwise internal addresses: we resolve the host ourselves and
 refuse before connecting -- in the connector's resolver, so the addresses checked are the ones
-connected to (no DNS rebinding) -- (``engine.webhook_allow_private = true`` lifts this).
+connected to (no DNS rebinding) -- (``engine.webhook_allow_private = true`` lifts this). An IPv6
+address that carries an IPv4 one (mapped, 6to4, NAT64, IPv4-compatible) is judged by that IPv4
+address too: ``[::127.0.0.1]`` is loopback.
 Answers are capped at 256 KiB; a JSON answer becomes ``@webhook``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from bot.core.jsonin import loads
 
 MAX_BODY = 256 * 1024
 
@@ -32,8 +35,31 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: for local use, never public
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and leads to: IPv4-mapped (``::ffff:a.b.c.d``),
+    6to4 (``2002:AABB:CCDD::``), NAT64 (``64:ff9b::a.b.c.d``) or IPv4-compatible
+    (``::a.b.c.d``, deprecated but still routed by some stacks)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64 or int(ip) >> 32 == 0:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL:
+            return False
+        inner = embedded_ipv4(ip)
+        if inner is not None and not _public(str(inner)):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -100,7 +126,7 @@ class WebhookCaller:
                 body = await response.content.read(MAX_BODY)
                 text = body.decode("utf-8", errors="replace")
                 try:
-                    parsed = json.loads(text) if text else None
+                    parsed = loads(text) if text else None
                 except ValueError:
                     parsed = None
                 return {"status": response.status, "json": parsed, "body": text[:2000]}

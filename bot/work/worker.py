@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
 from bot.engine.sprint import FAILED, Session, Sprint
+from bot.store import Claim, Commit, SendOutcome, Store
+from bot.store.keys import READY, SENDERS, SENDQ, WORKERS
 from bot.store.redisconn import UNREACHABLE, once_reachable
-from bot.store.store import READY, SENDERS, SENDQ, WORKERS, Claim, Commit, SendOutcome, Store
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
 from channels.protocol import Channel, SendResult

@@ -8,8 +8,8 @@ with bounded concurrency, the shared per-number rate limit, and the template cac
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any, ClassVar
@@ -21,7 +21,8 @@ from redis.exceptions import RedisError
 
 from bot.core.config import ChannelConfig
 from bot.core.durations import parse_duration
-from bot.store.store import Store
+from bot.core.jsonin import loads
+from bot.store import Store
 from channels.protocol import Channel, SendResult
 from channels.whatsapp.config import WhatsAppConfig
 from channels.whatsapp.protocol import (
@@ -63,6 +64,7 @@ class WhatsAppChannel(Channel):
     SCHEMES = ("whatsapp",)
     WINDOW = WINDOW
     TEMPLATES = True
+    MEDIA_ID = re.compile(r"[0-9]{1,32}")  # Meta's media ids are digits (webhooks, uploads)
     # phone_number_id -> channel: Meta posts every number of an app to one callback URL
     _by_number: ClassVar[dict[str, WhatsAppChannel]] = {}
 
@@ -165,7 +167,7 @@ class WhatsAppChannel(Channel):
             log.warning("webhook for %s refused: missing or wrong signature", self.name)
             return web.Response(status=401, text="bad signature")
         try:
-            payload = json.loads(raw)
+            payload = loads(raw)  # NaN/Infinity or nesting too deep: not JSON either
         except ValueError:
             return web.Response(status=400, text="not JSON")
         batch = parse_webhook(payload)
@@ -254,6 +256,8 @@ class WhatsAppChannel(Channel):
 
     async def fetch_media(self, media_id: str) -> tuple[bytes, str] | None:
         """Meta keeps inbound media for a while: its metadata gives a URL that takes our token."""
+        if not self.MEDIA_ID.fullmatch(media_id):  # never another Graph path with our token
+            return None
         async with self.session.get(self._url(media_id)) as response:
             if response.status != 200:
                 return None

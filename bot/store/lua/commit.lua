@@ -86,7 +86,7 @@ if redis.call('LLEN', KEYS[5]) > keep_runs then
   for _, id in ipairs(redis.call('LRANGE', KEYS[5], keep_runs, -1)) do
     local key = string.format(run_pattern, id)
     local raw = redis.call('GET', key)
-    if raw then  -- out of its flow's index too (the member as bot/store/store.py run_member makes it)
+    if raw then  -- out of its flow's index too (the member as bot/store/keys.py run_member makes it)
       local run = cjson.decode(raw)
       local member = string.format('%017.3f|%s|%s', math.max(tonumber(run.created_on) or 0, 0),
         ARGV[5], id)

@@ -1,0 +1,50 @@
+"""What every part of the store shares: the connection, the one Lua loader, JSON encoding."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@cache
+def lua_source(name: str) -> str:
+    """The text of ``bot/store/lua/<name>.lua`` (read once per process)."""
+    return resources.files("bot.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class StoreBase:
+    """The connection and the scripts, registered on first use (EVALSHA, loaded on a miss)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        # redis-py types replies as bytes/str unions; this client always answers bytes.
+        self._r: Any = redis
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def _script(self, name: str) -> AsyncScript:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.redis.register_script(lua_source(name))
+        return script
+
+    async def _read(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[bytes, str]]:
+        """(entry id, contact uuid) of new signals on ``stream`` for this consumer."""
+        reply = await self._r.xreadgroup(group, consumer, {stream: ">"}, count, block_ms)
+        return [(eid, fields[b"c"].decode()) for _, entries in reply for eid, fields in entries]
+
+    async def _reclaim(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[bytes, str]]:
+        reply = await self._r.xautoclaim(stream, group, consumer, min_idle_ms, "0", count)
+        return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]

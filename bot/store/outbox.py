@@ -1,0 +1,214 @@
+"""Sending: the send stream, taking a contact's outbox, recording what became of each send,
+providers' statuses (monotonic), rate limits, webhook dedup; and what channels keep here: their
+synced templates and the console channel's transcripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.store.base import StoreBase, dumps
+from bot.store.keys import (
+    READY,
+    SENDERS,
+    SENDQ,
+    START_PATTERNS,
+    TIMERS,
+    console_key,
+    contact_key,
+    ext_key,
+    rate_key,
+    seen_key,
+    templates_key,
+)
+
+EXTERNAL_ID_TTL = 30 * 86400  # statuses keep arriving for days; Meta retries for up to 7
+
+
+@dataclass
+class SendOutcome:
+    """What the sender learnt of one message: ``sent``, ``failed`` (final), ``retry`` later, or
+    ``skip`` (an earlier take already sent it: only drop it from the outbox)."""
+
+    message: dict[str, Any]
+    status: str
+    at: float
+    external_id: str | None = None
+    error: dict[str, Any] | None = None
+    retry_at: float | None = None
+    attempts: int = 1
+
+
+class OutboxStore(StoreBase):
+    async def read_sendq(
+        self, consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[bytes, str]]:
+        return await self._read(SENDQ, SENDERS, consumer, count, block_ms)
+
+    async def reclaim_sendq(
+        self, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[bytes, str]]:
+        return await self._reclaim(SENDQ, SENDERS, consumer, min_idle_ms, count)
+
+    async def take_outboxes(
+        self, cids: Sequence[str], token: str, ttl_ms: int, max_msgs: int, now: float
+    ) -> list[list[tuple[dict[str, Any], dict[str, Any]]] | None]:
+        """Per contact: None if another sender holds it, else its queued (message, state)."""
+        script = self._script("take_outbox")
+        async with self._r.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs")]
+                await script(
+                    keys=[*keys, TIMERS], args=[token, ttl_ms, max_msgs, now, cid], client=pipe
+                )
+            replies = await pipe.execute()
+        taken: list[list[tuple[dict[str, Any], dict[str, Any]]] | None] = []
+        for reply in replies:
+            if reply is False or reply is None:
+                taken.append(None)
+            elif not reply:
+                taken.append([])
+            else:
+                msgs, states = reply
+                taken.append(
+                    [
+                        (json.loads(m), json.loads(st) if st else {})
+                        for m, st in zip(msgs, states, strict=True)
+                        if m
+                    ]
+                )
+        return taken
+
+    async def finish_sends_many(
+        self, token: str, contacts: Sequence[tuple[str, Sequence[SendOutcome]]]
+    ) -> None:
+        """Record what became of each send, release the contacts, in one pipeline.
+
+        A sent message's provider id is indexed first, so a status webhook that races our
+        bookkeeping still finds it; statuses go through the same monotonic script as webhooks.
+        """
+        if not contacts:
+            return
+        apply, finish = self._script("apply_status"), self._script("finish_sends")
+        async with self._r.pipeline(transaction=False) as pipe:
+            for cid, outcomes in contacts:
+                status_keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
+                done: list[str] = []
+                hold = False
+                for o in outcomes:
+                    mid = o.message["uuid"]
+                    extra: dict[str, Any] = {"attempts": o.attempts}
+                    if o.external_id:
+                        extra["external_id"] = o.external_id
+                        pipe.set(
+                            ext_key(o.message.get("channel") or "", o.external_id),
+                            f"{cid} {mid}",
+                            ex=EXTERNAL_ID_TTL,
+                        )
+                    if o.status == "skip":  # already sent by an earlier take: just drop it
+                        done.append(mid)
+                        continue
+                    if o.status == "retry":
+                        hold = True
+                        extra.update(retry_at=o.retry_at, last_error=o.error)
+                        pipe.zadd(TIMERS, {f"{cid}|send|{mid}": o.retry_at or o.at})
+                        args = [mid, "queued", o.at, "", cid, dumps(extra)]
+                    else:
+                        done.append(mid)
+                        error = dumps(o.error) if o.error else ""
+                        args = [mid, o.status, o.at, error, cid, dumps(extra), *START_PATTERNS]
+                    await apply(keys=status_keys, args=args, client=pipe)
+                keys = [contact_key(cid, "sendlock"), contact_key(cid, "outbox"), SENDQ]
+                await finish(keys=keys, args=[token, cid, "1" if hold else "0", *done], client=pipe)
+            await pipe.execute()
+
+    async def index_external(self, message: dict[str, Any], external_id: str) -> None:
+        """Map a provider's id to the message as soon as the send is accepted."""
+        key = ext_key(message.get("channel") or "", external_id)
+        await self._r.set(key, f"{message['contact']} {message['uuid']}", ex=EXTERNAL_ID_TTL)
+
+    async def apply_status(
+        self,
+        channel: str,
+        external_id: str,
+        status: str,
+        at: float,
+        error: dict[str, Any] | None = None,
+    ) -> str:
+        """A provider's status for a message we sent: 'unknown' if we don't know that id."""
+        (result,) = await self.apply_statuses(channel, [(external_id, status, at, error)])
+        return result
+
+    async def apply_statuses(
+        self, channel: str, statuses: Sequence[tuple[str, str, float, dict[str, Any] | None]]
+    ) -> list[str]:
+        """Many statuses (external id, status, at, error) in two round trips: a webhook POST
+        carries up to a thousand of them."""
+        if not statuses:
+            return []
+        refs = await self._r.mget([ext_key(channel, s[0]) for s in statuses])
+        results = ["unknown"] * len(statuses)
+        known = [(i, ref.decode().split(" ", 1)) for i, ref in enumerate(refs) if ref]
+        if known:
+            script = self._script("apply_status")
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i, (cid, mid) in known:
+                    _, status, at, error = statuses[i]
+                    keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
+                    args = [
+                        mid,
+                        status,
+                        at,
+                        dumps(error) if error else "",
+                        cid,
+                        "",
+                        *START_PATTERNS,
+                    ]
+                    await script(keys=keys, args=args, client=pipe)
+                for (i, _), result in zip(known, await pipe.execute(), strict=True):
+                    results[i] = result.decode() if isinstance(result, bytes) else str(result)
+        return results
+
+    async def rate_wait(self, bucket: str, per_second: float, burst: float = 1.0) -> float:
+        """Seconds to wait before the next send on ``bucket`` (0: go now, and it is counted)."""
+        wait = await self._script("rate_limit")(
+            keys=[rate_key(bucket)], args=[1.0 / per_second, burst]
+        )
+        return float(wait)
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        """True the first time ``key`` is seen within ``ttl`` seconds (webhook dedup)."""
+        return bool(await self._r.set(seen_key(key), b"1", nx=True, ex=ttl))
+
+    # -- templates ---------------------------------------------------------------------------
+    async def save_templates(self, channel: str, templates: Sequence[dict[str, Any]]) -> None:
+        """Replace a channel's synced templates (Meta's items, keyed ``name|language``)."""
+        key = templates_key(channel)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if templates:
+                pipe.hset(
+                    key, mapping={f"{t['name']}|{t['language']}": dumps(t) for t in templates}
+                )
+            await pipe.execute()
+
+    async def update_template(self, channel: str, template: dict[str, Any]) -> None:
+        await self._r.hset(
+            templates_key(channel), f"{template['name']}|{template['language']}", dumps(template)
+        )
+
+    async def templates(self, channel: str) -> list[dict[str, Any]]:
+        raws = await self._r.hvals(templates_key(channel))
+        return sorted((json.loads(r) for r in raws), key=lambda t: (t["name"], t["language"]))
+
+    # -- the console channel's transcripts ---------------------------------------------------
+    async def console_append(self, cid: str, message: dict[str, Any]) -> None:
+        await self._r.xadd(console_key(cid), {"m": dumps(message)}, maxlen=1000, approximate=True)
+
+    async def console_read(
+        self, cid: str, last_id: str, block_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        reply = await self._r.xread({console_key(cid): last_id}, count=100, block=block_ms)
+        return [(eid.decode(), json.loads(f[b"m"])) for _, entries in reply for eid, f in entries]

@@ -1,0 +1,216 @@
+"""Work: each contact's event queue, the ready stream its signals go through, claiming a
+contact (lock, then read), committing a sprint's effects in one script, and the timers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from bot.store.base import StoreBase, dumps
+from bot.store.keys import (
+    GROUP_SEQ,
+    GROUPS,
+    QUEUE_PATTERN,
+    READY,
+    RUN_FLOWS,
+    SENDERS,
+    SENDQ,
+    TIMERS,
+    WORKERS,
+    contact_key,
+    flow_runs_key,
+    flow_stats_key,
+    group_key,
+    members_key,
+    run_member,
+    seen_key,
+)
+
+# A contact's history is bounded: its last messages and runs are kept (the API shows fewer),
+# older ones are dropped at the next commit, so Redis does not grow with all traffic ever.
+HISTORY_KEPT = 1000
+RUNS_KEPT = 200
+
+
+@dataclass
+class Claim:
+    """A contact whose lock we hold, with its queued events and state as read."""
+
+    cid: str
+    token: str
+    events: list[dict[str, Any]]
+    contact: dict[str, Any] | None
+    session_raw: bytes
+    contact_raw: bytes = b""  # as read: a sprint changes ``contact`` in place
+
+
+@dataclass
+class Commit:
+    cid: str
+    token: str
+    consumed: int
+    contact: dict[str, Any] | None = None  # None: unchanged
+    session: str | None = None  # None: unchanged
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    ended_runs: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    timers_remove: list[str] = field(default_factory=list)
+    timers_add: dict[str, float] = field(default_factory=dict)
+    # group name -> True (add) / False (remove): the group sets follow the contact's groups
+    groups: dict[str, bool] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, field) -> change
+    now: float = 0.0
+
+
+class WorkStore(StoreBase):
+    async def setup(self) -> None:
+        """Create the consumer groups (once; a second process finds them)."""
+        for stream, group in ((READY, WORKERS), (SENDQ, SENDERS)):
+            try:
+                await self._r.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def enqueue(self, cid: str, event: dict[str, Any]) -> None:
+        await self._script("enqueue")(keys=[contact_key(cid, "q"), READY], args=[dumps(event), cid])
+
+    async def enqueue_once(self, dedup: str, ttl: int, cid: str, event: dict[str, Any]) -> bool:
+        """Queue ``event`` unless ``dedup`` was seen within ``ttl`` seconds; True if queued."""
+        queued = await self._script("enqueue_once")(
+            keys=[seen_key(dedup), contact_key(cid, "q"), READY],
+            args=[ttl, dumps(event), cid],
+        )
+        return bool(queued)
+
+    async def read_ready(
+        self, consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[bytes, str]]:
+        """Signals for this consumer; ``block_ms=None`` returns at once (0 would block forever)."""
+        return await self._read(READY, WORKERS, consumer, count, block_ms)
+
+    async def reclaim_ready(
+        self, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[bytes, str]]:
+        """Entries a dead worker took and never acknowledged."""
+        return await self._reclaim(READY, WORKERS, consumer, min_idle_ms, count)
+
+    async def drop_idle_consumers(self, prefix: str) -> int:
+        """Remove this process's consumers that own no pending entry from both groups, so the
+        groups don't collect a consumer per restart."""
+        dropped = 0
+        for stream, group in ((READY, WORKERS), (SENDQ, SENDERS)):
+            for info in await self._r.xinfo_consumers(stream, group):
+                name = info["name"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                if name.startswith(prefix) and int(info["pending"]) == 0:
+                    dropped += int(await self._r.xgroup_delconsumer(stream, group, name) == 0)
+        return dropped
+
+    async def ack(self, stream: str, group: str, ids: Sequence[bytes]) -> None:
+        if ids:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, group, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()
+
+    async def claim(self, cids: Sequence[str], ttl_ms: int, max_events: int) -> list[Claim | None]:
+        script = self._script("claim")
+        tokens = [uuid.uuid4().hex for _ in cids]
+        async with self._r.pipeline(transaction=False) as pipe:
+            for cid, token in zip(cids, tokens, strict=True):
+                keys = [contact_key(cid, p) for p in ("lock", "q", "contact", "session")]
+                await script(
+                    keys=[*keys, TIMERS], args=[token, ttl_ms, max_events, cid], client=pipe
+                )
+            replies = await pipe.execute()
+        claims: list[Claim | None] = []
+        for cid, token, reply in zip(cids, tokens, replies, strict=True):
+            if not reply:
+                claims.append(None)
+                continue
+            events, contact, session = reply
+            claims.append(
+                Claim(
+                    cid,
+                    token,
+                    [json.loads(e) for e in events],
+                    json.loads(contact) if contact else None,
+                    session,
+                    contact or b"",
+                )
+            )
+        return claims
+
+    async def extend_lock(self, cid: str, token: str, ttl_ms: int) -> bool:
+        """Renew a contact's lock we still hold (before a long webhook call)."""
+        return bool(
+            await self._script("extend_lock")(keys=[contact_key(cid, "lock")], args=[token, ttl_ms])
+        )
+
+    async def commit(self, commits: Sequence[Commit]) -> list[int]:
+        """Write each sprint's effects; -1 for one whose lock was lost (nothing written)."""
+        script = self._script("commit")
+        async with self._r.pipeline(transaction=False) as pipe:
+            for c in commits:
+                keys = [
+                    contact_key(c.cid, p)
+                    for p in (
+                        "lock",
+                        "q",
+                        "contact",
+                        "session",
+                        "runs",
+                        "msgs",
+                        "history",
+                        "outbox",
+                    )
+                ]
+                keys += [TIMERS, READY, SENDQ]
+                keys += [contact_key(c.cid, f"run:{r['uuid']}") for r in c.ended_runs]
+                args: list[Any] = [
+                    c.token,
+                    c.consumed,
+                    dumps(c.contact) if c.contact else "",
+                    c.session or "",
+                    c.cid,
+                    flow_runs_key("%s", "%s"),
+                    flow_stats_key("%s"),
+                    RUN_FLOWS,
+                    len(c.new_runs),
+                ]
+                for r in c.new_runs:
+                    args += [r["uuid"], r["flow"], run_member(c.cid, r)]
+                args.append(len(c.ended_runs))
+                for r in c.ended_runs:
+                    args += [dumps(r), r["flow"], r["status"], run_member(c.cid, r)]
+                args.append(len(c.messages))
+                for m in c.messages:
+                    args += [m["uuid"], dumps(m), "1" if m.get("status") == "queued" else "0"]
+                args += [len(c.timers_remove), *c.timers_remove, len(c.timers_add)]
+                for member, due in c.timers_add.items():
+                    args += [member, due]
+                groups = c.groups if c.contact else {}
+                args.append(len(groups))
+                if groups:
+                    args += [GROUPS, GROUP_SEQ, group_key("%s"), members_key("%s"), c.now]
+                    for name, add in groups.items():
+                        args += [name, "1" if add else "0"]
+                counts = [(k, d) for k, d in c.counts.items() if d]
+                args.append(len(counts))
+                for (flow, name), delta in counts:
+                    args += [flow, name, delta]
+                args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s")]
+                await script(keys=keys, args=args, client=pipe)
+            return [int(r) for r in await pipe.execute()]
+
+    async def fire_timers(self, now: float, limit: int = 1000) -> int:
+        fired = await self._script("fire_timers")(
+            keys=[TIMERS, READY, SENDQ], args=[now, limit, QUEUE_PATTERN]
+        )
+        return int(fired)

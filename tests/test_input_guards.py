@@ -1,0 +1,144 @@
+"""What the server refuses at its doors: JSON it cannot hold, media ids that are paths, webhook
+addresses that hide an internal IPv4 inside IPv6 (issue #9, "Files and input").
+
+HTTP tests run the real app over loopback (the ``api`` fixture of test_server, the ``wa`` one of
+test_whatsapp_channel); the address guard and the JSON loader are also checked on their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.core.jsonin import loads
+from bot.work.webhook_calls import WebhookCaller, _public
+from channels.whatsapp.sandbox import encode
+from tests.test_server import AUTH, MAX_BODY, Api, api, assert_error, new_contact
+from tests.test_whatsapp_channel import ANA, PNID, WA, make_wa, wa
+from tests.test_whatsapp_channel import AUTH as WA_AUTH
+
+__all__ = ["api", "make_wa", "wa"]  # fixtures, imported for their side effect
+
+DEEP = "[" * 100_000
+
+
+# -- JSON in -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    [DEEP, "NaN", "[Infinity]", '{"lat": -Infinity}', "1e400", '{"a": [1, -1e999]}'],
+    ids=["deep", "nan", "infinity", "minus-infinity", "overflow", "overflow-nested"],
+)
+def test_the_json_loader_refuses_deep_and_non_finite(text: str) -> None:
+    with pytest.raises(ValueError):
+        loads(text)
+    with pytest.raises(ValueError):
+        loads(text.encode())
+
+
+def test_the_json_loader_reads_ordinary_json() -> None:
+    assert loads(b'{"a": [1, 2.5, -3e2, null, true, "x"]}') == {
+        "a": [1, 2.5, -300.0, None, True, "x"]
+    }
+    nested = loads("[" * 200 + "]" * 200)  # deep enough for any honest payload
+    for _ in range(199):
+        (nested,) = nested
+    assert nested == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/contacts", "/api/v1/groups", "/api/v1/starts", "/api/v1/contacts/{cid}/start"],
+)
+@pytest.mark.parametrize("data", ["[" * (MAX_BODY - 8), '{"name": NaN}'], ids=["deep", "nan"])
+async def test_every_json_route_answers_400_to_deep_or_non_finite_json(
+    api: Api, path: str, data: str
+) -> None:
+    cid = await new_contact(api)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    status, body = await api.post(path.format(cid=cid), data=data.encode(), headers=headers)
+    assert_error(status, body, 400, "bad_request")
+
+
+def _webhook(**message: Any) -> dict[str, Any]:
+    base = {"from": ANA, "id": "wamid.GUARD", "timestamp": "1767855600", "type": "text"}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": PNID},
+        "messages": [{**base, **message}],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+async def test_the_webhook_answers_400_to_deep_or_non_finite_json(wa: WA) -> None:
+    assert (await wa.post_webhook(DEEP.encode()))[0] == 400
+    located = encode(_webhook(type="location", location={"latitude": 1.0, "longitude": 2.0}))
+    assert b"1.0" in located
+    assert (await wa.post_webhook(located.replace(b"1.0", b"NaN", 1)))[0] == 400
+    assert (await wa.post_webhook(located.replace(b"1.0", b"1e999", 1)))[0] == 400
+    assert (await wa.post_webhook(located))[0] == 200
+
+
+# -- media ids ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "media_id", ["..%2F..%2Fme", "..%5Cme", "123%2Fmessages", "12ab", "1%3Fx=1", "1" * 65]
+)
+async def test_a_media_id_that_is_not_metas_is_refused(wa: WA, media_id: str) -> None:
+    url = f"{wa.base}/api/v1/channels/whatsapp/media/{media_id}"
+    async with wa.http.get(url, headers=WA_AUTH) as response:
+        body = await response.json()
+    assert_error(response.status, body, 400, "bad_request")
+    assert "media id" in body["error"]["message"]
+
+
+# -- call_webhook's address guard ----------------------------------------------------------------
+def _embeddings(v4: ipaddress.IPv4Address) -> list[str]:
+    """The ways an IPv4 address can hide inside an IPv6 one."""
+    n = int(v4)
+    return [
+        f"::ffff:{v4}",  # IPv4-mapped
+        str(ipaddress.IPv6Address(n)),  # IPv4-compatible (deprecated, still routed by some)
+        str(ipaddress.IPv6Address((0x2002 << 112) | (n << 80))),  # 6to4
+        str(ipaddress.IPv6Address((0x64FF9B << 96) | n)),  # NAT64, well-known prefix
+        str(ipaddress.IPv6Address((0x64FF9B0001 << 80) | (n << 16))),  # NAT64, local use
+    ]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["::127.0.0.1", "2002:7f00:1::", "64:ff9b::7f00:1", "::ffff:127.0.0.1", "64:ff9b::a00:1"],
+)
+def test_ipv4_hidden_in_ipv6_is_not_public(address: str) -> None:
+    assert not _public(address)
+
+
+@given(st.ip_addresses(v=4))
+def test_an_embedded_ipv4_is_public_only_when_the_ipv4_is(v4: ipaddress.IPv4Address) -> None:
+    if not (v4.is_global and not v4.is_multicast):
+        for address in _embeddings(v4):
+            assert not _public(address), address
+    else:  # not simply "refuse IPv6": a public IPv4 behind NAT64 or mapped stays reachable
+        assert _public(f"64:ff9b::{v4}") and _public(f"::ffff:{v4}")
+
+
+@given(st.ip_addresses(v=6))
+def test_the_guard_never_lets_more_through_than_is_global(v6: ipaddress.IPv6Address) -> None:
+    if _public(str(v6)):
+        assert v6.is_global and not v6.is_multicast
+
+
+@pytest.mark.parametrize("host", ["[::127.0.0.1]", "[::ffff:7f00:1]", "[64:ff9b::7f00:1]"])
+async def test_call_webhook_refuses_an_address_literal_hiding_loopback(host: str) -> None:
+    caller = WebhookCaller(allow_private=False)
+    try:
+        answer = await caller.call({"url": f"http://{host}:9/x", "method": "GET", "timeout": 2})
+    finally:
+        await caller.close()
+    assert answer["status"] == 0
+    assert "non-public address" in answer["error"]
