@@ -249,6 +249,7 @@ class Starter:
         self.token = uuid.uuid4().hex.encode()  # this process's mark on the starts it expands
         self._start_one = _script(store, "start_one")
         self._release_lock = _script(store, "release_lock")
+        self._move_due = _script(store, "move_due")
 
     async def setup(self) -> None:
         try:
@@ -269,14 +270,18 @@ class Starter:
         due = await self._r.zrangebyscore(STARTS_DUE, "-inf", self.clock.now(), start=0, num=100)
         moved = 0
         for raw in due:
-            if await self._r.zrem(STARTS_DUE, raw):  # one process wins each
-                await self._r.xadd(STARTQ, {"s": _text(raw)})
-                moved += 1
+            # one process wins each, and moves it whole: Redis going away between a ZREM and an
+            # XADD would lose the start's next chunk, and the start would never complete
+            moved += int(await self._move_due(keys=[STARTS_DUE, STARTQ], args=[_text(raw)]))
         return moved
 
     async def read(self, consumer: str, block_ms: int | None) -> list[tuple[bytes, str]]:
         reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: ">"}, 1, block_ms)
         return [(eid, _text(f[b"s"])) for _, entries in reply for eid, f in entries]
+
+    async def read_own(self, consumer: str) -> list[tuple[bytes, str]]:
+        reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: "0"}, 10)
+        return [(eid, _text(f[b"s"])) for _, entries in reply for eid, f in entries if f]
 
     async def reclaim(self, consumer: str) -> list[tuple[bytes, str]]:
         idle = self.settings.reclaim_idle_ms
@@ -354,8 +359,9 @@ class Starter:
         phase, cursor = int(record.get("phase") or 0), int(record.get("cursor") or 0)
         chunk = int(record.get("chunk") or self.settings.chunk)
         cids: list[str] = []
+        server = record.get("scan_server", "")
         while phase < len(sources) and not cids:  # skip empty sources in one step
-            after, found = await self._r.sscan(sources[phase], cursor, count=chunk)
+            server, after, found = await self._sscan(sources[phase], cursor, chunk, server)
             cids = [_text(c) for c in found]
             if len(cids) > chunk:
                 # a small set answers whole whatever the COUNT: take a chunk of those not yet
@@ -389,12 +395,34 @@ class Starter:
                 results = await pipe.execute()
             if any(int(x) < 0 for x in results):
                 return "done"  # cancelled meanwhile: nothing after it was queued
-        await self._r.hset(start_key(sid), mapping={"phase": phase, "cursor": cursor})
+        fields = {"phase": phase, "cursor": cursor, "scan_server": server}
+        await self._r.hset(start_key(sid), mapping=fields)
         await self._r.hincrby(start_key(sid), "chunks", 1)
         if phase >= len(sources):
             await self._finish(sid, COMPLETED)
             return "done"
         return "more"
+
+    async def _sscan(
+        self, key: str, cursor: int, count: int, server: str
+    ) -> tuple[str, int, list[bytes]]:
+        """(server run id, next cursor, members) of one SSCAN step from ``cursor``.
+
+        A cursor means something only to the server process that gave it: a restarted Redis
+        (or a failed-over one) lays the set out anew, and an old cursor would skip members for
+        good. So the run id is read with the scan, on the same connection, and a cursor from
+        another run starts the set again from 0 (contacts already decided are decided once).
+        """
+        while True:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.info("server")
+                pipe.sscan(key, cursor, count=count)
+                info, (after, found) = await pipe.execute()
+            now = str(info["run_id"])
+            if cursor == 0 or now == server:
+                return now, int(after), list(found)
+            log.info("Redis restarted since the last chunk: scanning %s again from the start", key)
+            cursor, server = 0, now
 
     async def _begin(
         self, sid: str, sources: list[str], record: dict[str, str], now: float
@@ -415,10 +443,12 @@ class Starter:
         await self._r.hset(start_key(sid), mapping=fields)
         return fields
 
-    async def loop(self, consumer: str) -> None:
-        """One pass of the work loop: due chunks, crashed entries, then new ones."""
+    async def loop(self, consumer: str, again: bool = False) -> None:
+        """One pass of the work loop: due chunks, crashed entries, then new ones. ``again``: the
+        last pass failed (Redis went away), so first the entries it read and did not finish."""
         await self.move_due()
-        entries = await self.reclaim(consumer) or await self.read(consumer, 200)
+        entries = await self.read_own(consumer) if again else []
+        entries = entries or await self.reclaim(consumer) or await self.read(consumer, 200)
         for eid, sid in entries:
             await self.handle(eid, sid)
 
