@@ -1,13 +1,12 @@
 """``GET /api/v1/runs`` and ``GET /api/v1/flows/<id>/stats`` over real HTTP, with the app's own
-worker running the shipped-style ``greeting`` flow (the ``api`` fixture of test_server)."""
+worker running the shipped-style ``greeting`` flow (the ``api`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.test_server import AUTH, Api, api, assert_error, new_contact, wait_for
-
-__all__ = ["api"]  # the fixture, imported for its side effect
+from tests.support.api import AUTH, Api, assert_error, new_contact
+from tests.support.waiting import wait_for
 
 
 async def runs(api: Api, **params: Any) -> list[dict[str, Any]]:

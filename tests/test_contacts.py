@@ -1,5 +1,5 @@
 """Contacts, groups, CSV import and opt-out over real HTTP on the test Valkey, with the app's
-worker running (the ``api`` fixture of test_server)."""
+worker running (the ``api`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ from bot.engine.optout import OptOut
 from bot.store import ContactBusy
 from bot.store.keys import CONTACTS, TIMERS, contact_key, members_key, urn_key
 from bot.work.runtime import limits_of
-from tests.test_server import AUTH, MAX_BODY, Api, api, assert_error, wait_for
-
-__all__ = ["api"]  # the fixture, imported for its side effect
+from tests.support.api import AUTH, MAX_BODY, Api, assert_error
+from tests.support.waiting import wait_for
 
 GROUPS_FLOW = """\
 name: Groups
@@ -34,14 +33,8 @@ nodes:
 """
 
 
-async def call(api: Api, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    headers = kwargs.pop("headers", AUTH)
-    async with api.client.request(method, path, headers=headers, **kwargs) as resp:
-        return resp.status, await resp.json()
-
-
 async def create(api: Api, urn: str, **extra: Any) -> dict[str, Any]:
-    status, body = await call(api, "POST", "/api/v1/contacts", json={"urn": urn, **extra})
+    status, body = await api.request("POST", "/api/v1/contacts", json={"urn": urn, **extra})
     assert status == 201, body
     return dict(body)
 
@@ -68,9 +61,9 @@ async def test_create_normalises_urns(api: Api, given: str, stored: str) -> None
     assert (contact["name"], contact["language"], contact["status"]) == ("Ana", "pt", "active")
     assert contact["fields"] == {"city": "Lima"}
     # idempotent on the URN, whichever way it is written
-    status, again = await call(api, "POST", "/api/v1/contacts", json={"urn": stored})
+    status, again = await api.request("POST", "/api/v1/contacts", json={"urn": stored})
     assert (status, again["uuid"]) == (200, contact["uuid"])
-    status, found = await call(api, "GET", "/api/v1/contacts", params={"urn": given})
+    status, found = await api.request("GET", "/api/v1/contacts", params={"urn": given})
     assert (status, found["uuid"]) == (200, contact["uuid"])
 
 
@@ -79,7 +72,7 @@ async def test_create_normalises_urns(api: Api, given: str, stored: str) -> None
     ["whatsapp:+5511", "tel:+999123", "whatsapp:hello", "telegram:abc", "fax:123", "nourn", 7],
 )
 async def test_invalid_urns_are_refused(api: Api, urn: Any) -> None:
-    status, body = await call(api, "POST", "/api/v1/contacts", json={"urn": urn})
+    status, body = await api.request("POST", "/api/v1/contacts", json={"urn": urn})
     assert_error(status, body, 400, "invalid_urn")
     assert await api.runtime.redis.zcard(CONTACTS) == 0  # type: ignore[union-attr]
 
@@ -92,15 +85,15 @@ async def test_bad_bodies(api: Api) -> None:
         ("PATCH", f"/api/v1/contacts/{cid}"),
         ("POST", "/api/v1/groups"),
     ]:
-        status, body = await call(api, method, path, data=b"{nope", headers=headers)
+        status, body = await api.request(method, path, data=b"{nope", headers=headers)
         assert_error(status, body, 400, "bad_request")
         big = {"name": "x" * MAX_BODY}
-        status, body = await call(api, method, path, json=big)
+        status, body = await api.request(method, path, json=big)
         assert_error(status, body, 413, "body_too_large")
     for patch in ({"status": "gone"}, {"fields": []}, {"language": "Portuguese"}, {"age": 3}):
-        status, body = await call(api, "PATCH", f"/api/v1/contacts/{cid}", json=patch)
+        status, body = await api.request("PATCH", f"/api/v1/contacts/{cid}", json=patch)
         assert_error(status, body, 400, "bad_request")
-    status, body = await call(api, "POST", "/api/v1/contacts", json={"urn": "ext:b", "x": 1})
+    status, body = await api.request("POST", "/api/v1/contacts", json={"urn": "ext:b", "x": 1})
     assert_error(status, body, 400, "bad_request")
 
 
@@ -109,7 +102,7 @@ MISSING = "0b5f2c2e-8a4b-4e0e-9a43-2d9f6c1a7f10"
 
 async def test_unknown_contact_and_group(api: Api) -> None:
     for method in ("GET", "PATCH", "DELETE"):
-        status, body = await call(api, method, f"/api/v1/contacts/{MISSING}", json={"name": "x"})
+        status, body = await api.request(method, f"/api/v1/contacts/{MISSING}", json={"name": "x"})
         assert_error(status, body, 404, "unknown_contact")
     for method, path, payload in [
         ("PATCH", "/api/v1/groups/Nope", {"name": "x"}),
@@ -118,7 +111,7 @@ async def test_unknown_contact_and_group(api: Api) -> None:
         ("DELETE", "/api/v1/groups/Nope/members", {"contacts": []}),
         ("GET", "/api/v1/contacts?group=Nope", None),
     ]:
-        status, body = await call(api, method, path, json=payload)
+        status, body = await api.request(method, path, json=payload)
         assert_error(status, body, 404, "unknown_group")
 
 
@@ -143,7 +136,7 @@ async def test_contact_routes_need_the_token(
     api: Api, method: str, path: str, token: str | None
 ) -> None:
     headers = {"Authorization": token} if token else {}
-    status, body = await call(api, method, path, json={"urn": "ext:x"}, headers=headers)
+    status, body = await api.request(method, path, json={"urn": "ext:x"}, headers=headers)
     assert_error(status, body, 401, "unauthorized")
 
 
@@ -151,11 +144,11 @@ async def test_contact_routes_need_the_token(
 async def test_patch_merges_fields(api: Api) -> None:
     cid = (await create(api, "ext:p", name="Ana", fields={"a": "1", "b": "2"}))["uuid"]
     payload = {"name": "Ana María", "status": "blocked", "fields": {"b": None, "c": 3}}
-    status, body = await call(api, "PATCH", f"/api/v1/contacts/{cid}", json=payload)
+    status, body = await api.request("PATCH", f"/api/v1/contacts/{cid}", json=payload)
     assert status == 200, body
     assert body["fields"] == {"a": "1", "c": "3"}
     assert (body["name"], body["status"]) == ("Ana María", "blocked")
-    status, body = await call(api, "GET", f"/api/v1/contacts/{cid}")
+    status, body = await api.request("GET", f"/api/v1/contacts/{cid}")
     assert (body["fields"], body["status"]) == ({"a": "1", "c": "3"}, "blocked")
 
 
@@ -172,7 +165,7 @@ async def test_cursor_paging_and_filters(api: Api) -> None:
     pages = 0
     while True:
         params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
-        status, body = await call(api, "GET", "/api/v1/contacts", params=params)
+        status, body = await api.request("GET", "/api/v1/contacts", params=params)
         assert status == 200, body
         seen += [c["uuid"] for c in body["contacts"]]
         pages += 1
@@ -186,18 +179,18 @@ async def test_cursor_paging_and_filters(api: Api) -> None:
     assert seen == [*made, (await store.contact_id_for_urn("ext:late"))]
 
     async def listed(**params: str) -> list[str]:
-        status, body = await call(api, "GET", "/api/v1/contacts", params=params)
+        status, body = await api.request("GET", "/api/v1/contacts", params=params)
         assert status == 200, body
         return [c["name"] for c in body["contacts"]]
 
     assert len(await listed(name="ana", limit="100")) == 12
     assert await listed(created_since="1023", limit="100") == ["Ana 23", "Bruno 24", "Late"]
-    await call(api, "PATCH", f"/api/v1/contacts/{made[3]}", json={"status": "opted_out"})
+    await api.request("PATCH", f"/api/v1/contacts/{made[3]}", json={"status": "opted_out"})
     assert await listed(status="opted_out") == ["Ana 3"]
-    await call(api, "POST", "/api/v1/groups", json={"name": "G"})
-    await call(api, "POST", "/api/v1/groups/G/members", json={"contacts": made[5:8]})
+    await api.request("POST", "/api/v1/groups", json={"name": "G"})
+    await api.request("POST", "/api/v1/groups/G/members", json={"contacts": made[5:8]})
     assert await listed(group="G") == ["Ana 5", "Bruno 6", "Ana 7"]
-    status, body = await call(api, "GET", "/api/v1/contacts", params={"limit": "0"})
+    status, body = await api.request("GET", "/api/v1/contacts", params={"limit": "0"})
     assert_error(status, body, 400, "bad_request")
 
 
@@ -210,7 +203,7 @@ async def test_api_write_waits_for_a_sprint_and_neither_is_lost(api: Api) -> Non
     with pytest.raises(ContactBusy):
         await store.update_contacts([cid], lambda c: {**c, "name": "X"}, 1.0, wait=0.05)
     patch = asyncio.create_task(
-        call(api, "PATCH", f"/api/v1/contacts/{cid}", json={"fields": {"plan": "gold"}})
+        api.request("PATCH", f"/api/v1/contacts/{cid}", json={"fields": {"plan": "gold"}})
     )
     await asyncio.sleep(0.05)  # the request reaches the server and finds the lock
     assert not patch.done()
@@ -236,7 +229,7 @@ async def test_concurrent_patches_and_replies_lose_nothing(api: Api) -> None:
         await store.enqueue(cid, event)
 
     async def patch(i: int) -> tuple[int, Any]:
-        return await call(api, "PATCH", f"/api/v1/contacts/{cid}", json={"fields": {f"k{i}": i}})
+        return await api.request("PATCH", f"/api/v1/contacts/{cid}", json={"fields": {f"k{i}": i}})
 
     results = await asyncio.gather(*(f(i) for i in range(n) for f in (reply, patch)))
     assert all(r[0] == 200 for r in results if r is not None)
@@ -256,14 +249,14 @@ async def test_delete_removes_everything(api: Api, redis: Redis) -> None:
     contact = await create(api, "console:del", name="Ana", groups=["G"])
     cid = contact["uuid"]
     other = await create(api, "console:keep", groups=["G"])
-    await call(api, "POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
+    await api.request("POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
 
     async def waiting() -> bool:
         return bool(await redis.zrange(TIMERS, 0, -1))
 
     await wait_for(waiting, what="the greeting run to wait")
     assert await contact_keys(redis, cid)
-    status, body = await call(api, "DELETE", f"/api/v1/contacts/{cid}")
+    status, body = await api.request("DELETE", f"/api/v1/contacts/{cid}")
     assert (status, body) == (200, {"deleted": cid})
     assert await contact_keys(redis, cid) == []
     assert await redis.get(urn_key("console:del")) is None
@@ -271,7 +264,7 @@ async def test_delete_removes_everything(api: Api, redis: Redis) -> None:
     gid = (await api.runtime.store.group_ids(["G"]))["G"]
     assert await redis.smembers(members_key(gid)) == {other["uuid"].encode()}
     assert len(await redis.zrange(CONTACTS, 0, -1)) == 1
-    status, body = await call(api, "GET", f"/api/v1/contacts/{cid}")
+    status, body = await api.request("GET", f"/api/v1/contacts/{cid}")
     assert_error(status, body, 404, "unknown_contact")
     # the URN is free again: a new contact
     assert (await create(api, "console:del"))["uuid"] != cid
@@ -281,49 +274,49 @@ async def test_delete_removes_everything(api: Api, redis: Redis) -> None:
 async def test_groups_lifecycle(api: Api, redis: Redis) -> None:
     a = (await create(api, "ext:a"))["uuid"]
     b = (await create(api, "whatsapp:+5511987650001"))["uuid"]
-    status, body = await call(api, "POST", "/api/v1/groups", json={"name": "Clientes"})
+    status, body = await api.request("POST", "/api/v1/groups", json={"name": "Clientes"})
     assert (status, body["name"], body["count"]) == (201, "Clientes", 0)
-    status, body = await call(api, "POST", "/api/v1/groups", json={"name": "Clientes"})
+    status, body = await api.request("POST", "/api/v1/groups", json={"name": "Clientes"})
     assert_error(status, body, 409, "group_exists")
-    status, body = await call(api, "POST", "/api/v1/groups", json={"name": " x"})
+    status, body = await api.request("POST", "/api/v1/groups", json={"name": " x"})
     assert_error(status, body, 400, "bad_request")
 
-    status, body = await call(
-        api, "POST", "/api/v1/groups/Clientes/members", json={"contacts": [a, MISSING]}
+    status, body = await api.request(
+        "POST", "/api/v1/groups/Clientes/members", json={"contacts": [a, MISSING]}
     )
     assert (status, body["added"]) == (200, 1)
     assert [e["code"] for e in body["errors"]] == ["unknown_contact"]
     urns = ["whatsapp:+55 11 98765-0001", "whatsapp:+5511987650002", "whatsapp:+55"]
-    status, body = await call(api, "POST", "/api/v1/groups/Clientes/members", json={"urns": urns})
+    status, body = await api.request("POST", "/api/v1/groups/Clientes/members", json={"urns": urns})
     assert (status, body["added"]) == (200, 2)  # b, and a new contact for ...0002
     assert [e["code"] for e in body["errors"]] == ["invalid_urn"]
     new = await api.runtime.store.contact_id_for_urn("whatsapp:+5511987650002")
     assert new is not None
 
-    status, body = await call(api, "GET", "/api/v1/groups")
+    status, body = await api.request("GET", "/api/v1/groups")
     assert [(g["name"], g["count"]) for g in body["groups"]] == [("Clientes", 3)]
     for cid in (a, b, new):
         assert (await api.runtime.store.get_contact(cid))["groups"] == ["Clientes"]  # type: ignore[index]
 
-    status, body = await call(
-        api, "DELETE", "/api/v1/groups/Clientes/members", json={"contacts": [b]}
+    status, body = await api.request(
+        "DELETE", "/api/v1/groups/Clientes/members", json={"contacts": [b]}
     )
     assert (status, body["removed"]) == (200, 1)
     assert (await api.runtime.store.get_contact(b))["groups"] == []  # type: ignore[index]
 
-    status, body = await call(api, "PATCH", "/api/v1/groups/Clientes", json={"name": "VIP"})
+    status, body = await api.request("PATCH", "/api/v1/groups/Clientes", json={"name": "VIP"})
     assert (status, body["name"]) == (200, "VIP")
     assert (await api.runtime.store.get_contact(a))["groups"] == ["VIP"]  # type: ignore[index]
-    status, body = await call(api, "GET", "/api/v1/groups")
+    status, body = await api.request("GET", "/api/v1/groups")
     assert [(g["name"], g["count"]) for g in body["groups"]] == [("VIP", 2)]
-    status, body = await call(api, "POST", "/api/v1/groups/Clientes/members", json={"urns": []})
+    status, body = await api.request("POST", "/api/v1/groups/Clientes/members", json={"urns": []})
     assert_error(status, body, 404, "unknown_group")
 
-    status, body = await call(api, "DELETE", "/api/v1/groups/VIP")
+    status, body = await api.request("DELETE", "/api/v1/groups/VIP")
     assert (status, body) == (200, {"deleted": "VIP"})
     assert (await api.runtime.store.get_contact(a))["groups"] == []  # type: ignore[index]
     assert [k async for k in redis.scan_iter(match="chasqui:group:*")] == []
-    status, body = await call(api, "GET", "/api/v1/groups")
+    status, body = await api.request("GET", "/api/v1/groups")
     assert body == {"groups": []}
 
 
@@ -331,7 +324,7 @@ async def test_flow_nodes_keep_group_sets_in_step(api: Api, redis: Redis) -> Non
     (api.flows / "groups.yaml").write_text(GROUPS_FLOW, encoding="utf-8")
     api.runtime.load_flows()
     cid = (await create(api, "console:g", groups=["Old"]))["uuid"]
-    status, _ = await call(api, "POST", f"/api/v1/contacts/{cid}/start", json={"flow": "groups"})
+    status, _ = await api.request("POST", f"/api/v1/contacts/{cid}/start", json={"flow": "groups"})
     assert status == 202
 
     async def done() -> bool:
@@ -340,10 +333,10 @@ async def test_flow_nodes_keep_group_sets_in_step(api: Api, redis: Redis) -> Non
     await wait_for(done, what="the groups flow to complete")
     contact = await api.runtime.store.get_contact(cid)
     assert contact is not None and contact["groups"] == ["Old", "VIP"]
-    status, body = await call(api, "GET", "/api/v1/groups")
+    status, body = await api.request("GET", "/api/v1/groups")
     counts = {g["name"]: g["count"] for g in body["groups"]}
     assert counts == {"Old": 1, "VIP": 1}  # Beta: added then removed in one sprint, net nothing
-    status, body = await call(api, "GET", "/api/v1/contacts", params={"group": "VIP"})
+    status, body = await api.request("GET", "/api/v1/contacts", params={"group": "VIP"})
     assert [c["uuid"] for c in body["contacts"]] == [cid]
 
 
@@ -361,8 +354,8 @@ ext:crm-1,Dora,,Lima,
 
 async def post_csv(api: Api, text: str, **params: str) -> tuple[int, Any]:
     headers = {**AUTH, "Content-Type": "text/csv"}
-    return await call(
-        api, "POST", "/api/v1/contacts/import", data=text.encode(), headers=headers, params=params
+    return await api.request(
+        "POST", "/api/v1/contacts/import", data=text.encode(), headers=headers, params=params
     )
 
 
@@ -377,7 +370,7 @@ async def test_import_reports_rows_and_is_idempotent(api: Api, redis: Redis) -> 
     assert bruno is not None
     assert (bruno["name"], bruno["language"]) == ('Bruno "B"\nSilva', "es")
     assert bruno["groups"] == ["Imported", "Clientes"]
-    status, groups = await call(api, "GET", "/api/v1/groups")
+    status, groups = await api.request("GET", "/api/v1/groups")
     counts = {g["name"]: g["count"] for g in groups["groups"]}
     assert counts == {"Imported": 3, "Clientes": 2, "VIP": 1}
     keys_before = await redis.dbsize()
@@ -385,15 +378,15 @@ async def test_import_reports_rows_and_is_idempotent(api: Api, redis: Redis) -> 
     # again, as a multipart upload, with one change: updates, no new contacts or members
     form = aiohttp.FormData()
     form.add_field("file", CSV.replace("Dora", "Dora D"), filename="c.csv")
-    status, body = await call(
-        api, "POST", "/api/v1/contacts/import", data=form, params={"group": "Imported"}
+    status, body = await api.request(
+        "POST", "/api/v1/contacts/import", data=form, params={"group": "Imported"}
     )
     assert status == 200, body
     assert (body["rows"], body["created"], body["updated"], body["failed"]) == (5, 0, 3, 2)
     assert await redis.dbsize() == keys_before
-    status, groups = await call(api, "GET", "/api/v1/groups")
+    status, groups = await api.request("GET", "/api/v1/groups")
     assert {g["name"]: g["count"] for g in groups["groups"]} == counts
-    status, dora = await call(api, "GET", "/api/v1/contacts", params={"urn": "ext:crm-1"})
+    status, dora = await api.request("GET", "/api/v1/contacts", params={"urn": "ext:crm-1"})
     assert (dora["name"], dora["fields"]) == ("Dora D", {"city": "Lima"})
 
 
@@ -463,7 +456,7 @@ def test_stop_words_from_the_config(tmp_path: Path) -> None:
 async def test_opt_out_interrupts_confirms_once_and_opt_in(api: Api) -> None:
     store = api.runtime.store
     cid = (await create(api, "console:o", name="Ana", language="pt"))["uuid"]
-    await call(api, "POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
+    await api.request("POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
 
     async def outbound() -> list[dict[str, Any]]:
         return [m for m in await store.messages(cid) if m["direction"] == "out"]
@@ -483,7 +476,7 @@ async def test_opt_out_interrupts_confirms_once_and_opt_in(api: Api) -> None:
 
     # again: recorded, not confirmed twice; a start's send fails as contact_opted_out
     await store.enqueue(cid, {"type": "reply", "text": "stop", "channel": "console", "at": 2})
-    await call(api, "POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
+    await api.request("POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
     out = await wait_for(lambda: sent(3), what="the refused greeting")
     assert out[2]["error"] == {"code": "contact_opted_out"}
     inbound = [m for m in await store.messages(cid) if m["direction"] == "in"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,12 @@ from redis.asyncio import Redis
 
 from bot.engine.sprint import Limits
 from bot.flow.files import FlowError, parse_flow
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
-    yield b
-    await b.close()
+async def bot(make_bot: MakeBot) -> Bot:
+    return await make_bot()
 
 
 # -- routing -----------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ CTX: dict[str, Any] = {
         "coupon": None,
         "customer": {"address": {"street": "Av. Sol 123"}},
         "items": [{"name": "pan", "qty": 2}, {"name": "leche", "qty": 1}],
+        "año": 2024,
+        "नाम": "राम",
+        "dirección": {"número": "12"},
     },
     "run": {"uuid": "run-1"},
     "now": datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC),
@@ -76,6 +79,12 @@ RENDER_CASES: list[tuple[str, str]] = [
     ("@webhook.total @webhook.count @webhook.paid [@webhook.coupon]", "12.5 3 true []"),
     ("@webhook.items.0", '{"name": "pan", "qty": 2}'),
     ("@run.uuid", "run-1"),
+    # names in any script: letters and marks beyond ASCII are part of the name
+    ("@webhook.año", "2024"),
+    ("@(webhook.año)", "2024"),
+    ("@(webhook.año + 1) @webhook.dirección.número.", "2025 12."),
+    ("@webhook.नाम @(webhook.नाम)", "राम राम"),
+    ("@contactó @webhookś", "@contactó @webhookś"),  # not one of the top names
     # surrounding text, @@ and things that are not references
     ("Hola @contact.first_name, tu pedido @fields.order_id.", "Hola Ana, tu pedido A-17."),
     ("Hola @contact.name.", "Hola Ana María Quispe."),
@@ -138,6 +147,12 @@ RENDER_CASES: list[tuple[str, str]] = [
     ),
     ("@(now())", "2024-03-05T14:07:09+00:00"),
     ('@(format_date(now(), "DD/MM hh:mm"))', "05/03 14:07"),
+    (
+        '@(format_date("2024-03-05", "YYYYMMDD")) @(format_date(now(), "hh:mm:ss"))',
+        "20240305 14:07:09",
+    ),
+    # a format that is not a literal is read when rendering: an unknown token is an error
+    ('[@(format_date("2024-03-05", fields.city))]', "[]"),
     # nesting
     ('@(upper(default(fields.nick, title(fields.city))) & "!")', "CUSCO!"),
     ('@(if(length(contact.first_name) = 3, upper("yes"), "no"))', "YES"),
@@ -215,6 +230,21 @@ def test_now_defaults_to_current_utc_time() -> None:
         ("Hi @contact.__class__", "names may not start with '_': '__class__'", 12),
         ("@webhook.items.0._secret", "names may not start with '_': '_secret'", 17),
         ("@(_x)", "unknown name '_x'", 2),
+        (
+            '@(format_date(now(), "YYYYYYY"))',
+            "format_date(): unknown token 'YYYYYYY' in 'YYYYYYY' (tokens: YYYY YY MM DD hh mm ss)",
+            21,
+        ),
+        (
+            '@(format_date(now(), "D/M/YYYY"))',
+            "format_date(): unknown token 'D' in 'D/M/YYYY' (tokens: YYYY YY MM DD hh mm ss)",
+            21,
+        ),
+        (
+            '@(format_date(now(), "DD de MM"))',
+            "format_date(): unknown token 'd' in 'DD de MM' (tokens: YYYY YY MM DD hh mm ss)",
+            21,
+        ),
     ],
 )
 def test_compile_errors(text: str, message: str, position: int) -> None:

@@ -3,18 +3,15 @@ and that deleting a contact or trimming its history takes its runs out of the in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from bot.engine import stats as flowstats
 from bot.store import dumps
 from bot.store import work as store_module
 from bot.store.keys import OPEN, flow_runs_key, flow_stats_key
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 SURVEY = """
 expire_after: 2h
@@ -39,11 +36,10 @@ nodes:
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
+async def bot(make_bot: MakeBot) -> Bot:
+    b = await make_bot()
     b.write("survey", SURVEY)
-    yield b
-    await b.close()
+    return b
 
 
 async def stats(bot: Bot, flow: str = "survey") -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """What the server refuses at its doors: JSON it cannot hold, media ids that are paths, webhook
 addresses that hide an internal IPv4 inside IPv6 (issue #9, "Files and input").
 
-HTTP tests run the real app over loopback (the ``api`` fixture of test_server, the ``wa`` one of
-test_whatsapp_channel); the address guard and the JSON loader are also checked on their own.
+HTTP tests run the real app over loopback (the ``api`` and ``wa`` fixtures of tests/conftest.py);
+the address guard and the JSON loader are also checked on their own.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from hypothesis import strategies as st
 from bot.core.jsonin import loads
 from bot.work.webhook_calls import WebhookCaller, _public
 from channels.whatsapp.sandbox import encode
-from tests.test_server import AUTH, MAX_BODY, Api, api, assert_error, new_contact
-from tests.test_whatsapp_channel import ANA, PNID, WA, make_wa, wa
-from tests.test_whatsapp_channel import AUTH as WA_AUTH
-
-__all__ = ["api", "make_wa", "wa"]  # fixtures, imported for their side effect
+from tests.support.api import AUTH, MAX_BODY, Api, assert_error, new_contact
+from tests.support.whatsapp import ANA, PNID, WA
+from tests.support.whatsapp import AUTH as WA_AUTH
 
 DEEP = "[" * 100_000
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,14 @@ from redis.asyncio import Redis
 
 from bot.engine.sprint import Route
 from bot.work.webhook_calls import WebhookCaller
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows", channel_names=("cap", "alt")).setup()
-    yield b
-    await b.close()
+async def bot(make_bot: MakeBot) -> Bot:
+    return await make_bot(channel_names=("cap", "alt"))
 
 
 # -- send_message ----------------------------------------------------------------------------
@@ -292,7 +289,7 @@ async def test_split_on_fields_and_results(bot: Bot) -> None:
 # -- call_webhook ------------------------------------------------------------------------------
 
 
-class Api:
+class OrderService:
     """A small HTTP service on loopback, counting the calls it gets."""
 
     def __init__(self) -> None:
@@ -348,7 +345,7 @@ async def _webhook_run(bot: Bot, server: TestServer, path: str) -> str:
 async def test_call_webhook_success_feeds_next_message(
     bot: Bot, aiohttp_server: AiohttpServer
 ) -> None:
-    api = Api()
+    api = OrderService()
     server = await aiohttp_server(api.app)
     cid = await _webhook_run(bot, server, "/order/@fields.order_id")
     assert api.calls == [("POST", "/order/A-9", "k-A-9", '{"order": "A-9"}')]
@@ -361,7 +358,7 @@ async def test_call_webhook_success_feeds_next_message(
 
 
 async def test_call_webhook_500_takes_on_failure(bot: Bot, aiohttp_server: AiohttpServer) -> None:
-    api = Api()
+    api = OrderService()
     server = await aiohttp_server(api.app)
     cid = await _webhook_run(bot, server, "/broken")
     assert len(api.calls) == 1
@@ -373,7 +370,7 @@ async def test_call_webhook_500_takes_on_failure(bot: Bot, aiohttp_server: Aioht
 async def test_call_webhook_timeout_takes_on_failure(
     bot: Bot, aiohttp_server: AiohttpServer
 ) -> None:
-    api = Api()
+    api = OrderService()
     server = await aiohttp_server(api.app)
     cid = await _webhook_run(bot, server, "/slow")
     assert len(api.calls) == 1
@@ -386,7 +383,7 @@ async def test_call_webhook_timeout_takes_on_failure(
 async def test_call_webhook_refuses_private_address(
     redis: Redis, tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    api = Api()
+    api = OrderService()
     server = await aiohttp_server(api.app)
     guarded = await Bot(
         redis, tmp_path / "flows", webhooks=WebhookCaller(allow_private=False)
@@ -498,7 +495,7 @@ async def test_webhook_guard_checks_the_addresses_it_connects_to(
 ) -> None:
     """A host name goes through the connector's resolver, which refuses private addresses:
     the check is made on the addresses used for the connection (no DNS rebinding window)."""
-    api = Api()
+    api = OrderService()
     server = await aiohttp_server(api.app)
     caller = WebhookCaller(allow_private=False)
     try:

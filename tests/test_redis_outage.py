@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from bot.store.embedded import EmbeddedValkey
-from tests.test_serve_processes import free_port
+from tests.support.serve import free_port
+from tests.support.waiting import until
 
 FLOW = """
 nodes:
@@ -67,16 +68,6 @@ def import_csv(url: str, rows: str) -> dict:  # type: ignore[type-arg]
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return dict(json.loads(response.read()))
-
-
-def until(check, what: str, timeout: float = 20):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_the_server_rides_out_a_redis_outage(tmp_path: Path) -> None:

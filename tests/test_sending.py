@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.store.keys import SENDQ, TIMERS, contact_key
 from channels.protocol import SendResult
-from tests.harness import Bot, CapturingChannel
+from tests.support.harness import Bot, CapturingChannel, MakeBot
 
 FLOW = """
 nodes:
@@ -44,14 +41,12 @@ class FlakyChannel(CapturingChannel):
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
-    flaky = FlakyChannel("cap", b.store)
-    b.channels["cap"] = flaky
+async def bot(make_bot: MakeBot) -> Bot:
+    b = await make_bot()
+    b.channels["cap"] = FlakyChannel("cap", b.store)
     b.worker = b.new_worker()
     b.write("two", FLOW)
-    yield b
-    await b.close()
+    return b
 
 
 async def test_a_retry_holds_the_contacts_line_until_its_timer(bot: Bot) -> None:

@@ -6,90 +6,22 @@ from a temporary folder. Every error is JSON with a stable code; nothing answers
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
-from redis.asyncio import Redis
 
-from bot.api.app import create_app
-from bot.core.config import Config
-from bot.work.runtime import Runtime
-
-TOKEN = "s3cret-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MAX_BODY = 2048
-
-GREETING = """\
-name: Greeting
-language: es
-nodes:
-  - id: hello
-    send_message: {text: "Hola @contact.first_name"}
-    next: ask
-  - id: ask
-    wait_for_reply:
-      result: answer
-      cases: [{has_text: true, category: Any, next: bye}]
-  - id: bye
-    send_message: {text: Chau}
-"""
-
-Client = TestClient[web.Request, web.Application]
-ClientFactory = Callable[[web.Application], Awaitable[Client]]
-
-
-class Api:
-    """A started app, its runtime, and an HTTP client for it."""
-
-    def __init__(self, client: Client, runtime: Runtime, flows: Path) -> None:
-        self.client, self.runtime, self.flows = client, runtime, flows
-
-    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.client.get(path, headers=AUTH, **kwargs) as resp:
-            return resp.status, await resp.json()
-
-    async def post(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.client.post(path, headers=kwargs.pop("headers", AUTH), **kwargs) as resp:
-            return resp.status, await resp.json()
-
-
-@pytest.fixture
-async def api(aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path) -> Api:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "greeting.yaml").write_text(GREETING, encoding="utf-8")
-    config = Config.model_validate(
-        {
-            "server": {"admin_token": TOKEN, "max_body_bytes": MAX_BODY},
-            "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
-            "flows": {"path": str(flows)},
-            "channels": {"console": {"type": "console"}},
-            "base_dir": str(tmp_path),
-        }
-    )
-    runtime = Runtime(config)
-    client = await aiohttp_client(create_app(config, runtime))
-    return Api(client, runtime, flows)
-
-
-async def new_contact(api: Api, urn: str = "console:x", name: str = "Ana Souza") -> str:
-    contact, created = await api.runtime.store.contact_for_urn(urn, name)
-    assert created
-    return str(contact["uuid"])
-
-
-def assert_error(status: int, body: Any, expected_status: int, code: str) -> None:
-    assert status == expected_status, body
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert "Traceback" not in str(body)
+from tests.support.api import (
+    AUTH,
+    GREETING,
+    MAX_BODY,
+    TOKEN,
+    Api,
+    MakeApi,
+    assert_error,
+    new_contact,
+)
+from tests.support.waiting import wait_for
 
 
 async def test_healthz_needs_no_token_and_checks_redis(api: Api) -> None:
@@ -238,20 +170,6 @@ async def test_unknown_routes_and_methods(api: Api) -> None:
     assert_error(status, body, 405, "method_not_allowed")
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[Any]], deadline: float = 5.0, what: str = "condition"
-) -> Any:
-    """Poll ``check`` until it returns something truthy; the worker runs in the app."""
-    give_up = time.monotonic() + deadline
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_start_a_contact_end_to_end(api: Api) -> None:
     cid = await new_contact(api, "console:x", "Ana Souza")
     status, body = await api.post(
@@ -283,26 +201,13 @@ async def test_start_a_contact_end_to_end(api: Api) -> None:
 
 
 @pytest.fixture
-async def broken_api(
-    aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path
-) -> Api:
+async def broken_api(make_api: MakeApi) -> Api:
     """An app with one extra route that fails the way a handler bug would."""
-    config = Config.model_validate(
-        {
-            "server": {"admin_token": TOKEN},
-            "redis": {"url": valkey_url},
-            "flows": {"path": str(tmp_path)},
-            "base_dir": str(tmp_path),
-        }
-    )
-    runtime = Runtime(config)
-    app = create_app(config, runtime)
 
     async def buggy(request: web.Request) -> web.Response:
         raise KeyError("secret-internal-detail")
 
-    app.router.add_get("/api/v1/buggy", buggy)
-    return Api(await aiohttp_client(app), runtime, tmp_path)
+    return await make_api(app_hook=lambda app: app.router.add_get("/api/v1/buggy", buggy))
 
 
 async def test_a_handler_bug_is_a_json_500_without_a_stack_trace(

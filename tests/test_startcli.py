@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.test_serve_processes import free_port
+from tests.support.serve import BEARER, Served, free_port, write_toml
 
 FLOW = "nodes:\n  - id: hi\n    send_message: {text: 'hola @contact.name'}\n"
 
@@ -17,23 +15,16 @@ def test_start_sends_a_flow_and_follows_it_to_the_end(tmp_path: Path, valkey_url
     port = free_port()
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "hi.yaml").write_text(FLOW)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[server]\nport = {port}\nadmin_token = "t"\n[redis]\nurl = "{valkey_url}"\n'
-        '[channels.console]\ntype = "console"\n'
+    config = write_toml(
+        tmp_path / "config.toml",
+        {
+            "server": {"port": port, "admin_token": BEARER},
+            "redis": {"url": valkey_url},
+            "channels": {"console": {"type": "console"}},
+        },
     )
-    cli = [sys.executable, "-m", "bot.cli", "--config", str(config)]
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen([*cli, "serve"], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.1)
+    with Served(config, port, tmp_path / "serve.log") as served:
+        cli = served.cli
         result = subprocess.run(
             [*cli, "start", "hi", "--urn", "console:ana", "--urn", "console:bruno"],
             capture_output=True,
@@ -54,10 +45,6 @@ def test_start_sends_a_flow_and_follows_it_to_the_end(tmp_path: Path, valkey_url
             timeout=60,
         )
         assert bad.returncode == 1 and "error: unknown_flow" in bad.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_start_says_when_no_server_answers(tmp_path: Path, valkey_url: str) -> None:

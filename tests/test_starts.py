@@ -4,30 +4,18 @@ deterministically (no sleeps): the same ``Worker`` and ``Starter`` code does the
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from redis.asyncio import Redis
 
-from bot.api.app import create_app
-from bot.core.clock import Clock, ManualClock
-from bot.core.config import Config
-from bot.store import Store
+from bot.core.clock import ManualClock
 from bot.store.keys import READY, STARTS_DUE, contact_key, start_key
-from bot.work.runtime import Runtime
-from bot.work.starts import Starter, StartSettings
-from bot.work.worker import Worker
-
-TOKEN = "starts-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from bot.work.starts import StartSettings
+from tests.support.api import AUTH, Api, MakeApi
+from tests.support.waiting import wait_for
 
 PROMO = """\
 name: Promo
@@ -56,83 +44,13 @@ nodes:
     send_message: {text: ok}
 """
 
-Client = TestClient[web.Request, web.Application]
-ClientFactory = Callable[[web.Application], Awaitable[Client]]
-
-
-class Api:
-    def __init__(self, client: Client, runtime: Runtime) -> None:
-        self.client, self.runtime = client, runtime
-        assert runtime.worker is not None
-        self.worker: Worker = runtime.worker
-        self.starter: Starter = runtime.worker.starter
-        self.store: Store = runtime.store
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.client.get(path, headers=AUTH) as resp:
-            return resp.status, await resp.json()
-
-    async def post(self, path: str, body: Any = None, **headers: str) -> tuple[int, Any]:
-        data = body if isinstance(body, str) else json.dumps(body or {})
-        async with self.client.post(path, data=data, headers={**AUTH, **headers}) as resp:
-            return resp.status, await resp.json()
-
-    async def drain_events(self) -> None:
-        while True:
-            entries = await self.store.read_ready("t", 200, None)
-            sends = await self.store.read_sendq("t", 200, None)
-            if not entries and not sends:
-                return
-            if entries:
-                await self.worker.process(entries)
-            if sends:
-                await self.worker.send(sends)
-
-    async def drain(self) -> None:
-        """Events and sends, then one chunk of a start, again, until nothing is left."""
-        while True:
-            await self.drain_events()
-            await self.starter.move_due()
-            entries = await self.starter.read("t", None)
-            if not entries:
-                await self.drain_events()
-                return
-            for eid, sid in entries:
-                await self.starter.handle(eid, sid)
-
-
-async def make_api(
-    aiohttp_client: ClientFactory,
-    valkey_url: str,
-    tmp_path: Path,
-    clock: Clock | None = None,
-    *,
-    drive: bool = True,
-) -> Api:
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "promo.yaml").write_text(PROMO, encoding="utf-8")
-    (flows / "other.yaml").write_text(OTHER, encoding="utf-8")
-    config = Config.model_validate(
-        {
-            "server": {"admin_token": TOKEN},
-            "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
-            "flows": {"path": str(flows)},
-            "channels": {"console": {"type": "console"}},
-            "base_dir": str(tmp_path),
-        }
-    )
-    runtime = Runtime(config, clock)
-    client = await aiohttp_client(create_app(config, runtime))
-    api = Api(client, runtime)
-    if drive:
-        await api.worker.stop()  # the test drives the same worker itself
-    return api
+FLOWS = {"promo": PROMO, "other": OTHER}
 
 
 @pytest.fixture
-async def api(aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path) -> Api:
-    return await make_api(aiohttp_client, valkey_url, tmp_path)
+async def api(make_api: MakeApi) -> Api:
+    """The app on the promo and other flows; the test drives its worker and starter."""
+    return await make_api(FLOWS, drive=True)
 
 
 async def make_group(
@@ -304,8 +222,8 @@ async def test_cancel_stops_what_was_not_queued(api: Api) -> None:
 
 async def test_idempotency_key_urns_and_listing(api: Api) -> None:
     body = {"flow": "promo", "urns": ["console:new-1", "console:new-2"]}
-    s1, first = await api.post("/api/v1/starts", body, **{"Idempotency-Key": "abc"})
-    s2, second = await api.post("/api/v1/starts", body, **{"Idempotency-Key": "abc"})
+    s1, first = await api.post("/api/v1/starts", body, headers={**AUTH, "Idempotency-Key": "abc"})
+    s2, second = await api.post("/api/v1/starts", body, headers={**AUTH, "Idempotency-Key": "abc"})
     assert (s1, s2) == (202, 200) and first["uuid"] == second["uuid"]
     s3, other = await api.post("/api/v1/starts", {"flow": "other", "urns": ["console:new-1"]})
     assert s3 == 202
@@ -417,13 +335,11 @@ async def test_opening_template_and_spread(api: Api, tmp_path: Path) -> None:
     assert await api.store.redis.llen(contact_key("x", "q")) == 0
 
 
-async def test_spread_over_paces_chunks_on_the_clock_without_drift(
-    aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path
-) -> None:
+async def test_spread_over_paces_chunks_on_the_clock_without_drift(make_api: MakeApi) -> None:
     """30 contacts over 10 s: 3 a chunk, a chunk a second from the moment it began -- none
     early; and a late wake-up catches up instead of pushing the end later."""
     clock = ManualClock()
-    api = await make_api(aiohttp_client, valkey_url, tmp_path, clock)
+    api = await make_api(FLOWS, clock=clock, drive=True)
     await make_group(api, "g", 30)
     _status, start = await api.post(
         "/api/v1/starts", {"flow": "promo", "groups": ["g"], "spread_over": "10s"}
@@ -454,20 +370,16 @@ async def test_spread_over_paces_chunks_on_the_clock_without_drift(
     assert body["counts"]["started"] == 30
 
 
-async def test_the_serve_loop_expands_a_start(
-    aiohttp_client: ClientFactory, valkey_url: str, redis: Redis, tmp_path: Path
-) -> None:
+async def test_the_serve_loop_expands_a_start(make_api: MakeApi) -> None:
     """Without the test driving: the worker's own start loop takes the start to completed."""
-    api = await make_api(aiohttp_client, valkey_url, tmp_path, drive=False)
+    api = await make_api(FLOWS)
     await make_group(api, "g", 50)
     status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
     assert status == 202
-    deadline = time.monotonic() + 10
-    done: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+
+    async def completed() -> dict[str, Any]:
         _, done = await api.get(f"/api/v1/starts/{start['uuid']}")
-        if done["status"] == "completed" and done["messages"]["sent"] == 50:
-            break
-        await asyncio.sleep(0.05)
-    assert done["status"] == "completed"
+        return done if done["status"] == "completed" and done["messages"]["sent"] == 50 else {}
+
+    done = await wait_for(completed, timeout=10, what="the start to complete")
     assert done["counts"]["started"] == 50 and done["messages"]["sent"] == 50

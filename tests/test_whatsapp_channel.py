@@ -16,37 +16,34 @@ the worker's timer loop does a minute later, so the retry goes through the real 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 
-from bot.api.app import create_app
-from bot.core.config import Config
-from bot.work.runtime import Runtime
-from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, encode, sign
+from channels.whatsapp.sandbox import encode, sign
 from channels.whatsapp.sandbox.errors import TITLES
+from tests.support.waiting import wait_for
+from tests.support.whatsapp import (
+    ANA,
+    AUTH,
+    DISPLAY,
+    PNID,
+    SECRET,
+    VERIFY,
+    WA,
+    WABA,
+    WEBHOOK,
+    MakeWA,
+)
 
-ADMIN = "e2e-admin-token"
-AUTH = {"Authorization": f"Bearer {ADMIN}"}
-PNID = "318207746650091"
-WABA = "230918475512034"
-DISPLAY = "15550142200"
-ACCESS = "sandbox-token"
-SECRET = "sandbox-app-secret"
-VERIFY = "sandbox-verify-token"
-ANA, BRUNO, CARLA = "51987650123", "5511987650456", "51912345678"
+BRUNO, CARLA = "5511987650456", "51912345678"
 BSUID = "PE.40718236650194827731"
-WEBHOOK = "/webhooks/whatsapp/whatsapp"
 LATER = 3600.0  # status delays of a separate sandbox: they only come with /_fake/flush
 REPO_FLOWS = Path(__file__).resolve().parent.parent / "flows"
 
@@ -217,201 +214,10 @@ FLOWS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class WA:
-    """A running Chasqui with a WhatsApp channel, its sandbox, and an HTTP client for both."""
-
-    def __init__(
-        self, session: aiohttp.ClientSession, runtime: Runtime, base: str, sandbox: str
-    ) -> None:
-        self.http, self.runtime, self.base, self.sandbox = session, runtime, base, sandbox
-
-    # -- the admin API -------------------------------------------------------------------------
-    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with self.http.request(method, self.base + path, json=body, headers=AUTH) as r:
-            return r.status, await r.json()
-
-    async def contact(self, name: str, phone: str = ANA, **fields: str) -> str:
-        status, body = await self.api(
-            "POST",
-            "/api/v1/contacts",
-            {"urn": f"whatsapp:+{phone}", "name": name, "fields": fields},
-        )
-        assert status == 201, body
-        return str(body["uuid"])
-
-    async def find(self, urn: str) -> dict[str, Any]:
-        status, body = await self.api("GET", f"/api/v1/contacts?urn={urn.replace('+', '%2B')}")
-        assert status == 200, body
-        return dict(body)
-
-    async def start(self, cid: str, flow: str, **params: str) -> None:
-        status, body = await self.api(
-            "POST", f"/api/v1/contacts/{cid}/start", {"flow": flow, "params": params}
-        )
-        assert status == 202, body
-
-    async def messages(self, cid: str, direction: str | None = None) -> list[dict[str, Any]]:
-        status, body = await self.api("GET", f"/api/v1/contacts/{cid}/messages")
-        assert status == 200, body
-        return [m for m in body["messages"] if direction is None or m["direction"] == direction]
-
-    async def runs(self, cid: str) -> list[dict[str, Any]]:
-        """The contact's runs, the active one first."""
-        status, body = await self.api("GET", f"/api/v1/contacts/{cid}/runs")
-        assert status == 200, body
-        return list(body["runs"])
-
-    async def run(self, cid: str) -> dict[str, Any]:
-        return (await self.runs(cid))[0]
-
-    async def sync_templates(self) -> int:
-        status, body = await self.api("POST", "/api/v1/templates/sync")
-        assert status == 200, body
-        return int(body["synced"]["whatsapp"]["templates"])
-
-    # -- the sandbox ---------------------------------------------------------------------------
-    async def fake(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.http.request(method, f"{self.sandbox}/_fake/{path}", json=body) as r:
-            assert r.status == 200, await r.text()
-            return await r.json()
-
-    async def inbound(self, **spec: Any) -> str:
-        """A user message through the sandbox; Chasqui must have accepted it (200)."""
-        answer = await self.fake("POST", "inbound", {"from": ANA, "name": "Ana Quispe", **spec})
-        assert answer["delivery"]["status"] == 200, answer
-        return str(answer["id"])
-
-    async def sent(self, query: str = "") -> list[dict[str, Any]]:
-        return list((await self.fake("GET", f"sent{query}"))["data"])
-
-    async def flush(self) -> None:
-        await self.fake("POST", "flush")
-
-    # -- Chasqui's webhook endpoint, raw ---------------------------------------------------------
-    async def post_webhook(
-        self, raw: bytes | Any, signature: str | None = "sign", **kwargs: Any
-    ) -> tuple[int, str]:
-        headers = {"Content-Type": "application/json"}
-        if signature == "sign":
-            signature = sign(raw, SECRET) if isinstance(raw, bytes) else None
-        if signature is not None:
-            headers["X-Hub-Signature-256"] = signature
-        async with self.http.post(self.base + WEBHOOK, data=raw, headers=headers, **kwargs) as r:
-            return r.status, await r.text()
-
-    # -- waiting ---------------------------------------------------------------------------------
-    async def until(
-        self, check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 5
-    ) -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = await check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; last saw {value!r}")
-            await asyncio.sleep(0.02)
-
-    async def settled(self, cid: str, outgoing: int, status: str = "sent") -> list[dict[str, Any]]:
-        """Wait until the contact has ``outgoing`` messages out, all at least ``status``."""
-        rank = ["queued", "sent", "delivered", "read"]
-
-        async def check() -> list[dict[str, Any]]:
-            out = await self.messages(cid, "out")
-            done = len(out) == outgoing and all(
-                m["status"] == "failed" or rank.index(m["status"]) >= rank.index(status)
-                for m in out
-            )
-            return out if done else []
-
-        return await self.until(check, f"{outgoing} messages {status}")
-
-    async def fire_retries(self, cid: str, attempts: int) -> None:
-        """Once the contact's message has failed ``attempts`` times and waits on its retry
-        timer, make the timer due now (as the timer loop would at retry_at)."""
-
-        async def waiting() -> bool:
-            out = await self.messages(cid, "out")
-            return any(m.get("attempts", 0) >= attempts and m.get("retry_at") for m in out)
-
-        await self.until(waiting, f"a retry after attempt {attempts}")
-        await self.runtime.store.fire_timers(time.time() + 60)
-
-
-Factory = Callable[..., Awaitable[WA]]
-
-
 @pytest.fixture
-async def make_wa(
-    aiohttp_server: AiohttpServer, valkey_url: str, redis: Redis, tmp_path: Path
-) -> AsyncIterator[Factory]:
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def make(separate_sandbox: dict[str, Any] | None = None, **channel_options: Any) -> WA:
-        """Chasqui on its sandbox; ``separate_sandbox``: SandboxConfig options for a sandbox
-        app on its own port instead of the mounted one."""
-        flows = tmp_path / "flows"
-        flows.mkdir()
-        for name, text in FLOWS.items():
-            (flows / f"{name}.yaml").write_text(text, encoding="utf-8")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        graph_url, sandbox_url = "sandbox", f"{base}/_sandbox/whatsapp"
-        if separate_sandbox is not None:
-            sandbox_port = free_port()
-            sandbox_config = SandboxConfig(
-                app_secret=SECRET,
-                verify_token=VERIFY,
-                access_tokens={ACCESS},
-                waba_id=WABA,
-                numbers=[SandboxNumber(PNID, DISPLAY, base + WEBHOOK)],
-                **separate_sandbox,
-            )
-            await aiohttp_server(create_sandbox_app(sandbox_config), port=sandbox_port)
-            graph_url = sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        config = Config.model_validate(
-            {
-                "server": {"host": "127.0.0.1", "port": port, "admin_token": ADMIN},
-                "redis": {"url": valkey_url, "data_dir": str(tmp_path / "var")},
-                "flows": {"path": str(flows)},
-                "channels": {
-                    "whatsapp": {
-                        "type": "whatsapp",
-                        "graph_url": graph_url,
-                        "phone_number_id": PNID,
-                        "waba_id": WABA,
-                        "display_phone_number": DISPLAY,
-                        "access_token": ACCESS,
-                        "app_secret": SECRET,
-                        "verify_token": VERIFY,
-                        "max_mps": 0,
-                        **channel_options,
-                    }
-                },
-                "base_dir": str(tmp_path),
-            }
-        )
-        runtime = Runtime(config)
-        await aiohttp_server(create_app(config, runtime), port=port)
-        session = aiohttp.ClientSession()
-        sessions.append(session)
-        return WA(session, runtime, base, sandbox_url)
-
-    yield make
-    for session in sessions:
-        await session.close()
-
-
-@pytest.fixture
-async def wa(make_wa: Factory) -> WA:
-    return await make_wa()
+def wa_flows() -> dict[str, str]:
+    """The flows the ``make_wa`` fixture (tests/conftest.py) serves in these tests."""
+    return FLOWS
 
 
 def graph_body(record: dict[str, Any]) -> dict[str, Any]:
@@ -564,7 +370,7 @@ async def test_button_and_list_replies_match_cases_by_their_id(wa: WA) -> None:
 async def test_every_inbound_type_is_recorded_and_only_replies_are_answered(wa: WA) -> None:
     cid = await wa.contact("Ana Quispe")
     await wa.start(cid, "inbox")
-    await wa.until(lambda: wa.runs(cid), "the inbox run")
+    await wait_for(lambda: wa.runs(cid), "the inbox run")
     ids = [await wa.inbound(text="hola")]
     await wa.settled(cid, 1)
     ok_wamid = (await wa.sent())[-1]["response"]["messages"][0]["id"]
@@ -597,7 +403,7 @@ async def test_every_inbound_type_is_recorded_and_only_replies_are_answered(wa: 
         got = await wa.messages(cid, "in")
         return got if len(got) == len(ids) else []
 
-    inbound = await wa.until(all_in, "every inbound message")
+    inbound = await wait_for(all_in, "every inbound message")
     await wa.settled(cid, answered)
     assert [m["external_id"] for m in inbound] == ids
     assert [m["msg_type"] for m in inbound] == ["text"] + [s["type"] for s in specs]
@@ -669,7 +475,7 @@ async def test_batched_webhook_bsuid_only_sender_and_profile_names(wa: WA) -> No
             got = [m["text"] for m in await wa.messages(body["uuid"], "in")]
             return got if len(got) == count else []
 
-        return await wa.until(check, f"messages of {phone}")
+        return await wait_for(check, f"messages of {phone}")
 
     assert await texts_of(ANA, 1) == ["uno"]
     assert await texts_of(BRUNO, 1) == ["dos"]
@@ -687,10 +493,10 @@ async def test_batched_webhook_bsuid_only_sender_and_profile_names(wa: WA) -> No
         status, body = await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:bsuid:{BSUID}")
         return body if status == 200 else None
 
-    contact = await wa.until(bsuid_contact, "the BSUID contact")
+    contact = await wait_for(bsuid_contact, "the BSUID contact")
     assert contact["urns"] == [f"whatsapp:bsuid:{BSUID}"]
     assert contact["name"] == "Ana Q."
-    (message,) = await wa.until(lambda: wa.messages(contact["uuid"], "in"), "its message")
+    (message,) = await wait_for(lambda: wa.messages(contact["uuid"], "in"), "its message")
     assert message["external_id"] == wamid and message["urn"] == f"whatsapp:bsuid:{BSUID}"
 
 
@@ -767,7 +573,7 @@ async def test_webhook_posts_refused_or_salvaged_never_a_500(wa: WA) -> None:
         status, body = await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:%2B{ANA}")
         return await wa.messages(body["uuid"], "in") if status == 200 else []
 
-    (message,) = await wa.until(salvaged, "the good message of the junk batch")
+    (message,) = await wait_for(salvaged, "the good message of the junk batch")
     assert message["external_id"] == "wamid.GOOD" and message["text"] == "sobreviví"
 
 
@@ -787,11 +593,11 @@ async def test_duplicate_deliveries_are_one_message(wa: WA) -> None:
         got = await wa.messages(contact["uuid"], "in")
         return got if got and got[-1]["external_id"] == last else []
 
-    inbound = await wa.until(check, "the last message")
+    inbound = await wait_for(check, "the last message")
     assert [m["external_id"] for m in inbound] == [wamid, last]
 
 
-async def test_statuses_out_of_order_and_a_late_failure(make_wa: Factory) -> None:
+async def test_statuses_out_of_order_and_a_late_failure(make_wa: MakeWA) -> None:
     wa = await make_wa({"status_delays": (LATER, LATER + 1, LATER + 2)})
     cid = await wa.contact("Ana Quispe")
     await wa.inbound(text="hola")
@@ -846,7 +652,7 @@ async def test_statuses_out_of_order_and_a_late_failure(make_wa: Factory) -> Non
         run = await wa.run(cid)
         return run if run["status"] != "waiting" else None
 
-    run = await wa.until(ended, "the run to end")
+    run = await wait_for(ended, "the run to end")
     assert run["status"] == "completed"
     assert [step[0] for step in run["path"]] == ["info", "wait"]
     assert run["results"]["answer"]["value"] == "listo" and "gate" not in run["results"]
@@ -904,7 +710,7 @@ async def test_free_text_outside_the_window_never_reaches_the_api(wa: WA) -> Non
         out = await wa.messages(cid, "out")
         return out if out and out[0]["status"] == "failed" else []
 
-    (message,) = await wa.until(failed, "the gated message")
+    (message,) = await wait_for(failed, "the gated message")
     assert message["error"] == {"code": "outside_24h_window"}
     run = await wa.run(cid)
     assert run["results"]["gate"]["value"] == "closed"
@@ -927,7 +733,7 @@ async def test_async_131047_takes_on_failure(wa: WA) -> None:
         run = await wa.run(cid)
         return run if "gate" in run["results"] else None
 
-    run = await wa.until(took_failure, "on_failure")
+    run = await wait_for(took_failure, "on_failure")
     assert [step[0] for step in run["path"]] == ["info", "wait", "failed"]
     (message,) = await wa.messages(cid, "out")
     assert message["status"] == "failed"
@@ -1010,7 +816,7 @@ async def test_pair_rate_limit_delays_that_recipient_only(wa: WA) -> None:
 
     delays = []
     for attempt in (1, 2):
-        to_ana = await wa.until(functools.partial(held, attempt), f"Ana's retry {attempt}")
+        to_ana = await wait_for(functools.partial(held, attempt), f"Ana's retry {attempt}")
         assert to_ana["status"] == "queued"
         assert to_ana["last_error"]["code"] == "pair_rate_limited"
         assert to_ana["last_error"]["whatsapp_code"] == 131056
@@ -1019,7 +825,7 @@ async def test_pair_rate_limit_delays_that_recipient_only(wa: WA) -> None:
         # an early signal does not make it go before its time (the worker's timer loop will)
         await wa.runtime.store.fire_timers(time.time() + 60)
         assert len(await wa.sent(f"?to={ANA}")) == attempt
-    (to_ana,) = await wa.until(
+    (to_ana,) = await wait_for(
         lambda: wa.settled(ana, 1), "the third attempt, after 1 s and 4 s", timeout=10
     )
     assert (to_ana["status"], to_ana["attempts"]) == ("sent", 3)
@@ -1054,7 +860,7 @@ async def test_permanent_errors_fail_at_once_with_metas_code(
         run = await wa.run(cid)
         return run if "gate" in run["results"] else None
 
-    await wa.until(took_failure, "on_failure")
+    await wait_for(took_failure, "on_failure")
 
 
 async def test_bad_token_holds_the_message_and_marks_the_channel_unhealthy(wa: WA) -> None:
@@ -1069,7 +875,7 @@ async def test_bad_token_holds_the_message_and_marks_the_channel_unhealthy(wa: W
         return out[0] if out and out[0].get("attempts") == 1 else None
 
     # a token is fixed in minutes: the message waits (5 min) instead of failing for good
-    message = await wa.until(held, "the held message")
+    message = await wait_for(held, "the held message")
     assert message["status"] == "queued" and message["retry_at"] - time.time() > 200
     assert message["last_error"]["code"] == "access_token_invalid"
     assert message["last_error"]["kind"] == "credentials"
@@ -1120,7 +926,7 @@ async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA
     async def synced() -> int:
         return len((await wa.api("GET", "/api/v1/templates"))[1]["templates"])
 
-    assert await wa.until(synced, "the startup sync") == 6
+    assert await wait_for(synced, "the startup sync") == 6
     answer = await wa.fake(
         "POST",
         "templates",
@@ -1147,7 +953,7 @@ async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA
     assert await wa.sent() == []
 
 
-async def test_statuses_that_beat_our_bookkeeping_are_kept(make_wa: Factory) -> None:
+async def test_statuses_that_beat_our_bookkeeping_are_kept(make_wa: MakeWA) -> None:
     # Statuses at once: the first message's come while its two followers are being sent,
     # before the worker records the contact's sends. They must not be dropped as unknown.
     wa = await make_wa({"status_delays": (0.0, 0.0, 0.0)})
@@ -1177,7 +983,7 @@ async def test_inbound_media_is_fetched_on_demand(wa: WA) -> None:
         inbound = await wa.messages(cid, "in")
         return inbound[0]["media"]["id"] if inbound else None
 
-    mid = await wa.until(media_id, "the inbound image")
+    mid = await wait_for(media_id, "the inbound image")
     async with wa.http.get(
         f"{wa.base}/api/v1/channels/whatsapp/media/{mid}", headers=AUTH
     ) as response:
@@ -1190,7 +996,7 @@ async def test_inbound_media_is_fetched_on_demand(wa: WA) -> None:
         assert response.status == 401  # behind the admin token like the rest of the API
 
 
-async def test_mark_read_sends_blue_ticks_once_queued(make_wa: Factory) -> None:
+async def test_mark_read_sends_blue_ticks_once_queued(make_wa: MakeWA) -> None:
     wa = await make_wa(mark_read=True)
     await wa.contact("Ana Quispe")
     wamid = await wa.inbound(text="hola")
@@ -1198,7 +1004,7 @@ async def test_mark_read_sends_blue_ticks_once_queued(make_wa: Factory) -> None:
     async def marked() -> list[dict[str, Any]]:
         return [r for r in await wa.sent() if r["body"].get("status") == "read"]
 
-    (record,) = await wa.until(marked, "a mark-as-read")
+    (record,) = await wait_for(marked, "a mark-as-read")
     assert record["body"]["message_id"] == wamid and record["http_status"] == 200
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from bot.engine.sprint import Route
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 FLOW = """
 nodes:
@@ -35,12 +32,11 @@ nodes:
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await Bot(redis, tmp_path / "flows").setup()
+async def bot(make_bot: MakeBot) -> Bot:
+    b = await make_bot()
     b.registry.routes = [Route("cap", ("tel",), window=24 * 3600, templates=True)]  # WhatsApp-like
     b.write("gate", FLOW)
-    yield b
-    await b.close()
+    return b
 
 
 async def test_template_goes_outside_the_window_free_text_does_not(bot: Bot) -> None:

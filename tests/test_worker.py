@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from bot.store import Commit
 from bot.store.keys import READY, SENDQ, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
-from tests.harness import Bot
+from tests.support.harness import Bot, MakeBot
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory
 
@@ -43,11 +42,9 @@ class CountingWorker(Worker):
 
 
 @pytest.fixture
-async def bot(redis: Redis, tmp_path: Path) -> AsyncIterator[Bot]:
+async def bot(make_bot: MakeBot) -> Bot:
     # small claims and reads so that two consumers really contend for the same contact
-    b = await Bot(redis, tmp_path / "flows", settings=WorkerSettings(max_events=7)).setup()
-    yield b
-    await b.close()
+    return await make_bot(settings=WorkerSettings(max_events=7))
 
 
 async def _pending(bot: Bot) -> tuple[int, int]:
@@ -359,7 +356,7 @@ async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(b
     entries = await bot.store.read_ready("dead", 10, None)
     (dead,) = await bot.store.claim([cid], 300, 100)
     assert dead is not None and entries
-    await bot.store.ack(READY, "workers", [eid for eid, _ in entries])  # its signal is gone
+    await bot.store.ack_ready([eid for eid, _ in entries])  # its signal is gone
     # a second reply arrives; the live worker finds the lock held and acknowledges its signal
     await bot.reply(cid, "second")
     await bot.drain()

@@ -82,7 +82,7 @@ async def healthz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     checks: dict[str, Any] = {"flows": len(runtime.registry.flows)}
     try:
-        await runtime.store.redis.ping()
+        await runtime.store.ping()
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}"

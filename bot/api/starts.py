@@ -20,7 +20,6 @@ from bot.api.contacts import _urn as _valid_urn
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
 from bot.store import Store
-from bot.store.keys import STARTS, STARTS_DUE, idempotency_key, members_key, start_key
 from bot.store.paging import page_limit
 from bot.work.starts import (
     FINISHED,
@@ -28,12 +27,9 @@ from bot.work.starts import (
     SKIP_REASONS,
     STATUSES,
     Starter,
-    contact_facts,
     decide,
     failed_contacts,
-    load,
     opening_template,
-    outcomes,
     public,
 )
 
@@ -142,7 +138,7 @@ def _starter(request: web.Request) -> Starter:
 
 
 async def _start_or_404(store: Store, sid: str) -> dict[str, str]:
-    record = await load(store, sid)
+    record = await store.start_record(sid)
     if record is None:
         raise ApiError(404, "unknown_start", f"no start {sid}")
     return record
@@ -156,16 +152,11 @@ async def _create(
 ) -> dict[str, str]:
     """Store the start (its named contacts as a set, groups as sources) and queue it."""
     store, now = _store(request), _now(request)
-    sid = str(uuid.uuid4())
-    sources = [start_key(sid, "targets")] if targets else []
-    sources += [members_key(gid) for gid in spec.groups.values()]
     fields: dict[str, Any] = {
-        "uuid": sid,
         "flow": spec.flow,
         "status": PENDING,
         "params": json.dumps(spec.params),
         "groups": json.dumps(list(spec.groups)),
-        "sources": json.dumps(sources),
         "restart_participants": "1" if spec.restart_participants else "0",
         "exclude_active": "1" if spec.exclude_active else "0",
         "created_on": now,
@@ -175,15 +166,9 @@ async def _create(
         fields["send_at"] = spec.send_at
     if spec.spread_over:
         fields["spread_over"] = spec.spread_over
-    r: Any = store.redis
-    for n in range(0, len(targets), 1000):
-        await r.sadd(start_key(sid, "targets"), *targets[n : n + 1000])
-    async with r.pipeline(transaction=True) as pipe:
-        pipe.hset(start_key(sid), mapping=fields)
-        pipe.zadd(STARTS, {sid: now})
-        await pipe.execute()
+    sid = await store.create_start(fields, targets, list(spec.groups.values()), now)
     await _starter(request).schedule(sid, spec.send_at)
-    record = await load(store, sid)
+    record = await store.start_record(sid)
     assert record is not None
     return record
 
@@ -191,11 +176,10 @@ async def _create(
 async def create_start(request: web.Request) -> web.Response:
     spec = await _parse(request)
     store = _store(request)
-    r: Any = store.redis
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
-        existing = await r.get(idempotency_key(key))
-        record = await load(store, existing.decode()) if existing else None
+        existing = await store.idempotent_start(key)
+        record = await store.start_record(existing) if existing else None
         if record is not None:
             return web.json_response(public(record), status=200)
     targets = list(spec.contacts)
@@ -205,14 +189,14 @@ async def create_start(request: web.Request) -> web.Response:
     targets = list(dict.fromkeys(targets))
     if key:
         sid_claim = str(uuid.uuid4())
-        if not await r.set(idempotency_key(key), sid_claim, nx=True, ex=IDEMPOTENCY_TTL):
-            existing = await r.get(idempotency_key(key))
-            record = await load(store, existing.decode()) if existing else None
+        if not await store.claim_idempotency(key, sid_claim, IDEMPOTENCY_TTL):
+            existing = await store.idempotent_start(key)
+            record = await store.start_record(existing) if existing else None
             if record is not None:
                 return web.json_response(public(record), status=200)
     record = await _create(request, spec, targets)
     if key:
-        await r.set(idempotency_key(key), record["uuid"], ex=IDEMPOTENCY_TTL)
+        await store.set_idempotency(key, record["uuid"], IDEMPOTENCY_TTL)
     return web.json_response(public(record), status=202)
 
 
@@ -221,7 +205,6 @@ async def preview_start(request: web.Request) -> web.Response:
     are streamed (SSCAN), a contact in several sources counted once."""
     spec = await _parse(request)
     store = _store(request)
-    r: Any = store.redis
     engine = _runtime(request).engine
     named = list(spec.contacts)
     new_urns: list[str] = []
@@ -245,7 +228,7 @@ async def preview_start(request: web.Request) -> web.Response:
             failed[reason] = failed.get(reason, 0) + 1
 
     async def count(cids: list[str]) -> None:
-        facts = await contact_facts(store, cids, not spec.restart_participants)
+        facts = await store.contact_facts(cids, not spec.restart_participants)
         for contact, session, flows_run in facts:
             tally(
                 *decide(
@@ -266,20 +249,15 @@ async def preview_start(request: web.Request) -> web.Response:
     named_set = set(named)
     earlier: list[str] = []
     for gid in spec.groups.values():
-        key = members_key(gid)
-        cursor = 0
-        while True:
-            cursor, found = await r.sscan(key, cursor, count=500)
-            cids = [c.decode() for c in found if c.decode() not in named_set]
+        async for members in store.group_members(gid, batch=500):
+            cids = [c for c in members if c not in named_set]
             for other in earlier:  # in an earlier group: counted there
                 if cids:
-                    inside = await r.smismember(other, cids)
+                    inside = await store.is_member(other, cids)
                     cids = [c for c, i in zip(cids, inside, strict=True) if not i]
             if cids:
                 await count(cids)
-            if cursor == 0:
-                break
-        earlier.append(key)
+        earlier.append(gid)
     flow = engine.flows[spec.flow]
     return web.json_response(
         {
@@ -307,16 +285,14 @@ async def list_starts(request: web.Request) -> web.Response:
     if status is not None and status not in STATUSES:
         raise ApiError(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")
     store = _store(request)
-    r: Any = store.redis
     found: list[dict[str, Any]] = []
-    top: Any = f"({before}" if before is not None else "+inf"
     while len(found) < limit:
-        page = await r.zrevrangebyscore(STARTS, top, "-inf", start=0, num=200, withscores=True)
+        page = await store.start_page(before, 200)
         if not page:
             break
-        for raw, score in page:
-            record = await load(store, raw.decode())
-            top = f"({score}"
+        for sid, score in page:
+            record = await store.start_record(sid)
+            before = score
             if record is None:
                 continue
             if q.get("flow") and record["flow"] != q["flow"]:
@@ -353,7 +329,7 @@ async def start_contacts(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "cursor and limit must be numbers") from None
     if not 1 <= limit <= 5000:
         raise ApiError(400, "bad_request", "limit must be 1 to 5000")
-    page, cursor = await outcomes(store, sid, status, cursor, limit)
+    page, cursor = await store.start_outcomes(sid, status, cursor, limit)
     return web.json_response({"contacts": page, "next": str(cursor) if cursor else None})
 
 
@@ -363,10 +339,8 @@ async def cancel_start(request: web.Request) -> web.Response:
     record = await _start_or_404(store, sid)
     if record["status"] in FINISHED and record["status"] != "cancelled":
         raise ApiError(409, "start_finished", f"the start is {record['status']} already")
-    r: Any = store.redis
     if record["status"] != "cancelled":
-        await r.hset(start_key(sid), mapping={"status": "cancelled", "cancelled_on": _now(request)})
-        await r.zrem(STARTS_DUE, sid)
+        await store.end_start(sid, {"status": "cancelled", "cancelled_on": _now(request)})
     record = await _start_or_404(store, sid)
     return web.json_response(public(record))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.core.config import Config, ConfigError, load_config
 from bot.flow.files import check_references, flow_files, load_folder
-from bot.work.flowcheck import template_problems, window_warnings
+from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
 from channels.protocol import validate_channels
 
 DESCRIPTION = "Chasqui: conversational flows kept in git, run on Redis."
@@ -45,7 +45,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems += templates or []
     for problem in problems:
         print(problem)
-    for warning in window_warnings(flows, config):
+    from bot.work.runtime import opt_out_of
+
+    for warning in window_warnings(flows, config) + stop_word_warnings(flows, opt_out_of(config)):
         print(warning)
     total = len(flow_files(folder))
     if problems:

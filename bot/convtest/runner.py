@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bot.convtest.cases import Case, CaseFileError, case_files, load_cases, shown_path
 from bot.convtest.show import compare, default_view, show
 from bot.core.clock import ManualClock
@@ -50,7 +48,6 @@ from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Route, Session
 from bot.store import Store
 from bot.store.embedded import EmbeddedValkey
-from bot.store.keys import TIMERS
 from bot.store.redisconn import connect
 from bot.work.runtime import limits_of
 from bot.work.webhook_calls import WebhookCaller
@@ -150,7 +147,6 @@ class Runner:
         self, flows_folder: Path, store: Store, config: Config, schemes: Iterable[str]
     ) -> None:
         self.store = store
-        self.redis: Redis = store.redis
         routes = routes_for(config, schemes)
         self.sent: list[dict[str, Any]] = []
         self.channels: dict[str, Channel] = {
@@ -170,7 +166,7 @@ class Runner:
             return CaseResult(
                 case, False, [f"flow {case.flow!r} is invalid (see chasqui check):", *problems]
             )
-        await self.redis.flushdb()
+        await self.store.flush()
         await self.store.setup()
         self.sent.clear()
         try:
@@ -219,12 +215,10 @@ class _Play:
         """Move the clock ``seconds`` ahead; each timer due meanwhile fires at its due time."""
         target = self.clock.now() + seconds
         for _ in range(MAX_TIMER_FIRINGS):
-            due = await self.runner.redis.zrangebyscore(
-                TIMERS, "-inf", target, start=0, num=1, withscores=True
-            )
-            if not due:
+            due = await self.store.next_timer(target)
+            if due is None:
                 break
-            self.clock.advance(max(0.0, float(due[0][1]) - self.clock.now()))
+            self.clock.advance(max(0.0, due - self.clock.now()))
             await self.store.fire_timers(self.clock.now())
             await self.drain()
         self.clock.advance(target - self.clock.now())

@@ -27,6 +27,7 @@ from bot.engine.sprint import (
 from bot.flow.files import Flow
 from bot.flow.machine import END, START, Cursor, fire
 from bot.flow.nodes.base import FAILURE, NEXT
+from bot.flow.nodes.routing import case_takes
 
 
 class Engine:
@@ -147,7 +148,8 @@ class Engine:
         }
         message.update({k: event[k] for k in INBOUND_DETAILS if event.get(k) is not None})
         sprint.messages.append(message)
-        if not event.get("record_only") and self._opt_out(sprint, text, message):
+        takes = answering and self._case_takes(sprint, text)
+        if not event.get("record_only") and not takes and self._opt_out(sprint, text, message):
             return
         if not answering:
             return
@@ -157,6 +159,11 @@ class Engine:
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_reply(node, sprint, text)
         self._fire(sprint, cursor, "reply")
+
+    def _case_takes(self, sprint: Sprint, text: str) -> bool:
+        """A case of the waiting node matches the answer: it goes there, stop word or not."""
+        cases = getattr(sprint.flow.nodes[sprint.frame["node"]].body, "cases", None) or []
+        return case_takes(cases, [text, *sprint.input_alternates])
 
     def _opt_out(self, sprint: Sprint, text: str, message: dict[str, Any]) -> bool:
         """A stop word opts the contact out (its waiting run is interrupted) and a start word

@@ -1,12 +1,17 @@
 """Opt-out and opt-in words: a contact who writes STOP is never messaged by a start again.
 
-Matching is on the whole message (case- and accent-insensitive, edge punctuation ignored), so
-"stop" stops but "don't stop" does not. The words and confirmations are configurable per
-language (``[contacts]`` in config.toml).
+A stop word opts out only when it is the whole message: trimmed, case- and
+accent-insensitive, punctuation, spaces and invisible characters at either end ignored
+("¡BAJA!", "«stop»"), as Twilio and Meta apply it; "no quiero darme de baja" and "don't stop"
+opt nobody out. And an answer that the waiting question has a case for goes to that case
+(the engine asks first): "Cancelar" at a wait with ``has_any_word: [no, cancelar]`` is an
+answer, not an opt-out. The words and confirmations are configurable per language
+(``[contacts]`` in config.toml).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 from bot.flow.casetests import fold
@@ -31,11 +36,20 @@ START_CONFIRMATION = {
     "pt": "Pronto: você voltará a receber nossas mensagens.",
     "en": "Done: you will receive our messages again.",
 }
-_EDGE_PUNCTUATION = " \t\r\n.!¡?¿,;:\"'"
+
+
+def _edge(char: str) -> bool:
+    """Punctuation, separators, controls and invisible format characters (zero-width space)."""
+    return char.isspace() or unicodedata.category(char)[0] in "PZC"
 
 
 def _fold_word(text: str) -> str:
-    return fold(text.strip(_EDGE_PUNCTUATION))
+    start, end = 0, len(text)
+    while start < end and _edge(text[start]):
+        start += 1
+    while end > start and _edge(text[end - 1]):
+        end -= 1
+    return fold(text[start:end])
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,10 @@ class OptOut:
                 for word in items:
                     folded.setdefault(_fold_word(word), language)
             object.__setattr__(self, attr, folded)
+
+    def stop_word(self, text: str) -> str | None:
+        """The language of the stop word ``text`` is (as a whole message), else None."""
+        return self._stop.get(_fold_word(text)) if text and len(text) <= 40 else None
 
     def match(self, text: str) -> tuple[str, str] | None:
         """("stop" | "start", language of the word) when the message is one of the words."""

@@ -6,11 +6,13 @@ A match may in principle be the empty string (``has_pattern`` with a pattern tha
 nothing), so callers must test ``is not None``, not truthiness.
 
 Tokenisation rule for the word tests: a word is a run of letters, digits, underscores and
-combining marks; everything else (whitespace, punctuation, symbols, emoji) separates words.
-Words are compared after folding (casefold, Unicode NFD, drop non-spacing marks), so "SÍ",
-"sí" and "si" are the same word. The underscore is a *word* character so that button
-payloads such as ``NOT_RECEIVED`` stay a single word: it matches only ``not_received``
-(in any case), never the reply "received" or "not received".
+combining marks, and an apostrophe (``'`` or ``’``) between two of them stays inside the word
+("don't", "l'eau"); everything else (whitespace, punctuation, symbols, emoji) separates words.
+Words are compared after folding (casefold, Unicode NFD, drop non-spacing marks, ``’`` read
+as ``'``), so "SÍ", "sí" and "si" are the same word, and so are "don’t" and
+"don't". The underscore is a *word* character so that button payloads such as
+``NOT_RECEIVED`` stay a single word: it matches only ``not_received`` (in any case), never the
+reply "received" or "not received".
 """
 
 from __future__ import annotations
@@ -47,16 +49,24 @@ def _mark_ranges() -> str:
 
 
 # Marks are included so decomposed input ("si" + U+0301) and Indic vowel signs stay in one word.
-_WORD_RE = re.compile(rf"[\w{_mark_ranges()}]+")
+# An apostrophe between word characters joins them: "can't" is one word, not "can" and "t".
+WORD_CHAR = rf"[\w{_mark_ranges()}]"  # also what expression names are made of
+_WORD_RE = re.compile(rf"{WORD_CHAR}+(?:['\u2019]{WORD_CHAR}+)*")
 _NUMBER_RE = re.compile(
     r"(?:(?<![\w.,\-−])(?P<sign>[\-−]))?(?<!\d)(?<!\d[.,])(?:"
     # thousands grouping: 1,000 / 1.000.000 / 12,345.67 / 1.234,5 (a single leading 0 never groups)
-    r"(?P<grouped>[1-9]\d{0,2}(?P<sep>[.,])\d{3}(?:(?P=sep)\d{3})*(?:(?!(?P=sep))[.,]\d+)?)"
+    r"(?P<grouped>[1-9][0-9]{0,2}(?P<sep>[.,])\d{3}(?:(?P=sep)\d{3})*(?:(?!(?P=sep))[.,]\d+)?)"
     r"(?![.,]?\d)"
-    r"|(?P<plain>\d+(?:[.,]\d+)?))"
+    r"|(?P<plain>\d+(?:[.,]\d+)?)"
+    # a leading decimal point: ".5" (not after a word: "v.5" is 5, as before)
+    r"|(?<![\w.,])(?P<fraction>\.\d+))"
 )
+_NON_ASCII_DIGIT_RE = re.compile(r"(?![0-9])\d")
 # Possessive runs anchored by a look-behind: each run is scanned once, so search stays linear.
-_EMAIL_RE = re.compile(r"(?<![\w.+%\-])(?P<local>[\w.+%\-]++)@(?P<domain>[\w.\-]++)")
+# The local part takes every character RFC 5322 allows unquoted ("o'brien", "foo~$1+spam").
+_LOCAL_CHARS = r"[\w.!#$%&'*+/=?^`{|}~\-]"
+_EMAIL_RE = re.compile(rf"(?<!{_LOCAL_CHARS})(?P<local>{_LOCAL_CHARS}++)@(?P<domain>[\w.\-]++)")
+_QUOTES = "'`{"  # opening a local part, these quote the address: not part of it
 _PHONE_RE = re.compile(r"(?<![\w+])\+?\(?[0-9](?:[ ()\-]{0,3}[0-9]){6,14}(?![ ()\-]{0,3}[0-9])")
 _DATE_RE = re.compile(
     r"(?<![0-9])(?:(?P<y>[0-9]{4})(?P<s1>[/.\-])(?P<m>[0-9]{1,2})(?P=s1)(?P<d>[0-9]{1,2})"
@@ -74,7 +84,10 @@ def fold(text: str) -> str:
 
 def _tokens(text: str) -> list[tuple[int, int, str]]:
     """(start, end, folded word) for each word of `text`; spans point into the original."""
-    spans = ((m.start(), m.end(), fold(m.group())) for m in _WORD_RE.finditer(text))
+    spans = (
+        (m.start(), m.end(), fold(m.group()).replace("\u2019", "'"))
+        for m in _WORD_RE.finditer(text)
+    )
     return [(s, e, w) for s, e, w in spans if w]
 
 
@@ -148,13 +161,17 @@ def _numbers(text: str) -> Iterator[tuple[str, Decimal]]:
 
     A single "," or "." between digits is the decimal point ("1,5" == "1.5"), except when it
     is followed by exactly three digits after a 1-3 digit integer not starting with 0: then it
-    groups thousands, as Spanish and English writers both mean by "1.000" / "1,000".
+    groups thousands, as Spanish and English writers both mean by "1.000" / "1,000". Digits of
+    any script read as their ASCII values first, so "٣,٥٠٠" groups like "3,500". A leading
+    "." is a decimal point (".5" is 0.5).
     """
+    if not text.isascii():  # "٣" -> "3": then one set of rules for every script
+        text = _NON_ASCII_DIGIT_RE.sub(lambda d: str(unicodedata.decimal(d.group())), text)
     for m in _NUMBER_RE.finditer(text):
         if m["grouped"]:
             body = m["grouped"].replace(m["sep"], "").replace(",", ".")
         else:
-            body = m["plain"].replace(",", ".")
+            body = (m["plain"] or m["fraction"]).replace(",", ".")
         value = format(Decimal(body), "f")  # exact: converts any Unicode digits to ASCII
         if "." in value:
             value = value.rstrip("0").rstrip(".")
@@ -186,10 +203,10 @@ def _number_test(pred: Callable[[Decimal, list[Decimal]], bool]) -> CaseFunc:
 
 def _has_email(text: str, args: Sequence[object]) -> str | None:
     for m in _EMAIL_RE.finditer(text):
-        local, domain = m["local"], m["domain"].rstrip(".-")
+        local, domain = m["local"].lstrip(_QUOTES), m["domain"].rstrip(".-")
         labels = domain.split(".")
         if (
-            len(local) > 64
+            not 0 < len(local) <= 64
             or local.startswith(".")
             or local.endswith(".")
             or ".." in local

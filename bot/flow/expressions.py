@@ -32,7 +32,15 @@ from jinja2 import Template, nodes, pass_context
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from bot.flow.exprparse import FUNCTIONS, OPERATORS, TOP_NAMES, ExpressionError, parse_text
+from bot.flow.exprparse import (
+    DATE_FORMAT,
+    FUNCTIONS,
+    OPERATORS,
+    TOP_NAMES,
+    ExpressionError,
+    date_format_problem,
+    parse_text,
+)
 
 __all__ = ["CompiledText", "ExpressionError", "compile_text", "evaluate"]
 
@@ -48,7 +56,6 @@ class _Failed:
 
 FAILED: Any = _Failed()
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_DATE_TOKENS = re.compile(r"YYYY|YY|MM|DD|hh|mm|ss")
 _CLOCK = "clock"  # render variable carrying context["now"]; not reachable from flow text
 
 
@@ -128,7 +135,10 @@ def _format_date(value: Any, fmt: Any = "DD/MM/YYYY") -> str:
         "mm": f"{moment.minute:02d}",
         "ss": f"{moment.second:02d}",
     }
-    return _DATE_TOKENS.sub(lambda m: fields[m.group(0)], to_text(fmt))
+    text = to_text(fmt)
+    if problem := date_format_problem(text):  # a format from data, not checked at load
+        raise ValueError(problem)
+    return DATE_FORMAT.sub(lambda m: fields[m.group(0)], text)
 
 
 def _now(context: Context) -> str:

@@ -28,6 +28,8 @@ from decimal import Decimal
 
 from jinja2 import nodes
 
+from bot.flow.casetests import WORD_CHAR
+
 TOP_NAMES = frozenset({"contact", "fields", "results", "input", "trigger", "webhook", "run"})
 
 # name -> (min args, max args); implementations live in bot.flow.expressions as fn_<name>.
@@ -58,12 +60,32 @@ OPERATORS = {
 }
 _COMPARISONS = frozenset({"=", "!=", "<>", "<", "<=", ">", ">="})
 
+# format_date's tokens. Letters are never copied: a run of one letter that is not a token
+# ("YYYYYYY", "M", the "de" of "DD de MM") is an error, reported at load for a literal format.
+DATE_TOKENS = ("YYYY", "YY", "MM", "DD", "hh", "mm", "ss")
+DATE_FORMAT = re.compile(r"([A-Za-z])\1*")
+
+
+def date_format_problem(fmt: str) -> str | None:
+    """None when every letter of ``fmt`` belongs to a format_date token, else why not."""
+    for m in DATE_FORMAT.finditer(fmt):
+        if m.group() not in DATE_TOKENS:
+            return (
+                f"format_date(): unknown token {m.group()!r} in {fmt!r} "
+                f"(tokens: {' '.join(DATE_TOKENS)})"
+            )
+    return None
+
+
 # A reference after a bare "@": a name, then ".segment"s. A "." not followed by a word
-# character is not consumed, so "Hola @contact.name." keeps its full stop.
-_REFERENCE = re.compile(r"([A-Za-z][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)")
+# character is not consumed, so "Hola @contact.name." keeps its full stop. Names are words
+# of any script ("año", "नाम"): letters, digits, "_" and combining marks, not starting with a
+# digit.
+_NAME = rf"[^\W\d]{WORD_CHAR}*"
+_REFERENCE = re.compile(rf"({_NAME})((?:\.{WORD_CHAR}+)*)")
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?)"
-    r"|(?P<path>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)"
+    rf"|(?P<path>{_NAME}(?:\.{WORD_CHAR}+)*)"
     r"|(?P<op><=|>=|!=|<>|[-+*/&=<>(),\"])"
     r"|(?P<bad>\S))"
 )
@@ -274,9 +296,12 @@ class _Parser:
         if function not in FUNCTIONS:
             raise ExpressionError(f"unknown function {name.value!r}", name.pos)
         args: list[nodes.Expr] = []
+        starts: list[int] = []
         if not self.take(")"):
+            starts.append(self.peek().pos)
             args.append(self.expr())
             while self.take(","):
+                starts.append(self.peek().pos)
                 args.append(self.expr())
             self.expect(")")
         low, high = FUNCTIONS[function]
@@ -285,4 +310,7 @@ class _Parser:
             raise ExpressionError(
                 f"{function}() takes {wanted} argument(s), got {len(args)}", name.pos
             )
+        fmt = args[1] if function == "format_date" and len(args) == 2 else None
+        if isinstance(fmt, nodes.Const) and (problem := date_format_problem(str(fmt.value))):
+            raise ExpressionError(problem, starts[1])
         return _call(function, *args)

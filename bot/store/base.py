@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -13,6 +14,11 @@ from redis.commands.core import AsyncScript
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def text(value: Any) -> str:
+    """A reply (bytes) or an argument as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @cache
@@ -30,13 +36,20 @@ class StoreBase:
         self._r: Any = redis
         self._scripts: dict[str, AsyncScript] = {}
 
+    async def ping(self) -> None:
+        await self._r.ping()
+
+    async def flush(self) -> None:
+        """Empty the database (a throwaway one: conversation tests)."""
+        await self._r.flushdb()
+
     def _script(self, name: str) -> AsyncScript:
         script = self._scripts.get(name)
         if script is None:
             script = self._scripts[name] = self.redis.register_script(lua_source(name))
         return script
 
-    async def read_own(
+    async def _read_own(
         self, stream: str, group: str, consumer: str, count: int
     ) -> list[tuple[bytes, str]]:
         """Entries this consumer read and has not acknowledged: a step that failed midway (Redis
@@ -61,3 +74,10 @@ class StoreBase:
     ) -> list[tuple[bytes, str]]:
         reply = await self._r.xautoclaim(stream, group, consumer, min_idle_ms, "0", count)
         return [(eid, fields[b"c"].decode()) for eid, fields in reply[1] if fields]
+
+    async def _ack(self, stream: str, group: str, ids: Sequence[bytes]) -> None:
+        if ids:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.xack(stream, group, *ids)
+                pipe.xdel(stream, *ids)
+                await pipe.execute()

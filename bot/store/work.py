@@ -20,6 +20,8 @@ from bot.store.keys import (
     RUN_FLOWS,
     SENDERS,
     SENDQ,
+    STARTERS,
+    STARTQ,
     TIMERS,
     WORKERS,
     contact_key,
@@ -70,7 +72,7 @@ class Commit:
 class WorkStore(StoreBase):
     async def setup(self) -> None:
         """Create the consumer groups (once; a second process finds them)."""
-        for stream, group in ((READY, WORKERS), (SENDQ, SENDERS)):
+        for stream, group in ((READY, WORKERS), (SENDQ, SENDERS), (STARTQ, STARTERS)):
             try:
                 await self._r.xgroup_create(stream, group, id="0", mkstream=True)
             except ResponseError as exc:
@@ -94,6 +96,10 @@ class WorkStore(StoreBase):
         """Signals for this consumer; ``block_ms=None`` returns at once (0 would block forever)."""
         return await self._read(READY, WORKERS, consumer, count, block_ms)
 
+    async def read_own_ready(self, consumer: str, count: int) -> list[tuple[bytes, str]]:
+        """Signals this consumer read and has not acknowledged (a step that failed midway)."""
+        return await self._read_own(READY, WORKERS, consumer, count)
+
     async def reclaim_ready(
         self, consumer: str, min_idle_ms: int, count: int
     ) -> list[tuple[bytes, str]]:
@@ -112,12 +118,9 @@ class WorkStore(StoreBase):
                     dropped += int(await self._r.xgroup_delconsumer(stream, group, name) == 0)
         return dropped
 
-    async def ack(self, stream: str, group: str, ids: Sequence[bytes]) -> None:
-        if ids:
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.xack(stream, group, *ids)
-                pipe.xdel(stream, *ids)
-                await pipe.execute()
+    async def ack_ready(self, ids: Sequence[bytes]) -> None:
+        """Done with these ready signals: acknowledged and deleted."""
+        await self._ack(READY, WORKERS, ids)
 
     async def claim(self, cids: Sequence[str], ttl_ms: int, max_events: int) -> list[Claim | None]:
         script = self._script("claim")
@@ -208,6 +211,11 @@ class WorkStore(StoreBase):
                 args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s")]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
+
+    async def next_timer(self, until: float) -> float | None:
+        """When the first timer due by ``until`` is due, if any."""
+        due = await self._r.zrangebyscore(TIMERS, "-inf", until, start=0, num=1, withscores=True)
+        return float(due[0][1]) if due else None
 
     async def fire_timers(self, now: float, limit: int = 1000) -> int:
         fired = await self._script("fire_timers")(

@@ -5,7 +5,9 @@
   is found in review, not by the first contact. Needs synced templates in Redis: with
   ``redis.url`` set, or with the embedded Valkey's data present; otherwise it is skipped.
 - Warnings: a flow meant for WhatsApp whose first message is free text can only reach contacts
-  inside their 24-hour window; it should open with a template.
+  inside their 24-hour window; it should open with a template. A case of a wait that matches a
+  stop word takes that answer there, while anywhere else the same message opts the contact
+  out: worth knowing when writing the case.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from bot.core.config import Config
+from bot.engine.optout import OptOut
+from bot.flow import casetests
 from bot.flow.files import Flow, Node, Problem
 from channels.protocol import Channel, build_channels, channel_class
 
@@ -68,6 +72,27 @@ def window_warnings(flows: dict[str, Flow], config: Config) -> list[str]:
                     "is free text: on WhatsApp it only reaches contacts who wrote in the last "
                     "24 hours; open with a template"
                 )
+    return warnings
+
+
+def stop_word_warnings(flows: dict[str, Flow], opt_out: OptOut) -> list[str]:
+    """A warning per case of a wait that a stop word (as a whole message) matches."""
+    words = sorted({casetests.fold(w) for ws in opt_out.stop_words.values() for w in ws})
+    warnings = []
+    for flow in flows.values():
+        for node in flow.nodes.values():
+            cases = getattr(node.body, "cases", None) if node.body.WAITS else None
+            for i, case in enumerate(cases or []):
+                if case.test == "has_text":
+                    continue  # takes any text: a stop word still opts out (docs/contacts.md)
+                hits = [w for w in words if casetests.evaluate(case.test, w, case.args)]
+                if hits:
+                    warnings.append(
+                        f"{flow.path}: nodes[{node.index}] ({node.id}): warning: cases[{i}] "
+                        f"({case.test}) matches the stop word(s) {', '.join(map(repr, hits))}: "
+                        "answered here it goes to this case; anywhere else it opts the "
+                        "contact out"
+                    )
     return warnings
 
 

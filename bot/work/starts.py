@@ -11,6 +11,7 @@ contact gets a ``start`` event through its ordinary queue (its lock and ordering
 
 Before each chunk the expander waits while the ready stream holds more than
 ``ready_threshold`` signals: replies and single starts never queue behind a big expansion.
+This module decides; bot/store/starts.py keeps (every key named above lives there).
 See docs/starts.md.
 """
 
@@ -21,18 +22,14 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
-
-from redis.exceptions import ResponseError
 
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
 from bot.flow.files import Flow
-from bot.store import Store, dumps
-from bot.store.keys import READY, STARTERS, STARTQ, STARTS_DUE, contact_key, members_key, start_key
+from bot.store import Store
 from bot.store.redisconn import once_reachable
 
 log = logging.getLogger("chasqui.starts")
@@ -85,41 +82,6 @@ def decide(
     return "started", ""
 
 
-async def contact_facts(
-    store: Store, cids: Sequence[str], with_runs: bool
-) -> list[tuple[dict[str, Any] | None, bytes | None, set[str]]]:
-    """(contact, session, flows of its ended runs) of each contact, in two round trips."""
-    r: Any = store.redis
-    async with r.pipeline(transaction=False) as pipe:
-        for cid in cids:
-            pipe.get(contact_key(cid, "contact"))
-            pipe.get(contact_key(cid, "session"))
-            if with_runs:
-                pipe.lrange(contact_key(cid, "runs"), 0, -1)
-        replies = await pipe.execute()
-    step = 3 if with_runs else 2
-    flows: list[set[str]] = [set() for _ in cids]
-    if with_runs:
-        run_keys = [
-            (n, contact_key(cid, f"run:{rid.decode()}"))
-            for n, cid in enumerate(cids)
-            for rid in replies[n * step + 2]
-        ]
-        if run_keys:
-            raws = await r.mget([k for _, k in run_keys])
-            for (n, _), raw in zip(run_keys, raws, strict=True):
-                if raw:
-                    flows[n].add(str(json.loads(raw).get("flow")))
-    return [
-        (
-            json.loads(replies[n * step]) if replies[n * step] else None,
-            replies[n * step + 1],
-            flows[n],
-        )
-        for n in range(len(cids))
-    ]
-
-
 def opening_template(flow: Flow) -> dict[str, Any] | None:
     """The first template the flow sends before it waits for a reply (None: text, or none)."""
     seen: set[str] = set()
@@ -141,16 +103,6 @@ def opening_template(flow: Flow) -> dict[str, Any] | None:
             }
         todo.extend(t for t in node.exits().values() if t)
     return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def load(store: Store, sid: str) -> dict[str, str] | None:
-    r: Any = store.redis
-    raw = await r.hgetall(start_key(sid))
-    return {_text(k): _text(v) for k, v in raw.items()} if raw else None
 
 
 def public(record: dict[str, str]) -> dict[str, Any]:
@@ -196,39 +148,15 @@ def public(record: dict[str, str]) -> dict[str, Any]:
 _COUNTS = ("targeted", "started", "skipped", "failed")
 
 
-async def outcomes(
-    store: Store, sid: str, status: str | None, cursor: int, count: int
-) -> tuple[list[dict[str, str]], int]:
-    """A page of the start's per-contact outcomes (HSCAN), and the next cursor (0: done)."""
-    r: Any = store.redis
-    found: list[dict[str, str]] = []
-    while True:
-        cursor, page = await r.hscan(start_key(sid, "contacts"), cursor, count=count)
-        for cid, value in page.items():
-            outcome, _, reason = _text(value).partition(":")
-            if status is None or outcome == status:
-                item = {"contact": _text(cid), "status": outcome}
-                if reason:
-                    item["reason"] = reason
-                found.append(item)
-        if cursor == 0 or len(found) >= count:
-            return found, int(cursor)
-
-
 async def failed_contacts(store: Store, sid: str) -> AsyncIterator[list[str]]:
     """The contacts of a start that failed, a batch at a time."""
     cursor = 0
     while True:
-        page, cursor = await outcomes(store, sid, "failed", cursor, 1000)
+        page, cursor = await store.start_outcomes(sid, "failed", cursor, 1000)
         if page:
             yield [p["contact"] for p in page]
         if cursor == 0:
             return
-
-
-def _script(store: Store, name: str) -> Any:
-    source = resources.files("bot.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
-    return store.redis.register_script(source)
 
 
 class Starter:
@@ -245,48 +173,24 @@ class Starter:
         self.engine = engine
         self.clock = clock
         self.settings = settings or StartSettings()
-        self._r: Any = store.redis
         self.token = uuid.uuid4().hex.encode()  # this process's mark on the starts it expands
-        self._start_one = _script(store, "start_one")
-        self._release_lock = _script(store, "release_lock")
-        self._move_due = _script(store, "move_due")
-
-    async def setup(self) -> None:
-        try:
-            await self._r.xgroup_create(STARTQ, STARTERS, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     async def schedule(self, sid: str, due: float | None) -> None:
         """Queue the start's next chunk now, or at ``due``."""
         if due is not None and due > self.clock.now():
-            await self._r.zadd(STARTS_DUE, {sid: due})
+            await self.store.start_due(sid, due)
         else:
-            await self._r.xadd(STARTQ, {"s": sid})
+            await self.store.queue_start(sid)
 
     async def move_due(self) -> int:
         """Queue the chunks whose time has come (scheduled starts, spread starts)."""
-        due = await self._r.zrangebyscore(STARTS_DUE, "-inf", self.clock.now(), start=0, num=100)
-        moved = 0
-        for raw in due:
-            # one process wins each, and moves it whole: Redis going away between a ZREM and an
-            # XADD would lose the start's next chunk, and the start would never complete
-            moved += int(await self._move_due(keys=[STARTS_DUE, STARTQ], args=[_text(raw)]))
-        return moved
+        return await self.store.move_due_starts(self.clock.now())
 
     async def read(self, consumer: str, block_ms: int | None) -> list[tuple[bytes, str]]:
-        reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: ">"}, 1, block_ms)
-        return [(eid, _text(f[b"s"])) for _, entries in reply for eid, f in entries]
-
-    async def read_own(self, consumer: str) -> list[tuple[bytes, str]]:
-        reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: "0"}, 10)
-        return [(eid, _text(f[b"s"])) for _, entries in reply for eid, f in entries if f]
+        return await self.store.read_startq(consumer, block_ms)
 
     async def reclaim(self, consumer: str) -> list[tuple[bytes, str]]:
-        idle = self.settings.reclaim_idle_ms
-        reply = await self._r.xautoclaim(STARTQ, STARTERS, consumer, idle, "0", 10)
-        return [(eid, _text(f[b"s"])) for eid, f in reply[1] if f]
+        return await self.store.reclaim_startq(consumer, self.settings.reclaim_idle_ms)
 
     async def handle(self, eid: bytes, sid: str) -> str:
         """One entry: wait for the fast lane, expand a chunk, queue the next, acknowledge.
@@ -302,14 +206,11 @@ class Starter:
                 break
             await asyncio.sleep(0.05)
         if result == "busy":  # another process is on it: look again shortly
-            await self._r.zadd(STARTS_DUE, {sid: self.clock.now() + 1})
+            await self.store.start_due(sid, self.clock.now() + 1)
         elif result == "more":
-            record = await load(self.store, sid)
+            record = await self.store.start_record(sid)
             await self.schedule(sid, self._next_due(record) if record else None)
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.xack(STARTQ, STARTERS, eid)
-            pipe.xdel(STARTQ, eid)
-            await pipe.execute()
+        await self.store.ack_start(eid)
         return result
 
     def _next_due(self, record: dict[str, str]) -> float | None:
@@ -321,30 +222,23 @@ class Starter:
     async def step(self, sid: str) -> str:
         """Expand one chunk of the start: 'throttled' (the ready stream is full: nothing
         done), 'busy' (another process holds it), 'more', or 'done'."""
-        if await self._r.xlen(READY) > self.settings.ready_threshold:
+        if await self.store.ready_backlog() > self.settings.ready_threshold:
             return "throttled"
-        lock = start_key(sid, "lock")
-        if not await self._r.set(lock, self.token, nx=True, px=self.settings.lock_ms):
-            if await self._r.get(lock) != self.token:  # ours: left by a step Redis cut short
-                return "busy"
-            await self._r.pexpire(lock, self.settings.lock_ms)
+        if not await self.store.lock_start(sid, self.token, self.settings.lock_ms):
+            return "busy"
         try:
             return await self._chunk(sid)
         finally:
-            await self._release(lock)
-
-    async def _release(self, lock: str) -> None:
-        await self._release_lock(keys=[lock], args=[self.token])
+            await self.store.unlock_start(sid, self.token)
 
     async def _finish(self, sid: str, status: str, reason: str = "") -> None:
         fields: dict[str, Any] = {"status": status, "completed_on": self.clock.now()}
         if reason:
             fields["reason"] = reason
-        await self._r.hset(start_key(sid), mapping=fields)
-        await self._r.zrem(STARTS_DUE, sid)
+        await self.store.end_start(sid, fields)
 
     async def _chunk(self, sid: str) -> str:
-        record = await load(self.store, sid)
+        record = await self.store.start_record(sid)
         if record is None or record["status"] in FINISHED:
             return "done"
         engine: Engine = self.engine()
@@ -361,13 +255,13 @@ class Starter:
         cids: list[str] = []
         server = record.get("scan_server", "")
         while phase < len(sources) and not cids:  # skip empty sources in one step
-            server, after, found = await self._sscan(sources[phase], cursor, chunk, server)
-            cids = [_text(c) for c in found]
+            server, after, cids = await self.store.scan_source(
+                sources[phase], cursor, chunk, server
+            )
             if len(cids) > chunk:
                 # a small set answers whole whatever the COUNT: take a chunk of those not yet
                 # decided, and scan the same cursor again next time until none is left
-                decided = await self._r.smismember(start_key(sid, "seen"), cids)
-                cids = [c for c, d in zip(cids, decided, strict=True) if not d]
+                cids = await self.store.undecided(sid, cids)
                 if len(cids) > chunk:
                     cids = cids[:chunk]
                     break
@@ -376,53 +270,24 @@ class Starter:
                 phase, cursor = phase + 1, 0
         restart = record.get("restart_participants") == "1"
         exclude = record.get("exclude_active") == "1"
-        facts = await contact_facts(self.store, cids, not restart) if cids else []
+        facts = await self.store.contact_facts(cids, not restart) if cids else []
         params = json.loads(record.get("params") or "{}")
-        keys = [start_key(sid, "seen"), start_key(sid), start_key(sid, "contacts")]
         if cids:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for cid, (contact, session, flows_run) in zip(cids, facts, strict=True):
-                    outcome, reason = decide(
-                        engine, flow_id, contact, session, flows_run, restart, exclude
-                    )
-                    event = {"type": "start", "flow": flow_id, "params": params, "start": sid}
-                    event["at"] = now
-                    await self._start_one(
-                        keys=[*keys, contact_key(cid, "q"), READY],
-                        args=[cid, outcome, reason, dumps(event)],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
-            if any(int(x) < 0 for x in results):
+            decisions = []
+            for cid, (contact, session, flows_run) in zip(cids, facts, strict=True):
+                outcome, reason = decide(
+                    engine, flow_id, contact, session, flows_run, restart, exclude
+                )
+                event = {"type": "start", "flow": flow_id, "params": params, "start": sid}
+                event["at"] = now
+                decisions.append((cid, outcome, reason, event))
+            if not await self.store.decide_contacts(sid, decisions):
                 return "done"  # cancelled meanwhile: nothing after it was queued
-        fields = {"phase": phase, "cursor": cursor, "scan_server": server}
-        await self._r.hset(start_key(sid), mapping=fields)
-        await self._r.hincrby(start_key(sid), "chunks", 1)
+        await self.store.start_progress(sid, phase, cursor, server)
         if phase >= len(sources):
             await self._finish(sid, COMPLETED)
             return "done"
         return "more"
-
-    async def _sscan(
-        self, key: str, cursor: int, count: int, server: str
-    ) -> tuple[str, int, list[bytes]]:
-        """(server run id, next cursor, members) of one SSCAN step from ``cursor``.
-
-        A cursor means something only to the server process that gave it: a restarted Redis
-        (or a failed-over one) lays the set out anew, and an old cursor would skip members for
-        good. So the run id is read with the scan, on the same connection, and a cursor from
-        another run starts the set again from 0 (contacts already decided are decided once).
-        """
-        while True:
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.info("server")
-                pipe.sscan(key, cursor, count=count)
-                info, (after, found) = await pipe.execute()
-            now = str(info["run_id"])
-            if cursor == 0 or now == server:
-                return now, int(after), list(found)
-            log.info("Redis restarted since the last chunk: scanning %s again from the start", key)
-            cursor, server = 0, now
 
     async def _begin(
         self, sid: str, sources: list[str], record: dict[str, str], now: float
@@ -431,33 +296,23 @@ class Starter:
         fields: dict[str, Any] = {"status": STARTING, "started_on": now, "began": now}
         spread = float(record.get("spread_over") or 0)
         if spread > 0:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for key in sources:
-                    pipe.scard(key)
-                total = sum(await pipe.execute())
+            total = await self.store.source_sizes(sources)
             if total:
                 # about one chunk a second, never bigger than the usual chunk
                 chunk = max(1, min(self.settings.chunk, math.ceil(total / spread)))
                 fields["chunk"] = chunk
                 fields["interval"] = spread * chunk / total
-        await self._r.hset(start_key(sid), mapping=fields)
+        await self.store.update_start(sid, fields)
         return fields
 
     async def loop(self, consumer: str, again: bool = False) -> None:
         """One pass of the work loop: due chunks, crashed entries, then new ones. ``again``: the
         last pass failed (Redis went away), so first the entries it read and did not finish."""
         await self.move_due()
-        entries = await self.read_own(consumer) if again else []
+        entries = await self.store.read_own_startq(consumer) if again else []
         entries = entries or await self.reclaim(consumer) or await self.read(consumer, 200)
         for eid, sid in entries:
             await self.handle(eid, sid)
 
     async def drop_consumer(self, consumer: str) -> None:
-        for info in await self._r.xinfo_consumers(STARTQ, STARTERS):
-            name = _text(info["name"])
-            if name == consumer and int(info["pending"]) == 0:
-                await self._r.xgroup_delconsumer(STARTQ, STARTERS, name)
-
-
-def group_source(gid: str) -> str:
-    return members_key(gid)
+        await self.store.drop_starter(consumer)

@@ -24,7 +24,6 @@ from bot.core.clock import Clock
 from bot.engine.apply import Engine
 from bot.engine.sprint import FAILED, Session, Sprint
 from bot.store import Claim, Commit, SendOutcome, Store
-from bot.store.keys import READY, SENDERS, SENDQ, WORKERS
 from bot.store.redisconn import UNREACHABLE, once_reachable
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
@@ -83,7 +82,6 @@ class Worker:
         loops = [self._event_loop(i) for i in range(self.settings.consumers)]
         loops += [self._send_loop(i) for i in range(self.settings.consumers)]
         loops += [self._timer_loop(), self._reclaim_loop()]
-        await self.starter.setup()
         loops.append(self._start_loop())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
@@ -142,7 +140,7 @@ class Worker:
 
         async def step(again: bool) -> None:
             batch = self.settings.batch
-            entries = await self.store.read_own(READY, WORKERS, consumer, batch) if again else []
+            entries = await self.store.read_own_ready(consumer, batch) if again else []
             entries = entries or await self.store.read_ready(consumer, batch, 1000)
             if entries:
                 await self.process(entries)
@@ -154,7 +152,7 @@ class Worker:
 
         async def step(again: bool) -> None:
             batch = self.settings.batch
-            entries = await self.store.read_own(SENDQ, SENDERS, consumer, batch) if again else []
+            entries = await self.store.read_own_sendq(consumer, batch) if again else []
             entries = entries or await self.store.read_sendq(consumer, batch, 1000)
             if entries:
                 await self.send(entries)
@@ -185,11 +183,11 @@ class Worker:
         consumer, batch = f"{self.name}:r", self.settings.batch
 
         async def step(again: bool) -> None:
-            entries = await self.store.read_own(READY, WORKERS, consumer, batch) if again else []
+            entries = await self.store.read_own_ready(consumer, batch) if again else []
             entries = entries or await self.store.reclaim_ready(consumer, idle, batch)
             if entries:
                 await self.process(entries)
-            sends = await self.store.read_own(SENDQ, SENDERS, consumer, batch) if again else []
+            sends = await self.store.read_own_sendq(consumer, batch) if again else []
             sends = sends or await self.store.reclaim_sendq(consumer, idle, batch)
             if sends:
                 await self.send(sends)
@@ -229,7 +227,7 @@ class Worker:
             done = await asyncio.gather(*slow)
             await self._commit(list(done))
         acked = [e for eid in by_contact.values() for e in eid]
-        await self._until_stored("ack events", lambda: self.store.ack(READY, WORKERS, acked))
+        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
 
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Record work already done once Redis is back, instead of dropping it.
@@ -393,7 +391,7 @@ class Worker:
             "record sends", lambda: self.store.finish_sends_many(token, outcomes)
         )
         eids = [eid for eid, _ in entries]
-        await self._until_stored("ack sends", lambda: self.store.ack(SENDQ, SENDERS, eids))
+        await self._until_stored("ack sends", lambda: self.store.ack_sendq(eids))
 
     async def _send_contact(
         self, queued: list[tuple[dict[str, Any], dict[str, Any]]]

@@ -418,6 +418,9 @@ def _collect(
 
 
 def _note(message: InboundMessage) -> str | None:
+    if message.errors and not message.supported and message.type != "unsupported":
+        codes = ", ".join(str(e.code) for e in message.errors)
+        return f"{message.type} message with errors kept as unsupported: {codes}"
     if message.type not in KNOWN_TYPES:
         return f"message type {message.type!r} not understood (kept as unsupported)"
     if message.type == "interactive" and not message.supported:
@@ -492,7 +495,15 @@ def _message(item: Any, phone_number_id: str, senders: list[_Sender]) -> Inbound
         "referral": _opt_dict(m, "referral"),
         "errors": parse_errors(m.get("errors")),
     }
-    fields.update(_content(m, mtype))
+    try:
+        fields.update(_content(m, mtype))
+    except _Skip:
+        if not fields["errors"]:
+            raise
+        # Meta could not read it either (an interactive with errors[] and no usable body):
+        # keep who sent what and why, as for type "unsupported", rather than drop it
+        body = m.get(mtype)
+        fields.update(supported=False, data=body if isinstance(body, dict) else None)
     return InboundMessage(**fields)
 
 

@@ -66,6 +66,12 @@ def _first_match(case: Case, values: list[str]) -> str | None:
     return None
 
 
+def case_takes(cases: list[Case], values: list[str]) -> bool:
+    """Whether a case written for this answer matches it: any case but ``has_text``, which
+    takes every message. Such an answer is the flow's even when it is also a stop word."""
+    return any(c.test != "has_text" and _first_match(c, values) is not None for c in cases)
+
+
 def route(
     cases: list[Case], other: Exit, text: str, sprint: Sprint, result: str | None, node_id: str
 ) -> str:

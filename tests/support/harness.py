@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,7 @@ class Bot:
 
     async def queue_len(self, cid: str) -> int:
         return int(await self.redis.llen(contact_key(cid, "q")))
+
+
+MakeBot = Callable[..., Awaitable[Bot]]
+"""The ``make_bot`` fixture (tests/conftest.py)."""
