@@ -16,6 +16,7 @@ measures it end to end, over real HTTP and real processes on loopback:
   recipient, duplicates; from Redis: runs per contact.
 
 Usage:  .venv/bin/python bench/starts_kill.py [--contacts 20000] [--kill-at 0.33]
+Exits 1 (after saying which) when a promise does not hold.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bot.store.redisconn import connect  # noqa: E402
 
 RUNS = contact_key("*", "runs")  # every contact's list of run ids
 AUTH = {"Authorization": f"Bearer {wab.ADMIN}"}
+IN_FLIGHT = 2 * 100  # sends one process may have under way: 2 send loops x batch 100
 
 
 async def api(
@@ -62,7 +64,8 @@ async def sandbox_records(http: aiohttp.ClientSession, setup: wab.Setup) -> list
         return data
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> bool:
+    """Run it; whether every promise held (the exit code says so too)."""
     n = args.contacts
     tmp = Path(tempfile.mkdtemp(prefix="chqkill"))
     setup = wab.Setup(tmp, wab.free_port(), wab.free_port())
@@ -164,6 +167,18 @@ async def main(args: argparse.Namespace) -> None:
                 f"recipients; duplicates {duplicates} (in flight at the kill: at most "
                 f"the sends one process had under way, batch 100 x 2 loops)"
             )
+            broken = []
+            if state["status"] != "completed":
+                broken.append(f"the start ended {state['status']}, not completed")
+            if set(runs) != {1} or sum(runs.values()) != n:
+                broken.append(f"runs per contact {dict(runs)}, not exactly one for each of {n}")
+            if len(per_recipient) != n:
+                broken.append(f"{len(per_recipient)} recipients reached, not {n}")
+            if duplicates > IN_FLIGHT:
+                broken.append(f"{duplicates} duplicate sends, more than {IN_FLIGHT} in flight")
+            for problem in broken:
+                print(f"FAILED: {problem}", file=sys.stderr)
+            return not broken
         finally:
             setup.stop_all()
 
@@ -177,4 +192,4 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    sys.exit(0 if asyncio.run(main(parse_args())) else 1)

@@ -17,6 +17,7 @@ from bot.store.keys import READY, SENDQ, contact_key
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from tests.support.harness import Bot, MakeBot
+from tests.support.waiting import wait_for
 
 AiohttpServer = Any  # the pytest-aiohttp ``aiohttp_server`` factory
 
@@ -57,7 +58,6 @@ async def test_two_workers_apply_one_contacts_replies_once_and_in_order(bot: Bot
     bot.write("echo", ECHO)
     a = bot.new_worker(cls=CountingWorker)
     b = bot.new_worker(cls=CountingWorker)
-    assert isinstance(a, CountingWorker) and isinstance(b, CountingWorker)
     cid = await bot.contact()
     await bot.start(cid, "echo")
     for i in range(200):
@@ -191,11 +191,10 @@ async def test_lost_lock_commit_writes_nothing(bot: Bot) -> None:
 
 
 async def _wait_lock_expired(redis: Redis, cid: str) -> None:
-    for _ in range(200):
-        if not await redis.exists(contact_key(cid, "lock")):
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("the lock never expired")
+    async def gone() -> bool:
+        return not await redis.exists(contact_key(cid, "lock"))
+
+    await wait_for(gone, "the lock to expire")
 
 
 async def test_claim_never_committed_is_reclaimed_and_applied_once(
@@ -364,8 +363,12 @@ async def test_events_behind_a_dead_workers_lock_are_signalled_when_it_expires(b
     (signal,) = [t for t in await bot.timers() if "|signal|" in t]
     assert signal == f"{cid}|signal|{dead.token}"
     # when the dead worker's lock has expired, the timer signals the contact again
-    await asyncio.sleep(0.35)
-    assert await bot.store.fire_timers(time.time()) >= 1
+    await _wait_lock_expired(bot.redis, cid)
+
+    async def fired() -> int:
+        return await bot.store.fire_timers(time.time())
+
+    assert await wait_for(fired, "the signal timer to fire") >= 1
     await bot.drain()
     assert await bot.texts(cid) == ["got first", "got second"]
     assert await bot.queue_len(cid) == 0
@@ -399,10 +402,11 @@ async def test_a_stopped_worker_leaves_the_consumer_groups(bot: Bot) -> None:
     await worker.start()
     cid = await bot.contact()
     await bot.start(cid, "echo")
-    for _ in range(100):
-        if await bot.session(cid):
-            break
-        await asyncio.sleep(0.02)
+
+    async def session() -> dict[str, Any]:
+        return await bot.session(cid)
+
+    await wait_for(session, "the running worker to start the contact's session")
     await worker.stop()
     for stream, group in ((READY, "workers"), (SENDQ, "senders")):
         names = [c["name"] for c in await bot.redis.xinfo_consumers(stream, group)]
