@@ -44,6 +44,7 @@ from bot.convtest.cases import Case, CaseFileError, case_files, load_cases, show
 from bot.convtest.show import compare, default_view, show
 from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig, Config
+from bot.engine.events import Reply, Start
 from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Route, Session
 from bot.store import Store
@@ -234,8 +235,8 @@ class _Play:
         self.cid = contact["uuid"]
         route = self.runner.registry.engine.route_for(contact)
         self.reply_channel = route[0].name if route else None
-        event = {"type": "start", "flow": case.flow, "params": case.params, "at": self.clock.now()}
-        await store.enqueue(self.cid, event)
+        event = Start(flow=case.flow, params=case.params, at=self.clock.now())
+        await store.enqueue(self.cid, event.encode())
         await self.drain()
 
         result = CaseResult(case, True)
@@ -255,14 +256,10 @@ class _Play:
             result.expected.append(step.shown)
             result.actual.append(step.shown)
             if step.kind == "user":
-                reply = {
-                    "type": "reply",
-                    "text": step.value,
-                    "urn": case.urn,
-                    "channel": self.reply_channel,
-                    "at": self.clock.now(),
-                }
-                await store.enqueue(self.cid, reply)
+                reply = Reply(
+                    text=step.value, urn=case.urn, channel=self.reply_channel, at=self.clock.now()
+                )
+                await store.enqueue(self.cid, reply.encode())
                 await self.drain()
             else:
                 await self.pass_time(step.value)

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from bot.core.config import Config
+from bot.engine.events import Reply, Start
 from bot.work.runtime import Runtime
 
 HELP = "type a reply; /quit to leave, /restart to start over"
@@ -63,7 +64,7 @@ async def simulate(config: Config, flow_id: str, name: str, urn: str | None) -> 
         last = "$"
         choices: list[str] = []
         print(f"chatting with {flow_id} as {name} ({HELP})")
-        await store.enqueue(cid, {"type": "start", "flow": flow_id, "at": runtime.clock.now()})
+        await store.enqueue(cid, Start(flow=flow_id, at=runtime.clock.now()).encode())
         while True:
             # show what the flow says until it has been quiet for a moment
             while True:
@@ -79,13 +80,14 @@ async def simulate(config: Config, flow_id: str, name: str, urn: str | None) -> 
             if text is None or text.strip() == "/quit":
                 return 0
             text = text.strip()
-            event: dict[str, Any]
+            now = runtime.clock.now()
+            event: Start | Reply
             if text == "/restart":
-                event = {"type": "start", "flow": flow_id}
+                event = Start(flow=flow_id, at=now)
             elif text.isdigit() and 0 < int(text) <= len(choices):
-                event = {"type": "reply", "text": choices[int(text) - 1], "channel": "console"}
+                event = Reply(text=choices[int(text) - 1], channel="console", at=now)
             else:
-                event = {"type": "reply", "text": text, "channel": "console"}
-            await store.enqueue(cid, {**event, "at": runtime.clock.now()})
+                event = Reply(text=text, channel="console", at=now)
+            await store.enqueue(cid, event.encode())
     finally:
         await runtime.stop()

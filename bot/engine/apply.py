@@ -1,5 +1,8 @@
 """Apply events to one contact: start, reply, timeout, expire, interrupt, webhook, fail.
 
+Events arrive typed (:mod:`bot.engine.events`); :meth:`Engine.apply` dispatches on their class
+with one ``match``, each case calling the handler of that type.
+
 The engine only *decides*: it moves a :class:`~bot.engine.sprint.Sprint` (one contact's state loaded
 from Redis) through the compiled flows and lets it collect the effects. The worker commits all
 of that in one Redis transaction and only then sends -- so a crash between deciding and
@@ -9,14 +12,24 @@ committing just re-runs the decision, and nothing here may do I/O.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, assert_never
 
+from bot.engine.events import (
+    Event,
+    Expire,
+    Interrupt,
+    Reply,
+    SendFailed,
+    Start,
+    Timeout,
+    Unknown,
+    WebhookAnswered,
+)
 from bot.engine.sprint import (
     ACTIVE,
     COMPLETED,
     EXPIRED,
     FAILED,
-    INBOUND_DETAILS,
     INTERRUPTED,
     Limits,
     LoopDetected,
@@ -84,19 +97,29 @@ class Engine:
                 frame["run"]["version"] = flow.version
 
     # -- events ----------------------------------------------------------------------------
-    def apply(self, sprint: Sprint, event: dict[str, Any]) -> None:
+    def apply(self, sprint: Sprint, event: Event) -> None:
         """Apply one event. Afterwards ``sprint.webhook_request`` may ask for an HTTP call."""
-        # times are kept to the millisecond: enough for ordering, and shorter in Redis
-        sprint.now = round(max(sprint.now, float(event.get("at", sprint.now))), 3)
-        sprint._steps = 0
-        sprint._context = None
-        sprint.input_text = ""
-        sprint.input_alternates = []
-        sprint.input_external_id = None
-        handler = getattr(self, f"_on_{event.get('type')}", None)
+        sprint.begin(event.at)
         try:
-            if handler is not None:
-                handler(sprint, event)
+            match event:
+                case Reply():
+                    self._on_reply(sprint, event)
+                case Start():
+                    self._on_start(sprint, event)
+                case Timeout():
+                    self._on_timeout(sprint, event)
+                case Expire():
+                    self._on_expire(sprint, event)
+                case WebhookAnswered():
+                    self._on_webhook(sprint, event)
+                case SendFailed():
+                    self._on_fail(sprint, event)
+                case Interrupt():
+                    self._on_interrupt(sprint, event)
+                case Unknown():
+                    pass  # a type this version does not handle: only its time counts
+                case _:
+                    assert_never(event)
         except LoopDetected as exc:
             sprint.end_all(FAILED, str(exc))
         for frame in sprint.session.frames:
@@ -106,27 +129,26 @@ class Engine:
             sprint.session.recent = [r for r in sprint.session.recent if r[1] >= since]
         sprint.session_dirty = True
 
-    def _on_start(self, sprint: Sprint, event: dict[str, Any]) -> None:
-        flow = self.flows.get(event["flow"])
+    def _on_start(self, sprint: Sprint, event: Start) -> None:
+        flow = self.flows.get(event.flow)
         if flow is None:
             return
         if sprint.session.frames:
             sprint.end_all(INTERRUPTED, f"started in {flow.id}")
-        self._push(sprint, flow, event.get("params") or {}, None, start=event.get("start"))
+        self._push(sprint, flow, event.params, None, start=event.start)
 
-    def _on_interrupt(self, sprint: Sprint, event: dict[str, Any]) -> None:
+    def _on_interrupt(self, sprint: Sprint, event: Interrupt) -> None:
         if sprint.session.frames:
-            sprint.end_all(INTERRUPTED, event.get("reason") or "interrupted")
+            sprint.end_all(INTERRUPTED, event.reason or "interrupted")
 
-    def _on_reply(self, sprint: Sprint, event: dict[str, Any]) -> None:
-        text = str(event.get("text") or "")
-        sprint.input_text = text
-        sprint.input_alternates = [str(event["payload"])] if event.get("payload") else []
-        sprint.input_external_id = event.get("external_id")
-        sent_at = float(event.get("sent_at") or event.get("at") or sprint.now)
+    def _on_reply(self, sprint: Sprint, event: Reply) -> None:
+        text = event.text
+        alternates = [str(event.payload)] if event.payload else []
+        sprint.set_input(text, alternates, event.external_id)
+        sent_at = float(event.sent_at or event.at or sprint.now)
         contact = sprint.contact
         contact["last_seen_on"] = sprint.now
-        channel = event.get("channel")
+        channel = event.channel
         if channel:
             contact["last_channel"] = channel
             inbound = contact.setdefault("last_inbound", {})
@@ -134,27 +156,27 @@ class Engine:
         sprint.contact_dirty = True
         stale = sent_at < sprint.now - self.limits.max_reply_age
         # record_only: a reaction, a read receipt-like or unsupported message: kept, not answered
-        answering = self._at_wait(sprint) and not stale and not event.get("record_only")
+        answering = self._at_wait(sprint) and not stale and not event.record_only
         message = {
-            "uuid": event.get("uuid") or str(uuid.uuid4()),
+            "uuid": event.uuid or str(uuid.uuid4()),
             "direction": "in",
             "contact": contact["uuid"],
             "channel": channel,
-            "urn": event.get("urn"),
+            "urn": event.urn,
             "text": text,
             "run": sprint.session.wait["run"] if answering and sprint.session.wait else None,
             "status": "handled" if answering else "stale" if stale else "received",
             "created_on": sprint.now,
         }
-        message.update({k: event[k] for k in INBOUND_DETAILS if event.get(k) is not None})
+        message.update(event.details())
         sprint.messages.append(message)
         takes = answering and self._case_takes(sprint, text)
-        if not event.get("record_only") and not takes and self._opt_out(sprint, text, message):
+        if not event.record_only and not takes and self._opt_out(sprint, text, message):
             return
         if not answering:
             return
         node = sprint.flow.nodes[sprint.frame["node"]]
-        sprint._clear_wait()
+        sprint.clear_wait()
         sprint.run["status"] = ACTIVE
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_reply(node, sprint, text)
@@ -193,56 +215,56 @@ class Engine:
             sprint.notice(text_out, message["action"])
         return True
 
-    def _on_timeout(self, sprint: Sprint, event: dict[str, Any]) -> None:
-        if not self._at_wait(sprint, event.get("token")):
+    def _on_timeout(self, sprint: Sprint, event: Timeout) -> None:
+        if not self._at_wait(sprint, event.token):
             return  # stale: the contact moved on since the timer was set
         node = sprint.flow.nodes[sprint.frame["node"]]
         if getattr(node.body, "on_timeout", None) is None:
             # the new version of the flow has no timeout here: keep waiting, until the expiry
             sprint.rearm_expiry()
             return
-        sprint._clear_wait()
+        sprint.clear_wait()
         sprint.run["status"] = ACTIVE
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_timeout_fired(node, sprint)
         self._fire(sprint, cursor, "timeout")
 
-    def _on_expire(self, sprint: Sprint, event: dict[str, Any]) -> None:
-        if not self._at_wait(sprint, event.get("token")):
+    def _on_expire(self, sprint: Sprint, event: Expire) -> None:
+        if not self._at_wait(sprint, event.token):
             return
         fire(sprint.flow, Cursor(sprint, sprint.frame["node"]), "expire")
         sprint.end_all(EXPIRED)
 
-    def _on_webhook(self, sprint: Sprint, event: dict[str, Any]) -> None:
+    def _on_webhook(self, sprint: Sprint, event: WebhookAnswered) -> None:
         if not sprint.session.frames:
             return
         node = sprint.flow.nodes.get(sprint.frame["node"])
         if node is None or node.kind != "call_webhook":
             return
-        response = event.get("response") or {}
+        response = event.response
         sprint.run["webhook"] = response.get("json")
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_response(node, sprint, response)
         self._fire(sprint, cursor, "advance")
 
-    def _on_fail(self, sprint: Sprint, event: dict[str, Any]) -> None:
+    def _on_fail(self, sprint: Sprint, event: SendFailed) -> None:
         """A message sent earlier failed for good: note it, and take its ``on_failure``."""
-        if event.get("code") == "outside_24h_window" and event.get("channel"):
+        if event.code == "outside_24h_window" and event.channel:
             # the provider says the window is closed (it can close early): believe it, so
             # the next free text fails here instead of at the provider
-            (sprint.contact.get("last_inbound") or {}).pop(event["channel"], None)
+            (sprint.contact.get("last_inbound") or {}).pop(event.channel, None)
             sprint.contact_dirty = True
         for frame in sprint.session.frames:
-            if frame["run"]["uuid"] == event.get("run"):
+            if frame["run"]["uuid"] == event.run:
                 frame["run"]["errors"].append(
-                    {"node": event.get("node"), "code": event.get("code"), "at": sprint.now}
+                    {"node": event.node, "code": event.code, "at": sprint.now}
                 )
-        if not self._at_wait(sprint) or sprint.run["uuid"] != event.get("run"):
+        if not self._at_wait(sprint) or sprint.run["uuid"] != event.run:
             return
-        node = sprint.flow.nodes.get(str(event.get("node")))
+        node = sprint.flow.nodes.get(str(event.node))
         if node is None or not node.on_failure:
             return
-        sprint._clear_wait()
+        sprint.clear_wait()
         sprint.run["status"] = ACTIVE
         cursor = Cursor(sprint, sprint.frame["node"])
         cursor.failed_node = node.id
@@ -265,7 +287,7 @@ class Engine:
         parent: str | None,
         start: str | None = None,
     ) -> None:
-        run = sprint._new_run(flow, params, parent)
+        run = sprint.new_run(flow, params, parent)
         if start:
             run["start"] = start  # the start (bot/work/starts.py) that began this run
         sprint.session.frames.append({"flow": flow.id, "node": START, "run": run})
@@ -283,7 +305,7 @@ class Engine:
         """After a transition: keep moving until the run waits, ends or needs I/O."""
         while sprint.session.frames:
             if cursor.state == END:
-                run = sprint._end_top(COMPLETED)
+                run = sprint.end_top(COMPLETED)
                 if not sprint.session.frames:
                     return
                 parent = Cursor(sprint, sprint.frame["node"])
@@ -298,8 +320,9 @@ class Engine:
                     sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
                     return
                 continue
-            if sprint._subflow is not None:
-                child, sprint._subflow = self.flows.get(sprint._subflow), None
+            subflow = sprint.take_subflow()
+            if subflow is not None:
+                child = self.flows.get(subflow)
                 if child is None:
                     cursor.exit = FAILURE
                     continue

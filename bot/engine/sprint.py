@@ -3,7 +3,7 @@
 A :class:`Sprint` holds the contact and its session (the stack of active runs) as loaded from
 Redis, and collects the effects -- changed records, ended runs, messages to send, timers to set
 or drop, a webhook to call -- that the worker commits in one step. Node kinds act only through
-its methods; nothing here does I/O.
+the part of it that :class:`~bot.flow.context.RunContext` declares; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
 ACTIVE, WAITING = "active", "waiting"
 COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
 MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
-# what a channel may tell about an inbound message, kept on its record in the history
-INBOUND_DETAILS = (
-    "external_id",
-    "msg_type",
-    "payload",
-    "media",
-    "location",
-    "reply_to",
-    "sent_at",
-    "contacts",
-    "reaction",
-)
 
 
 @dataclass(frozen=True)
@@ -142,6 +130,29 @@ class Sprint:
     _subflow: str | None = None
     _steps: int = 0
     _context: dict[str, Any] | None = None
+
+    # -- what the engine does at each event ----------------------------------------------------
+    def begin(self, at: float | None) -> None:
+        """A new event: its time (never before the last one's), a fresh step budget and input."""
+        # times are kept to the millisecond: enough for ordering, and shorter in Redis
+        self.now = round(max(self.now, self.now if at is None else at), 3)
+        self._steps = 0
+        self._context = None
+        self.input_text = ""
+        self.input_alternates = []
+        self.input_external_id = None
+
+    def set_input(self, text: str, alternates: list[str], external_id: str | None) -> None:
+        """The reply being answered: ``@input``, and the other readings case tests try."""
+        self.input_text = text
+        self.input_alternates = alternates
+        self.input_external_id = external_id
+        self._context = None
+
+    def take_subflow(self) -> str | None:
+        """The flow an ``enter_flow`` node asked to enter, once."""
+        flow_id, self._subflow = self._subflow, None
+        return flow_id
 
     # -- what nodes see --------------------------------------------------------------------
     @property
@@ -252,7 +263,7 @@ class Sprint:
     def wait(self, timeout: int | None) -> None:
         """Wait at the current node. One timer per wait: whichever of the timeout and the
         run's expiry comes first (after a timeout the run moves on and waits afresh)."""
-        self._clear_wait()
+        self.clear_wait()
         token = uuid.uuid4().hex[:10]
         expire = self.flow.expire_after
         kind, due = ("timeout", timeout) if timeout and timeout < expire else ("expire", expire)
@@ -278,13 +289,13 @@ class Sprint:
         wait["timer"] = "expire"
         self.session_dirty = True
 
-    def send(self, node: Any, content: dict[str, Any]) -> str | None:
+    def send(self, node_id: str, content: dict[str, Any]) -> str | None:
         """Queue a message for the contact; returns an error code when it cannot go at all."""
         route = self.engine.route_for(self.contact)
         if route is not None:
             content = _for_channel(content, route[0])
         message = self._outgoing(
-            route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node.id
+            route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node_id
         )
         start = self.session.frames[0]["run"].get("start")  # its outcome counts for the start
         if start:
@@ -296,7 +307,7 @@ class Sprint:
             error = self._unsendable(route, content)
         if error:
             _refuse(message, error)
-            self.run["errors"].append({"node": node.id, "code": error, "at": self.now})
+            self.run["errors"].append({"node": node_id, "code": error, "at": self.now})
         else:
             self._guard_loop(content)
         self.messages.append(message)
@@ -361,7 +372,8 @@ class Sprint:
         self.session.recent = recent[-limits.loop_repeats * 3 :]
 
     # -- run bookkeeping -------------------------------------------------------------------
-    def _clear_wait(self) -> None:
+    def clear_wait(self) -> None:
+        """The run waits no more: its timer goes, and its node's waiting count."""
         wait = self.session.wait
         if wait:
             member = f"{self.contact['uuid']}|{wait.get('timer', 'expire')}|{wait['token']}"
@@ -371,7 +383,7 @@ class Sprint:
                 self.count(wait["flow"], flowstats.waiting(wait["node"]), -1)
             self.session.wait = None
 
-    def _new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
+    def new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
         run: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
             "flow": flow.id,
@@ -390,7 +402,7 @@ class Sprint:
         self.count(flow.id, flowstats.started())
         return run
 
-    def _end_top(self, status: str, reason: str | None = None) -> dict[str, Any]:
+    def end_top(self, status: str, reason: str | None = None) -> dict[str, Any]:
         frame = self.session.frames.pop()
         run: dict[str, Any] = frame["run"]
         run["status"] = status
@@ -405,7 +417,7 @@ class Sprint:
         return run
 
     def end_all(self, status: str, reason: str | None = None) -> None:
-        self._clear_wait()
+        self.clear_wait()
         while self.session.frames:
-            self._end_top(status, reason)
+            self.end_top(status, reason)
         self.session_dirty = True

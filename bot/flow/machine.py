@@ -21,7 +21,7 @@ from transitions import Machine, MachineError, State
 from bot.flow.nodes.base import FAILURE, TIMEOUT
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Flow, Node
 
 # transitions logs every callback at INFO: noise for operators, and a cost on the hot path.
@@ -34,10 +34,10 @@ END = "_end"
 class Cursor:
     """The model the machine moves: where a run is, and which exit it is about to take."""
 
-    __slots__ = ("exit", "failed_node", "sprint", "state")
+    __slots__ = ("ctx", "exit", "failed_node", "state")
 
-    def __init__(self, sprint: Sprint, state: str) -> None:
-        self.sprint = sprint
+    def __init__(self, ctx: RunContext, state: str) -> None:
+        self.ctx = ctx
         self.state = state
         self.exit: str | None = None
         self.failed_node: str | None = None
@@ -54,8 +54,8 @@ def _failed_at(node_id: str) -> Callable[[Any], bool]:
 def _on_enter(node: Node) -> Callable[[Any], None]:
     def enter(event: Any) -> None:
         cursor: Cursor = event.model
-        cursor.sprint.entered(node.id)
-        cursor.exit = node.body.enter(node, cursor.sprint)
+        cursor.ctx.entered(node.id)
+        cursor.exit = node.body.enter(node, cursor.ctx)
 
     return enter
 
@@ -106,9 +106,9 @@ def fire(flow: Flow, cursor: Cursor, trigger: str) -> bool:
         return False
     if moved and source != START and trigger != "expire":
         if trigger == "fail" and cursor.failed_node:
-            cursor.sprint.took(flow.id, cursor.failed_node, FAILURE)
+            cursor.ctx.took(flow.id, cursor.failed_node, FAILURE)
         elif exit_name is not None:
-            cursor.sprint.took(flow.id, source, exit_name)
+            cursor.ctx.took(flow.id, source, exit_name)
     return moved
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
+from bot.engine.events import WebhookAnswered, decode
 from bot.engine.sprint import FAILED, Session, Sprint
 from bot.store import Claim, Commit, SendOutcome, Store
 from bot.store.redisconn import UNREACHABLE, once_reachable
@@ -262,7 +263,7 @@ class Worker:
                 for index, event in enumerate(claim.events):
                     if index in dropped:
                         continue
-                    engine.apply(sprint, event)
+                    engine.apply(sprint, decode(event))
                     if sprint.webhook_request is not None:
                         raise RuntimeError("a webhook call while replaying")  # no I/O here
             except Exception as again:
@@ -306,9 +307,10 @@ class Worker:
     def _apply_until_io(
         self, engine: Engine, sprint: Sprint, events: list[dict[str, Any]]
     ) -> int | None:
-        """Apply events in order; the index of the event left waiting on a webhook, if any."""
+        """Apply events (as queued: decoded here) in order; the index of the event left waiting
+        on a webhook, if any. One that cannot be decoded raises, like one that cannot be applied."""
         for i, event in enumerate(events):
-            engine.apply(sprint, event)
+            engine.apply(sprint, decode(event))
             if sprint.webhook_request is not None:
                 return i
         return None
@@ -338,7 +340,7 @@ class Worker:
             if not await self.store.extend_lock(claim.cid, claim.token, self.settings.lock_ttl_ms):
                 raise LockLost(claim.cid)
             response = await self.webhooks.call(request)
-            engine.apply(sprint, {"type": "webhook", "response": response, "at": self.clock.now()})
+            engine.apply(sprint, WebhookAnswered(response=response, at=self.clock.now()))
             if sprint.webhook_request is not None:
                 continue
             rest = self._apply_until_io(engine, sprint, events[index + 1 :])

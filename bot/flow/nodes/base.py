@@ -3,8 +3,8 @@
 A node kind is one module in this package. Its class says which exits it has (named edges the
 flow compiler turns into transitions), which texts it holds (checked as expressions at load) and
 what happens when a run enters it. ``enter`` must be pure with respect to the outside world: it
-reads and changes the sprint (contact, run, outbox) and never does I/O, because a retried commit
-re-runs it.
+reads and changes the run only through its :class:`~bot.flow.context.RunContext` (contact, run,
+outbox) and never does I/O, because a retried commit re-runs it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 NEXT = "next"
@@ -43,19 +43,19 @@ class NodeBody(BaseModel):
         """(field path, text) of every field holding an expression, for the checker."""
         yield from ()
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
         """Do the node's work; return the exit to leave by, or None to stop here."""
         raise NotImplementedError
 
     # How a node that stopped the run goes on; only the kinds that stop implement theirs.
-    def on_reply(self, node: Node, sprint: Sprint, text: str) -> str:
+    def on_reply(self, node: Node, ctx: RunContext, text: str) -> str:
         """The contact answered (``wait_for_reply``): the exit to take."""
         raise NotImplementedError(f"{self.KIND} does not wait for replies")
 
-    def on_timeout_fired(self, node: Node, sprint: Sprint) -> str:
+    def on_timeout_fired(self, node: Node, ctx: RunContext) -> str:
         """The wait's timeout passed: the exit to take."""
         raise NotImplementedError(f"{self.KIND} has no timeout")
 
-    def on_response(self, node: Node, sprint: Sprint, response: dict[str, Any]) -> str:
+    def on_response(self, node: Node, ctx: RunContext, response: dict[str, Any]) -> str:
         """The HTTP answer it asked for arrived (``call_webhook``): the exit to take."""
         raise NotImplementedError(f"{self.KIND} makes no HTTP calls")

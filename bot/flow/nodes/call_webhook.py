@@ -15,7 +15,7 @@ from bot.core.durations import parse_duration
 from bot.flow.nodes.base import FAILURE, NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -44,21 +44,21 @@ class CallWebhook(NodeBody):
         if self.body:
             yield "body", self.body
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        sprint.request_webhook(
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        ctx.request_webhook(
             {
                 "method": self.method,
-                "url": sprint.render(self.url).strip(),
-                "headers": {k: sprint.render(v) for k, v in self.headers.items()},
-                "body": sprint.render(self.body) if self.body else None,
+                "url": ctx.render(self.url).strip(),
+                "headers": {k: ctx.render(v) for k, v in self.headers.items()},
+                "body": ctx.render(self.body) if self.body else None,
                 "timeout": parse_duration(self.timeout),
             }
         )
         return None
 
-    def on_response(self, node: Node, sprint: Sprint, response: dict[str, Any]) -> str:
+    def on_response(self, node: Node, ctx: RunContext, response: dict[str, Any]) -> str:
         ok = 200 <= int(response.get("status", 0)) < 300
         if self.result:
             category = "Success" if ok else "Failure"
-            sprint.save_result(self.result, str(response.get("status", "")), category, node.id)
+            ctx.save_result(self.result, str(response.get("status", "")), category, node.id)
         return NEXT if ok else FAILURE

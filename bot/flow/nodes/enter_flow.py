@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from bot.flow.nodes.base import NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -28,6 +28,6 @@ class EnterFlow(NodeBody):
     def _shorthand(cls, raw: Any) -> Any:
         return {"flow": raw} if isinstance(raw, str) else raw
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        sprint.enter_subflow(self.flow)
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        ctx.enter_subflow(self.flow)
         return None

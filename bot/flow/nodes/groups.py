@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from bot.flow.nodes.base import NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -30,14 +30,14 @@ class _GroupChange(NodeBody):
 class AddToGroup(_GroupChange):
     KIND = "add_to_group"
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        sprint.change_groups(add=self.groups)
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        ctx.change_groups(add=self.groups)
         return NEXT
 
 
 class RemoveFromGroup(_GroupChange):
     KIND = "remove_from_group"
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        sprint.change_groups(remove=self.groups)
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        ctx.change_groups(remove=self.groups)
         return NEXT

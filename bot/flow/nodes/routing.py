@@ -14,7 +14,7 @@ from bot.flow import casetests
 from bot.flow.nodes.base import OTHER
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
 
 _CASE_KEYS = {"category", "next"}
 
@@ -73,17 +73,17 @@ def case_takes(cases: list[Case], values: list[str]) -> bool:
 
 
 def route(
-    cases: list[Case], other: Exit, text: str, sprint: Sprint, result: str | None, node_id: str
+    cases: list[Case], other: Exit, text: str, ctx: RunContext, result: str | None, node_id: str
 ) -> str:
     """Pick the first case whose test matches ``text`` — or one of the reply's alternates, e.g.
     the payload of a tapped button — store the result, and return the exit."""
-    values = [text, *sprint.input_alternates]
+    values = [text, *ctx.input_alternates]
     for i, case in enumerate(cases):
         value = _first_match(case, values)
         if value is not None:
             if result:
-                sprint.save_result(result, value, case.category, node_id, input_text=text)
+                ctx.save_result(result, value, case.category, node_id, input_text=text)
             return case_exit(i)
     if result:
-        sprint.save_result(result, text, other.category, node_id, input_text=text)
+        ctx.save_result(result, text, other.category, node_id, input_text=text)
     return OTHER

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bot.flow.nodes.base import FAILURE, NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -65,37 +65,37 @@ class SendMessage(NodeBody):
         if self.template:
             yield from self.template.texts()
 
-    def render_template(self, sprint: Sprint, default_language: str) -> dict[str, Any] | None:
+    def render_template(self, ctx: RunContext, default_language: str) -> dict[str, Any] | None:
         if self.template is None:
             return None
         t = self.template
         body: list[str] | dict[str, str]
         if isinstance(t.body, dict):
-            body = {k: sprint.render(v) for k, v in t.body.items()}
+            body = {k: ctx.render(v) for k, v in t.body.items()}
         else:
-            body = [sprint.render(v) for v in t.body]
+            body = [ctx.render(v) for v in t.body]
         return {
             "name": t.name,
             "language": t.language or default_language,
-            "header": [sprint.render(v) for v in t.header],
+            "header": [ctx.render(v) for v in t.header],
             "body": body,
-            "buttons": [{k: sprint.render(v) for k, v in b.items()} for b in t.buttons],
+            "buttons": [{k: ctx.render(v) for k, v in b.items()} for b in t.buttons],
         }
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
         content: dict[str, Any] = {}
         if self.text:
-            content["text"] = sprint.render(self.text)
+            content["text"] = ctx.render(self.text)
         if self.quick_replies:
-            content["quick_replies"] = [sprint.render(q) for q in self.quick_replies]
+            content["quick_replies"] = [ctx.render(q) for q in self.quick_replies]
         if self.attachment:
-            content["attachment"] = sprint.render(self.attachment)
+            content["attachment"] = ctx.render(self.attachment)
         if self.preview_url and self.text:
             content["preview_url"] = True
-        if self.quote_reply and sprint.input_external_id:
-            content["reply_to"] = sprint.input_external_id
-        template = self.render_template(sprint, sprint.flow.language)
+        if self.quote_reply and ctx.input_external_id:
+            content["reply_to"] = ctx.input_external_id
+        template = self.render_template(ctx, ctx.flow.language)
         if template:
             content["template"] = template
-        error = sprint.send(node, content)
+        error = ctx.send(node.id, content)
         return NEXT if error is None else FAILURE

@@ -10,7 +10,7 @@ from pydantic import Field
 from bot.flow.nodes.base import NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -26,8 +26,8 @@ class SetResult(NodeBody):
         if self.category:
             yield "category", self.category
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        value = sprint.render(self.value)
-        category = sprint.render(self.category) if self.category else value
-        sprint.save_result(self.name, value, category, node.id)
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        value = ctx.render(self.value)
+        category = ctx.render(self.category) if self.category else value
+        ctx.save_result(self.name, value, category, node.id)
         return NEXT

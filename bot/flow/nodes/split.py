@@ -11,7 +11,7 @@ from bot.flow.nodes.base import NodeBody
 from bot.flow.nodes.routing import Case, Exit, route, route_exits
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -32,5 +32,5 @@ class Split(NodeBody):
             exits["other"] = node.next
         return exits
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        return route(self.cases, self.other, sprint.render(self.on), sprint, self.result, node.id)
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        return route(self.cases, self.other, ctx.render(self.on), ctx, self.result, node.id)

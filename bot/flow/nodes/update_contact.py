@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from bot.flow.nodes.base import NEXT, NodeBody
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -37,20 +37,20 @@ class UpdateContact(NodeBody):
         for key, value in self.fields.items():
             yield f"fields.{key}", value
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        contact = sprint.contact
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        contact = ctx.contact
         if self.channel:
             contact["channel"] = self.channel
         if self.name is not None:
-            contact["name"] = sprint.render(self.name).strip()
+            contact["name"] = ctx.render(self.name).strip()
         if self.language is not None:
-            contact["language"] = sprint.render(self.language).strip()
-        sprint.contact_changed()  # later fields may refer to the new name or language
+            contact["language"] = ctx.render(self.language).strip()
+        ctx.contact_changed()  # later fields may refer to the new name or language
         if self.fields:
             fields = contact.setdefault("fields", {})
             for key, value in self.fields.items():
-                fields[key] = sprint.render(value)
+                fields[key] = ctx.render(value)
         if self.status:
             contact["status"] = self.status
-        sprint.contact_changed()
+        ctx.contact_changed()
         return NEXT

@@ -11,7 +11,7 @@ from bot.flow.nodes.base import OTHER, TIMEOUT, NodeBody
 from bot.flow.nodes.routing import Case, Exit, route, route_exits
 
 if TYPE_CHECKING:
-    from bot.engine.sprint import Sprint
+    from bot.flow.context import RunContext
     from bot.flow.files import Node
 
 
@@ -44,15 +44,15 @@ class WaitForReply(NodeBody):
             exits[TIMEOUT] = self.on_timeout.next
         return exits
 
-    def enter(self, node: Node, sprint: Sprint) -> str | None:
-        sprint.wait(self.timeout_seconds if self.on_timeout else None)
+    def enter(self, node: Node, ctx: RunContext) -> str | None:
+        ctx.wait(self.timeout_seconds if self.on_timeout else None)
         return None
 
-    def on_reply(self, node: Node, sprint: Sprint, text: str) -> str:
-        return route(self.cases, self.other, text, sprint, self.result, node.id)
+    def on_reply(self, node: Node, ctx: RunContext, text: str) -> str:
+        return route(self.cases, self.other, text, ctx, self.result, node.id)
 
-    def on_timeout_fired(self, node: Node, sprint: Sprint) -> str:
+    def on_timeout_fired(self, node: Node, ctx: RunContext) -> str:
         assert self.on_timeout is not None
         if self.result:
-            sprint.save_result(self.result, "", self.on_timeout.category, node.id)
+            ctx.save_result(self.result, "", self.on_timeout.category, node.id)
         return TIMEOUT
