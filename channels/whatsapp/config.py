@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bot.core.durations import parse_duration
+from channels.protocol import parse_duration
 
 SANDBOX = "sandbox"
 META_GRAPH_URL = "https://graph.facebook.com"
