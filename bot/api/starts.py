@@ -28,9 +28,10 @@ from bot.work.starts import (
     STATUSES,
     Starter,
     decide,
-    failed_contacts,
+    explain,
     opening_template,
     public,
+    standing_failures,
 )
 
 MAX_TARGETS = 10_000  # contacts + URNs named in one request (groups are unbounded)
@@ -330,7 +331,7 @@ async def start_contacts(request: web.Request) -> web.Response:
     if not 1 <= limit <= 5000:
         raise ApiError(400, "bad_request", "limit must be 1 to 5000")
     page, cursor = await store.start_outcomes(sid, status, cursor, limit)
-    return web.json_response({"contacts": page, "next": str(cursor) if cursor else None})
+    return web.json_response({"contacts": explain(page), "next": str(cursor) if cursor else None})
 
 
 async def cancel_start(request: web.Request) -> web.Response:
@@ -350,9 +351,14 @@ async def retry_start(request: web.Request) -> web.Response:
     store = _store(request)
     sid = request.match_info["uuid"]
     record = await _start_or_404(store, sid)
-    targets: list[str] = []
-    async for batch in failed_contacts(store, sid):
-        targets += batch
+    targets, skipped = await standing_failures(store, record)
+    if not targets and skipped:
+        raise ApiError(
+            409,
+            "nothing_to_retry",
+            "every contact that failed was started since by another start",
+            {"skipped_by_reason": skipped},
+        )
     if not targets:
         raise ApiError(409, "nothing_to_retry", "no contact of this start failed")
     if record["flow"] not in _runtime(request).registry.flows:
@@ -363,7 +369,12 @@ async def retry_start(request: web.Request) -> web.Response:
         restart_participants=True,
         exclude_active=record.get("exclude_active") == "1",
     )
-    new = await _create(request, spec, targets, {"retry_of": sid})
+    retry = {
+        "contacts": len(targets),
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": skipped,
+    }
+    new = await _create(request, spec, targets, {"retry_of": sid, "retry": json.dumps(retry)})
     return web.json_response(public(new), status=202)
 
 
