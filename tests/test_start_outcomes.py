@@ -122,3 +122,47 @@ async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA
     (failed,) = await contacts_of(wa, start["uuid"], "failed")
     assert failed["reason"] == "template_param_empty"
     assert "parameter 2" in failed["message"] and "empty" in failed["message"]
+
+
+@pytest.mark.parametrize(
+    ("flow", "code", "words"),
+    [
+        ("typo", "template_not_found", "order_delivred"),
+        ("rejected", "template_not_approved", "REJECTED"),
+        ("params", "template_params_mismatch", "body"),
+    ],
+)
+async def test_a_start_whose_opening_template_cannot_be_sent_is_refused(
+    wa: WA, flow: str, code: str, words: str
+) -> None:
+    await wa.sync_templates()
+    cid = await wa.contact("Ana Quispe", PHONES[0])
+    status, preview = await wa.api(
+        "POST", "/api/v1/starts/preview", {"flow": flow, "contacts": [cid]}
+    )
+    assert status == 200, preview
+    (problem,) = preview["template_problems"]
+    assert problem["code"] == code and problem["node"] == "hello" and words in problem["message"]
+    for path, body in [
+        ("/api/v1/starts", {"flow": flow, "contacts": [cid]}),
+        (f"/api/v1/contacts/{cid}/start", {"flow": flow}),
+    ]:
+        status, err = await wa.api("POST", path, body)
+        assert status == 422, err
+        assert err["error"]["code"] == code and words in err["error"]["message"]
+        assert err["error"]["details"]["node"] == "hello"
+    status, listed = await wa.api("GET", "/api/v1/starts")
+    assert listed["starts"] == []  # nothing stored, nothing queued
+    assert await wa.messages(cid) == []
+
+
+async def test_reload_reports_template_problems(wa: WA) -> None:
+    await wa.sync_templates()
+    status, report = await wa.api("POST", "/api/v1/flows/reload")
+    assert status == 200, report
+    found = {(p["flow"], p["node"], p["code"]) for p in report["template_problems"]}
+    assert found == {
+        ("typo", "hello", "template_not_found"),
+        ("rejected", "hello", "template_not_approved"),
+        ("params", "hello", "template_params_mismatch"),
+    }

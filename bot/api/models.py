@@ -96,12 +96,24 @@ class FlowList(Answer):
     flows: list[FlowSummary]
 
 
+class TemplateProblem(Answer):
+    flow: str | None = Field(None, description="The flow's id (in a reload's report).")
+    node: str
+    channel: str
+    code: str = Field(description="The channel's code, e.g. `template_not_found`.")
+    message: str
+
+
 class ReloadReport(Answer):
     loaded: list[str]
     unchanged: list[str]
     kept: list[str] = Field(description="Flows whose new file is invalid: the old one runs on.")
     removed: list[str]
     problems: list[str]
+    template_problems: list[TemplateProblem] = Field(
+        description="Templates of the loaded flows that the synced templates refuse (the flows "
+        "load; a start opening with one is refused)."
+    )
 
 
 class FlowStats(Answer):
@@ -354,6 +366,9 @@ class Preview(Answer):
     flow: str
     counts: StartCounts
     template: dict[str, Any] | None = Field(description="The template that opens the flow.")
+    template_problems: list[TemplateProblem] = Field(
+        description="The flow's templates that the synced templates refuse."
+    )
 
 
 class Outcome(Answer):

@@ -32,6 +32,8 @@ from bot.engine.sprint import REFUSED
 from bot.flow.files import Flow
 from bot.store import Store
 from bot.store.redisconn import once_reachable
+from bot.work.flowcheck import flow_template_problems
+from channels.protocol import Channel
 
 log = logging.getLogger("chasqui.starts")
 
@@ -122,6 +124,29 @@ def explain(outcomes: list[dict[str, str]]) -> list[dict[str, str]]:
             reason = item.get("reason", "")
             item["message"] = FAILURES.get(reason, reason)
     return outcomes
+
+
+REFUSAL_CODES = {
+    "template_not_found": "template_not_found",
+    "template_not_approved": "template_not_approved",
+    "template_paused": "template_not_approved",
+}
+"""A start refused for its opening template answers one of three codes: not found, not
+approved (paused too), and anything else about its parameters is ``template_params_mismatch``."""
+
+
+def opening_problem(flow: Flow, channels: list[Channel]) -> tuple[str, str, dict[str, Any]] | None:
+    """(code, message, details) when the template the flow opens with cannot be sent on one of
+    ``channels`` (those with synced templates): a start would fail for every contact."""
+    opening = opening_template(flow)
+    if opening is None:
+        return None
+    for node, why in flow_template_problems(flow, channels):
+        if node.id == opening["node"]:
+            code = REFUSAL_CODES.get(why.code, "template_params_mismatch")
+            details = {**opening, "channel": why.channel, "problem": why.code}
+            return code, f"{flow.id}: {node.id}: {why.message}", details
+    return None
 
 
 def public(record: dict[str, str]) -> dict[str, Any]:
