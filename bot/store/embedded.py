@@ -40,6 +40,10 @@ socket path falls back to TCP on a free 127.0.0.1 port, with a warning in the lo
 The work is blocking (spawn, poll, flock) and lives in ``start_sync``/``stop_sync``; ``start`` and
 ``stop`` run those in a worker thread so the event loop never blocks. The test fixtures use the
 sync pair directly.
+
+Why one module of ~590 lines: it is one lifecycle (find or spawn, register, adopt, shut down)
+whose four rules above only hold together; half of it is this docstring and the process helpers
+(pidfiles, flock, reaping) that only this lifecycle uses.
 """
 
 from __future__ import annotations
