@@ -26,7 +26,7 @@ from bot.core.contacts import group_name_problem
 from bot.core.errors import ApiError
 from bot.store import ContactBusy
 from bot.store.paging import decode_cursor, filtered_page
-from bot.work.contacts_import import Importer, csv_records
+from bot.work.contacts_import import READ_CHUNK, Importer, import_csv
 
 CONTACTS_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}$")
 
@@ -148,36 +148,23 @@ async def delete_contact(request: web.Request) -> web.Response:
     return web.json_response({"deleted": cid})
 
 
-async def _decoded(raw: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    async for line in raw:
-        try:
-            yield line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "bad_request", "the CSV must be UTF-8") from None
-
-
-async def _request_lines(request: web.Request) -> AsyncIterator[bytes]:
-    """The CSV's lines, streamed: the raw body (``text/csv``) or the first file of a
-    multipart form. Never the whole file in memory (the body size limit does not apply)."""
+async def _request_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The CSV's bytes, streamed: the raw body (``text/csv``) or the first file of a multipart
+    form. Never the whole file in memory (the body size limit does not apply)."""
     if request.content_type.startswith("multipart/"):
         try:
             reader = await request.multipart()
             async for part in reader:
                 if isinstance(part, BodyPartReader) and (part.filename or part.name == "file"):
-                    while True:
-                        line = await part.readline()
-                        if not line:
-                            return
-                        yield line
+                    while data := await part.read_chunk(READ_CHUNK):
+                        yield data
+                    return
         except (HttpProcessingError, ValueError) as exc:  # a form aiohttp cannot read
             raise ApiError(400, "bad_request", f"the multipart form is malformed: {exc}") from None
         raise ApiError(400, "bad_request", "the multipart form has no file part")
     else:
-        while True:
-            line = await request.content.readline()
-            if not line:
-                return
-            yield line
+        async for data in request.content.iter_chunked(READ_CHUNK):
+            yield data
 
 
 async def import_contacts(request: web.Request) -> web.Response:
@@ -186,10 +173,9 @@ async def import_contacts(request: web.Request) -> web.Response:
         problem = group_name_problem(group)
         if problem is not None:
             raise ApiError(400, "bad_request", f"group: {problem}")
-    importer = Importer(store(request), now(request), groups)
-    async for line, cells in csv_records(_decoded(_request_lines(request))):
-        await importer.feed(line, cells)
-    report = await importer.finish()
+    report = await import_csv(
+        Importer(store(request), now(request), groups), _request_chunks(request)
+    )
     return web.json_response(report.as_json())
 
 
