@@ -318,6 +318,9 @@ class StartCounts(Answer):
     skipped_by_reason: dict[str, int] = Field(description=f"By {', '.join(SKIP_REASONS)}.")
     failed: int
     failed_by_reason: dict[str, int] = {}
+    sending: int = Field(
+        0, description="Started contacts whose first message has no outcome yet (a start)."
+    )
 
 
 class MessageCounts(Answer):
