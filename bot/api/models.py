@@ -318,9 +318,6 @@ class StartCounts(Answer):
     skipped_by_reason: dict[str, int] = Field(description=f"By {', '.join(SKIP_REASONS)}.")
     failed: int
     failed_by_reason: dict[str, int] = {}
-    sending: int = Field(
-        0, description="Started contacts whose first message has no outcome yet (a start)."
-    )
 
 
 class MessageCounts(Answer):
@@ -351,6 +348,9 @@ class Start(Answer):
     created_on: float
     counts: StartCounts
     messages: MessageCounts
+    sending: int = Field(
+        0, description="Started contacts whose first message has no outcome yet (sent or failed)."
+    )
     retry_of: str | None = Field(None, description="The start this one retries.")
     retry: RetryReport | None = Field(None, description="A retry: what it retried and skipped.")
 

@@ -57,7 +57,7 @@ def _line(start: dict[str, Any]) -> str:
     return (
         f"[{bar}] {start['status']:<10} targeted {c['targeted']}, started {c['started']}, "
         f"skipped {c['skipped']}{f' ({skipped})' if skipped else ''}, failed {c['failed']}"
-        f"{f', sending {sending}' if (sending := c.get('sending')) else ''} | "
+        f"{f', sending {sending}' if (sending := start.get('sending')) else ''} | "
         f"messages sent {m['sent']}, delivered {m['delivered']}, read {m['read']}, "
         f"failed {m['failed']}"
     )
@@ -78,7 +78,7 @@ def follow(config: Config, uuid: str, interval: float = 0.5, settle: float = SET
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         if start["status"] in ("completed", "failed", "cancelled"):
             deadline = deadline or time.monotonic() + settle
-            if not start["counts"].get("sending") or time.monotonic() > deadline:
+            if not start.get("sending") or time.monotonic() > deadline:
                 break
         time.sleep(interval)
     if tty:

@@ -178,9 +178,9 @@ def public(record: dict[str, str]) -> dict[str, Any]:
         "skipped": num.get("skipped", 0),
         "skipped_by_reason": {r: num.get(f"skipped:{r}", 0) for r in SKIP_REASONS},
         "failed": num.get("failed", 0),
-        # started contacts whose first message has no outcome yet (sent or failed)
-        "sending": max(0, num.get("accepted", 0) - num.get("opened", 0)),
     }
+    # started contacts whose first message has no outcome yet (sent or failed)
+    out["sending"] = max(0, num.get("accepted", 0) - num.get("opened", 0))
     out["messages"] = {
         "sent": num.get("msg_sent", 0),
         "delivered": num.get("msg_delivered", 0),
