@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.core.durations import parse_duration
+from bot.core.durations import Duration, parse_duration
 from bot.flow.expressions import ExpressionError, compile_text
 from bot.flow.nodes import NODE_KINDS, NodeBody
 from bot.flow.nodes.base import FAILURE
@@ -84,14 +84,8 @@ class _Header(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
     language: str = "en"
-    expire_after: str = DEFAULT_EXPIRE
+    expire_after: Duration = DEFAULT_EXPIRE
     nodes: list[Any] = Field(min_length=1)
-
-    @field_validator("expire_after")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 def _loc(loc: Iterable[str | int]) -> str:
