@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bot.api.runs import STATUSES as RUN_STATUSES
 from bot.core.contacts import SCHEMES, STATUSES
-from bot.engine.stats import ENDED
+from bot.core.runstatus import ENDED
 from bot.store.paging import MAX_PAGE
 from bot.work.starts import SKIP_REASONS
 from bot.work.starts import STATUSES as START_STATUSES

@@ -12,12 +12,12 @@ from aiohttp import web
 
 from bot.api.contacts import _runtime, _store
 from bot.core.errors import ApiError
+from bot.core.runstatus import ENDED, LIVE, RunStatus
 from bot.engine import stats as flowstats
 from bot.store.keys import OPEN, flow_runs_key
 from bot.store.paging import decode_cursor, filtered_page, page_limit
 
-LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
-STATUSES = (*LIVE, *flowstats.ENDED)
+STATUSES = tuple(RunStatus)
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
 
 
@@ -40,7 +40,7 @@ async def list_runs(request: web.Request) -> web.Response:
         flows = [q["flow"]]
     else:
         flows = await store.indexed_flows()
-    states = [OPEN] if status in LIVE else [status] if status else [OPEN, *flowstats.ENDED]
+    states = [OPEN] if status in LIVE else [status] if status else [OPEN, *ENDED]
     keys = [flow_runs_key(flow, state) for flow in flows for state in states]
     before = decode_cursor(q["cursor"], RUN_MEMBER) if q.get("cursor") else None
     opened: dict[str, bool] = {}  # member -> the run is open (read from the session)

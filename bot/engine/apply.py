@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, assert_never
 
+from bot.core.runstatus import RunStatus
 from bot.engine.events import (
     Event,
     Expire,
@@ -26,11 +27,6 @@ from bot.engine.events import (
     WebhookAnswered,
 )
 from bot.engine.sprint import (
-    ACTIVE,
-    COMPLETED,
-    EXPIRED,
-    FAILED,
-    INTERRUPTED,
     Limits,
     LoopDetected,
     Route,
@@ -75,12 +71,12 @@ class Engine:
         for frame in sprint.session.frames:
             flow = self.flows.get(frame["flow"])
             if flow is None:
-                sprint.end_all(INTERRUPTED, f"flow {frame['flow']!r} no longer exists")
+                sprint.end_all(RunStatus.INTERRUPTED, f"flow {frame['flow']!r} no longer exists")
                 return
             node = frame["node"]
             if node not in flow.nodes and node not in (START, END):
                 sprint.end_all(
-                    INTERRUPTED,
+                    RunStatus.INTERRUPTED,
                     f"node {node!r} no longer exists in {flow.id} version {flow.version}",
                 )
                 return
@@ -89,7 +85,7 @@ class Engine:
             if waits_here and node in flow.nodes and not flow.nodes[node].body.WAITS:
                 # same id, other kind: a reply routed to it would have no on_reply to call
                 sprint.end_all(
-                    INTERRUPTED,
+                    RunStatus.INTERRUPTED,
                     f"node {node!r} is no longer a wait in {flow.id} version {flow.version}",
                 )
                 return
@@ -121,7 +117,7 @@ class Engine:
                 case _:
                     assert_never(event)
         except LoopDetected as exc:
-            sprint.end_all(FAILED, str(exc))
+            sprint.end_all(RunStatus.FAILED, str(exc))
         for frame in sprint.session.frames:
             frame["run"]["modified_on"] = sprint.now
         since = sprint.now - self.limits.loop_window
@@ -134,12 +130,12 @@ class Engine:
         if flow is None:
             return
         if sprint.session.frames:
-            sprint.end_all(INTERRUPTED, f"started in {flow.id}")
+            sprint.end_all(RunStatus.INTERRUPTED, f"started in {flow.id}")
         self._push(sprint, flow, event.params, None, start=event.start)
 
     def _on_interrupt(self, sprint: Sprint, event: Interrupt) -> None:
         if sprint.session.frames:
-            sprint.end_all(INTERRUPTED, event.reason or "interrupted")
+            sprint.end_all(RunStatus.INTERRUPTED, event.reason or "interrupted")
 
     def _on_reply(self, sprint: Sprint, event: Reply) -> None:
         text = event.text
@@ -177,7 +173,7 @@ class Engine:
             return
         node = sprint.flow.nodes[sprint.frame["node"]]
         sprint.clear_wait()
-        sprint.run["status"] = ACTIVE
+        sprint.run["status"] = RunStatus.ACTIVE
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_reply(node, sprint, text)
         self._fire(sprint, cursor, "reply")
@@ -206,7 +202,7 @@ class Engine:
         rules = self.limits.opt_out
         texts = rules.stop_confirmation if action == "stop" else rules.start_confirmation
         if action == "stop":
-            sprint.end_all(INTERRUPTED, "opted out")
+            sprint.end_all(RunStatus.INTERRUPTED, "opted out")
         contact["status"] = "opted_out" if action == "stop" else "active"
         contact["status_changed_on"] = sprint.now
         sprint.contact_changed()
@@ -224,7 +220,7 @@ class Engine:
             sprint.rearm_expiry()
             return
         sprint.clear_wait()
-        sprint.run["status"] = ACTIVE
+        sprint.run["status"] = RunStatus.ACTIVE
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_timeout_fired(node, sprint)
         self._fire(sprint, cursor, "timeout")
@@ -233,7 +229,7 @@ class Engine:
         if not self._at_wait(sprint, event.token):
             return
         fire(sprint.flow, Cursor(sprint, sprint.frame["node"]), "expire")
-        sprint.end_all(EXPIRED)
+        sprint.end_all(RunStatus.EXPIRED)
 
     def _on_webhook(self, sprint: Sprint, event: WebhookAnswered) -> None:
         if not sprint.session.frames:
@@ -265,7 +261,7 @@ class Engine:
         if node is None or not node.on_failure:
             return
         sprint.clear_wait()
-        sprint.run["status"] = ACTIVE
+        sprint.run["status"] = RunStatus.ACTIVE
         cursor = Cursor(sprint, sprint.frame["node"])
         cursor.failed_node = node.id
         self._fire(sprint, cursor, "fail")
@@ -297,7 +293,7 @@ class Engine:
 
     def _fire(self, sprint: Sprint, cursor: Cursor, trigger: str) -> None:
         if not fire(sprint.flow, cursor, trigger):
-            sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
+            sprint.end_all(RunStatus.FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
             return
         self._settle(sprint, cursor)
 
@@ -305,19 +301,21 @@ class Engine:
         """After a transition: keep moving until the run waits, ends or needs I/O."""
         while sprint.session.frames:
             if cursor.state == END:
-                run = sprint.end_top(COMPLETED)
+                run = sprint.end_top(RunStatus.COMPLETED)
                 if not sprint.session.frames:
                     return
                 parent = Cursor(sprint, sprint.frame["node"])
-                parent.exit = NEXT if run["status"] == COMPLETED else FAILURE
+                parent.exit = NEXT if run["status"] == RunStatus.COMPLETED else FAILURE
                 if not fire(sprint.flow, parent, "advance"):
-                    sprint.end_all(FAILED, f"no exit from {parent.state!r}")
+                    sprint.end_all(RunStatus.FAILED, f"no exit from {parent.state!r}")
                     return
                 cursor = parent
                 continue
             if cursor.exit is not None:
                 if not fire(sprint.flow, cursor, "advance"):
-                    sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
+                    sprint.end_all(
+                        RunStatus.FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}"
+                    )
                     return
                 continue
             subflow = sprint.take_subflow()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.core.runstatus import RunStatus
 from bot.engine import stats as flowstats
 from bot.engine.optout import OptOut
 from bot.flow.expressions import compile_text
@@ -24,8 +25,6 @@ from bot.flow.files import Flow
 if TYPE_CHECKING:
     from bot.engine.apply import Engine
 
-ACTIVE, WAITING = "active", "waiting"
-COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
 MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
 
 
@@ -277,7 +276,7 @@ class Sprint:
         }
         self.count(flow, flowstats.waiting(node))
         self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
-        self.run["status"] = WAITING
+        self.run["status"] = RunStatus.WAITING
 
     def rearm_expiry(self) -> None:
         """The wait's timer fired as a timeout the flow no longer has: the same wait now ends
@@ -388,7 +387,7 @@ class Sprint:
             "uuid": str(uuid.uuid4()),
             "flow": flow.id,
             "version": flow.version,
-            "status": ACTIVE,
+            "status": RunStatus.ACTIVE,
             "created_on": self.now,
             "modified_on": self.now,
             "path": [],

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.runstatus import ENDED
 from bot.flow.files import Flow, Node
-
-ENDED = ("completed", "expired", "interrupted", "failed")
 
 
 def started() -> str:
