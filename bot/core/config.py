@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from bot.core.durations import Duration
+from bot.core.validation import summary
 
 ENV_PREFIX = "CHASQUI_"
 DEFAULT_CONFIG = "config.toml"
@@ -151,9 +152,5 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: "
-            + ("unknown setting" if err["type"] == "extra_forbidden" else err["msg"])
-            for err in exc.errors()
-        )
+        problems = summary(exc, unknown="unknown setting", missing=None, plain=False)
         raise ConfigError(f"{file}: {problems}") from exc

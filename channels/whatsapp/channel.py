@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from bot.core.config import ChannelConfig
 from bot.core.durations import parse_duration
 from bot.core.jsonin import loads
+from bot.core.validation import summary
 from bot.store import Store
 from channels.protocol import Channel, SendResult
 from channels.whatsapp.config import WhatsAppConfig
@@ -463,10 +464,7 @@ def _settings(config: ChannelConfig) -> WhatsAppConfig:
         return WhatsAppConfig.model_validate(config.model_dump())
     except ValidationError as exc:
         raise ValueError(
-            "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'channel'}: {e['msg']}"
-                for e in exc.errors()
-            )
+            summary(exc, root="channel", unknown=None, missing=None, plain=False)
         ) from None
 
 
