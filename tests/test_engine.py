@@ -93,16 +93,60 @@ async def test_async_send_failure_takes_on_failure_while_waiting(bot: Bot) -> No
     assert bot.channel.texts == ["hello", "thanks"]
 
 
-async def test_async_send_failure_without_on_failure_only_records(bot: Bot) -> None:
+async def test_async_send_failure_without_on_failure_fails_the_run(bot: Bot) -> None:
     bot.write("greet", SEND_NO_FALLBACK)
     bot.channel.fail["hello"] = "window_closed"
     cid = await bot.contact()
     await bot.start(cid, "greet")
     await bot.drain()
-    (frame,) = (await bot.session(cid))["frames"]
-    assert [p[0] for p in frame["run"]["path"]] == ["hello", "ask"]
-    assert frame["run"]["errors"][0]["code"] == "window_closed"
-    assert (await bot.session(cid))["wait"]["node"] == "ask"
+    # the contact never got the question: the run does not wait for an answer to it
+    session = await bot.session(cid)
+    assert session.get("frames") == [] and session.get("wait") is None
+    assert await bot.timers() == []
+    (run,) = await bot.runs(cid)
+    assert run["status"] == "failed"
+    assert [p[0] for p in run["path"]] == ["hello", "ask"]
+    assert [(e["node"], e["code"]) for e in run["errors"]] == [
+        ("hello", "window_closed"),
+        ("hello", "failed"),
+    ]
+    assert run["errors"][-1]["message"] == "message at 'hello' not sent: window_closed"
+
+
+async def test_refused_send_without_on_failure_fails_the_run(bot: Bot) -> None:
+    bot.write("greet", SEND_NO_FALLBACK)
+    cid = await bot.contact("fb:1234")  # no channel serves "fb": refused before any send
+    await bot.start(cid, "greet")
+    await bot.drain()
+    assert (await bot.session(cid)).get("wait") is None
+    (run,) = await bot.runs(cid)
+    assert run["status"] == "failed"
+    assert [p[0] for p in run["path"]] == ["hello"]  # it never reached the question
+    assert run["errors"][-1]["message"] == "message at 'hello' not sent: no_route"
+
+
+CHILD_SENDS = """
+nodes:
+  - id: child
+    enter_flow: greet
+    on_failure: noted
+  - id: noted
+    set_result: {name: child, value: failed}
+"""
+
+
+async def test_a_child_run_whose_send_failed_fails_and_the_parent_takes_on_failure(
+    bot: Bot,
+) -> None:
+    bot.write("greet", SEND_NO_FALLBACK)
+    bot.write("parent", CHILD_SENDS)
+    cid = await bot.contact("fb:1234")
+    await bot.start(cid, "parent")
+    await bot.drain()
+    child, parent = sorted(await bot.runs(cid), key=lambda r: r["flow"])
+    assert (child["flow"], child["status"]) == ("greet", "failed")
+    assert (parent["flow"], parent["status"]) == ("parent", "completed")
+    assert parent["results"]["child"]["value"] == "failed"
 
 
 # -- timeout, expiry, interrupt ----------------------------------------------------------------

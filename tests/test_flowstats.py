@@ -223,3 +223,24 @@ async def test_a_wait_stored_before_stats_is_not_uncounted(bot: Bot) -> None:
     await bot.drain()
     assert node(await stats(bot), "ask")["waiting"] == 0
     assert await bot.redis.hget(flow_stats_key("survey"), "wait:ask") == b"0"
+
+
+async def test_a_send_failure_without_on_failure_counts_the_exit_and_the_failed_run(
+    bot: Bot,
+) -> None:
+    bot.write(
+        "hi",
+        "nodes:\n"
+        "  - {id: hi, send_message: {text: hi}, next: q}\n"
+        "  - {id: q, wait_for_reply: {}}\n",
+    )
+    bot.channel.fail["hi"] = "x"
+    cid = await bot.contact()
+    await bot.start(cid, "hi")
+    await bot.drain()
+    doc = await stats(bot, "hi")
+    assert doc["runs"]["failed"] == 1 and doc["runs"]["active"] == 0
+    assert exit_counts(doc, "hi") == {"next": 1, "failure": 1}  # sent (next), then failed
+    assert node(doc, "q")["waiting"] == 0
+    assert await members(bot, "hi", OPEN) == []
+    assert len(await members(bot, "hi", "failed")) == 1

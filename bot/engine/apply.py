@@ -258,10 +258,15 @@ class Engine:
         if not self._at_wait(sprint) or sprint.run["uuid"] != event.run:
             return
         node = sprint.flow.nodes.get(str(event.node))
-        if node is None or not node.on_failure:
+        if node is None or not (node.on_failure or node.kind == "send_message"):
             return
         sprint.clear_wait()
         sprint.run["status"] = RunStatus.ACTIVE
+        if not node.on_failure:  # the contact never got the question: the run fails
+            cursor = Cursor(sprint, node.id)
+            cursor.exit = FAILURE
+            self._settle(sprint, cursor)
+            return
         cursor = Cursor(sprint, sprint.frame["node"])
         cursor.failed_node = node.id
         self._fire(sprint, cursor, "fail")
@@ -300,8 +305,13 @@ class Engine:
     def _settle(self, sprint: Sprint, cursor: Cursor) -> None:
         """After a transition: keep moving until the run waits, ends or needs I/O."""
         while sprint.session.frames:
-            if cursor.state == END:
-                run = sprint.end_top(RunStatus.COMPLETED)
+            reason = _unsent(sprint, cursor)
+            if reason:  # a message with no on_failure did not go out: the run ends failed
+                sprint.took(sprint.flow.id, cursor.state, FAILURE)
+                sprint.frame["node"] = cursor.state
+            if cursor.state == END or reason:
+                status = RunStatus.FAILED if reason else RunStatus.COMPLETED
+                run = sprint.end_top(status, reason)
                 if not sprint.session.frames:
                     return
                 parent = Cursor(sprint, sprint.frame["node"])
@@ -327,3 +337,14 @@ class Engine:
                 self._push(sprint, child, sprint.run.get("params", {}), sprint.run["uuid"])
                 return
             return  # waiting, or a webhook to call
+
+
+def _unsent(sprint: Sprint, cursor: Cursor) -> str | None:
+    """Why the run must fail: its message at ``cursor`` failed and the node has no
+    ``on_failure`` (a run must not wait for an answer to a question never delivered)."""
+    node = sprint.flow.nodes.get(cursor.state) if cursor.exit == FAILURE else None
+    if node is None or node.kind != "send_message" or node.on_failure:
+        return None
+    errors = sprint.run["errors"]
+    code = next((e["code"] for e in reversed(errors) if e.get("node") == node.id), "failed")
+    return f"message at {node.id!r} not sent: {code}"
