@@ -110,105 +110,72 @@ async def test_a_matching_conversation_passes(flows: Path, valkey_url: str) -> N
     assert result.expected == result.actual
 
 
-async def test_wrong_text_fails_with_a_diff(flows: Path, valkey_url: str) -> None:
-    result = await run_one(
-        flows,
-        valkey_url,
-        f"""\
-        flow: greet
-        {CONTACT}
-        steps:
-          - bot: Hello Ana!
-          - user: great
-          - bot: Glad to hear that.
-        """,
-    )
+# Conversations that must fail: (contact, steps, the whole expected diff: "- " expected and
+# missing, "+ " happened but not expected, "  " matched).
+FAILING = {
+    "wrong_text": (
+        CONTACT,
+        ["bot: Hello Ana!", "user: great", "bot: Glad to hear that."],
+        [
+            "  bot: Hello Ana!",
+            "  user: great",
+            "- bot: Glad to hear that.",
+            "+ bot: Glad to hear it.",
+        ],
+    ),
+    "wrong_template_parameter": (
+        WA_CONTACT,
+        ["bot: {template: greeting, body: [Ana Lima]}"],
+        [
+            "- bot: {template: greeting, body: [Ana Lima]}",
+            "+ bot: {template: greeting, body: [Ana]}",
+        ],
+    ),
+    "missing_message": (
+        CONTACT,
+        ["bot: Hello Ana!", "user: good", "bot: Glad to hear it.", "bot: See you tomorrow."],
+        [
+            "  bot: Hello Ana!",
+            "  user: good",
+            "  bot: Glad to hear it.",
+            "- bot: See you tomorrow.",
+        ],
+    ),
+    "extra_message": (
+        CONTACT,
+        ["bot: Hello Ana!", "user: bad", "bot: Sorry to hear that."],
+        [
+            "  bot: Hello Ana!",
+            "  user: bad",
+            "  bot: Sorry to hear that.",
+            "+ bot: Tomorrow will be better.",
+        ],
+    ),
+    # messages must be expected where they happen, not just somewhere later
+    "extra_message_before_a_reply": (
+        CONTACT,
+        ["user: great", "bot: Hello Ana!", "bot: Glad to hear it."],
+        ["+ bot: Hello Ana!", "  user: great", "- bot: Hello Ana!", "  bot: Glad to hear it."],
+    ),
+    "wait_too_short_misses_the_timeout": (
+        CONTACT,
+        ["bot: Hello Ana!", "wait: 59m", "bot: Still there?"],
+        ["  bot: Hello Ana!", "  wait: 59m", "- bot: Still there?"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("contact", "steps", "diff"), FAILING.values(), ids=FAILING.keys())
+async def test_a_conversation_that_differs_fails_with_its_diff(
+    flows: Path, valkey_url: str, contact: str, steps: list[str], diff: list[str]
+) -> None:
+    lines = "".join(f"  - {step}\n" for step in steps)
+    result = await run_one(flows, valkey_url, f"flow: greet\n{contact}\nsteps:\n{lines}")
     assert not result.passed
+    assert result.diff() == diff
     report = result.report().splitlines()
     assert report[0].startswith("FAIL ") and report[0].endswith("greet.yaml#1")
-    assert report[1:] == [
-        "  (- expected, + actual)",
-        "    bot: Hello Ana!",
-        "    user: great",
-        "  - bot: Glad to hear that.",
-        "  + bot: Glad to hear it.",
-    ]
-
-
-async def test_wrong_template_parameter_fails(flows: Path, valkey_url: str) -> None:
-    result = await run_one(
-        flows,
-        valkey_url,
-        f"""\
-        flow: greet
-        {WA_CONTACT}
-        steps:
-          - bot: {{template: greeting, body: [Ana Lima]}}
-        """,
-    )
-    assert not result.passed
-    assert "  - bot: {template: greeting, body: [Ana Lima]}" in result.report()
-    assert "  + bot: {template: greeting, body: [Ana]}" in result.report()
-
-
-async def test_missing_message_fails(flows: Path, valkey_url: str) -> None:
-    result = await run_one(
-        flows,
-        valkey_url,
-        f"""\
-        flow: greet
-        {CONTACT}
-        steps:
-          - bot: Hello Ana!
-          - user: good
-          - bot: Glad to hear it.
-          - bot: See you tomorrow.
-        """,
-    )
-    assert not result.passed
-    diff = result.diff()
-    assert "- bot: See you tomorrow." in diff
-    assert not [line for line in diff if line.startswith("+")]
-
-
-async def test_extra_message_fails(flows: Path, valkey_url: str) -> None:
-    result = await run_one(
-        flows,
-        valkey_url,
-        f"""\
-        flow: greet
-        {CONTACT}
-        steps:
-          - bot: Hello Ana!
-          - user: bad
-          - bot: Sorry to hear that.
-        """,
-    )
-    assert not result.passed
-    assert result.diff() == [
-        "  bot: Hello Ana!",
-        "  user: bad",
-        "  bot: Sorry to hear that.",
-        "+ bot: Tomorrow will be better.",
-    ]
-
-
-async def test_extra_message_before_a_reply_fails(flows: Path, valkey_url: str) -> None:
-    """Messages must be expected where they happen, not just somewhere later."""
-    result = await run_one(
-        flows,
-        valkey_url,
-        f"""\
-        flow: greet
-        {CONTACT}
-        steps:
-          - user: great
-          - bot: Hello Ana!
-          - bot: Glad to hear it.
-        """,
-    )
-    assert not result.passed
-    assert "+ bot: Hello Ana!" in result.diff()
+    assert report[1:] == ["  (- expected, + actual)", *(f"  {line}" for line in diff)]
 
 
 async def test_wrong_result_and_status_fail_naming_both_values(
@@ -262,23 +229,6 @@ async def test_wait_fires_timers_at_their_due_time(flows: Path, valkey_url: str)
         """,
     )
     assert result.passed, result.report()
-
-
-async def test_wait_too_short_misses_the_timeout(flows: Path, valkey_url: str) -> None:
-    result = await run_one(
-        flows,
-        valkey_url,
-        f"""\
-        flow: greet
-        {CONTACT}
-        steps:
-          - bot: Hello Ana!
-          - wait: 59m
-          - bot: Still there?
-        """,
-    )
-    assert not result.passed
-    assert "- bot: Still there?" in result.diff()
 
 
 async def test_cases_are_isolated(flows: Path, valkey_url: str) -> None:

@@ -41,6 +41,260 @@ def only(problems: list[Problem]) -> Problem:
     return problems[0]
 
 
+# Flows with exactly one problem: (flow text, line, message, node, field).
+ONE_PROBLEM = [
+    pytest.param(
+        """\
+        nodes:
+          - id: route
+            split:
+              on: "@fields.tier"
+              cases:
+                - {has_any_word: [gold], category: Gold}
+            next: missing
+        """,
+        7,  # the `other` exit falls back to the node's `next`: the problem is on that line
+        "unknown node 'missing'",
+        "nodes[0] (route)",
+        "next",
+        id="unknown_next_of_a_split_without_other_next",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: hook
+            call_webhook: {url: "https://example.com/x"}
+            next: done
+            on_failure: gone
+          - id: done
+            send_message: {text: ok}
+        """,
+        5,
+        "unknown node 'gone'",
+        "nodes[0] (hook)",
+        "on_failure",
+        id="unknown_on_failure_target",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            send_message: {text: hi}
+
+          - id: orphan
+            send_message: {text: bye}
+        """,
+        5,
+        "unreachable: no exit leads here",
+        "nodes[1] (orphan)",
+        None,
+        id="unreachable_node",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            send_message: {text: hi}
+            next: b
+          - id: b
+            set_result: {name: r, value: x}
+            next: a
+        """,
+        2,
+        "cycle with no wait_for_reply: a -> b -> a",
+        "nodes[0] (a)",
+        None,
+        id="cycle_without_a_wait_is_reported_once",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            send_message: {text: hi}
+            next: b
+          - id: b
+            send_message: {text: again}
+          - id: a
+            send_message: {text: bye}
+        """,
+        7,
+        "duplicate id 'a' (first at nodes[0])",
+        "nodes[2] (a)",
+        "id",
+        id="duplicate_id",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: "has space"
+            send_message: {text: hi}
+        """,
+        2,
+        "id: 'has space' is not a valid node id (letters, digits, _ -)",
+        "nodes[0]",
+        None,
+        id="invalid_node_id",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: switch
+            update_contact:
+              channel: telegram
+        """,
+        4,
+        "unknown channel 'telegram' (channels: console, whatsapp)",
+        "nodes[0] (switch)",
+        "update_contact.channel",
+        id="unknown_channel",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: greet
+            send_message:
+              text: "Hola @(upper(contact.name)"
+        """,
+        4,
+        "invalid expression: unterminated @( expression (at 5)",
+        "nodes[0] (greet)",
+        "send_message.text",
+        id="invalid_expression",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: ask
+            wait_for_reply:
+              cases:
+                - {has_text: true, category: Any}
+                - {has_any_wrd: [si], category: Yes}
+        """,
+        6,
+        "unknown case test 'has_any_wrd' (did you mean 'has_any_word'?)",
+        "nodes[0] (ask)",
+        "wait_for_reply.cases[1]",
+        id="unknown_case_test_with_a_hint",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: ask
+            wait_for_reply:
+              cases:
+                - {has_text: true}
+        """,
+        5,
+        "required, but missing",
+        "nodes[0] (ask)",
+        "wait_for_reply.cases[0].category",
+        id="case_without_category",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: ask
+            wait_for_reply:
+              result: r
+              timeout: 3 days
+        """,
+        5,
+        "bad duration '3 days': write e.g. 30s, 5m, 24h, 3d",
+        "nodes[0] (ask)",
+        "wait_for_reply.timeout",
+        id="bad_timeout",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: hook
+            call_webhook:
+              url: https://example.com
+              timeout: 2m
+        """,
+        5,
+        "a webhook timeout longer than 30s would hold the contact too long",
+        "nodes[0] (hook)",
+        "call_webhook.timeout",
+        id="webhook_timeout_over_the_limit",
+    ),
+    pytest.param(
+        """\
+        name: x
+        expire_after: soon
+        nodes:
+          - id: a
+            send_message: {text: hi}
+        """,
+        2,
+        "bad duration 'soon': write e.g. 30s, 5m, 24h, 3d",
+        None,
+        "expire_after",
+        id="bad_expire_after",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            next: a
+        """,
+        2,
+        "a node has exactly one kind, found none",
+        "nodes[0] (a)",
+        None,
+        id="node_without_a_kind",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            send_message: {text: hi}
+            add_to_group: VIP
+        """,
+        2,
+        "a node has exactly one kind, found ['send_message', 'add_to_group']",
+        "nodes[0] (a)",
+        None,
+        id="two_kinds_in_one_node",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            send_message:
+              text: hi
+              quick_reply: [x]
+        """,
+        5,
+        "unknown key",
+        "nodes[0] (a)",
+        "send_message.quick_reply",
+        id="unknown_key_in_a_node_body",
+    ),
+    pytest.param(
+        """\
+        nodes:
+          - id: a
+            add_to_group: VIP
+            on_failure: a
+        """,
+        4,
+        "add_to_group cannot fail, on_failure does not apply",
+        "nodes[0] (a)",
+        "on_failure",
+        id="on_failure_on_a_node_that_cannot_fail",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message", "node", "field"), ONE_PROBLEM)
+def test_a_flow_with_one_problem_names_its_line_node_and_field(
+    tmp_path: Path, text: str, line: int, message: str, node: str | None, field: str | None
+) -> None:
+    path, problems = problems_of(tmp_path, text)
+    assert only(problems) == Problem(str(path), line, message, node, field)
+
+
 # -- exits to nodes that do not exist -----------------------------------------------------------
 
 
@@ -85,79 +339,7 @@ def test_unknown_targets_of_cases_other_and_timeout(tmp_path: Path) -> None:
     ]
 
 
-def test_unknown_next_of_a_split_without_other_next(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: route
-            split:
-              on: "@fields.tier"
-              cases:
-                - {has_any_word: [gold], category: Gold}
-            next: missing
-        """,
-    )
-    # the `other` exit falls back to the node's `next`: the problem is on that line
-    assert only(problems) == Problem(
-        str(path), 7, "unknown node 'missing'", "nodes[0] (route)", "next"
-    )
-
-
-def test_unknown_on_failure_target(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: hook
-            call_webhook: {url: "https://example.com/x"}
-            next: done
-            on_failure: gone
-          - id: done
-            send_message: {text: ok}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 5, "unknown node 'gone'", "nodes[0] (hook)", "on_failure"
-    )
-
-
 # -- graph shape --------------------------------------------------------------------------------
-
-
-def test_unreachable_node(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            send_message: {text: hi}
-
-          - id: orphan
-            send_message: {text: bye}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 5, "unreachable: no exit leads here", "nodes[1] (orphan)"
-    )
-
-
-def test_cycle_without_a_wait_is_reported_once(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            send_message: {text: hi}
-            next: b
-          - id: b
-            set_result: {name: r, value: x}
-            next: a
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 2, "cycle with no wait_for_reply: a -> b -> a", "nodes[0] (a)"
-    )
 
 
 def test_a_cycle_through_a_wait_is_fine(tmp_path: Path) -> None:
@@ -179,87 +361,13 @@ def test_a_cycle_through_a_wait_is_fine(tmp_path: Path) -> None:
     assert list(flows["f"].nodes) == ["a", "ask"]
 
 
-def test_duplicate_id(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            send_message: {text: hi}
-            next: b
-          - id: b
-            send_message: {text: again}
-          - id: a
-            send_message: {text: bye}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 7, "duplicate id 'a' (first at nodes[0])", "nodes[2] (a)", "id"
-    )
-
-
-def test_invalid_node_id(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: "has space"
-            send_message: {text: hi}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        2,
-        "id: 'has space' is not a valid node id (letters, digits, _ -)",
-        "nodes[0]",
-    )
-
-
 # -- node bodies --------------------------------------------------------------------------------
-
-
-def test_unknown_channel(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: switch
-            update_contact:
-              channel: telegram
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        4,
-        "unknown channel 'telegram' (channels: console, whatsapp)",
-        "nodes[0] (switch)",
-        "update_contact.channel",
-    )
 
 
 def test_channels_are_not_checked_without_a_config(tmp_path: Path) -> None:
     text = "nodes:\n  - id: s\n    update_contact: {channel: telegram}\n"
     flow = parse_flow(tmp_path / "f.yaml", text.encode(), channels=None)
     assert flow.nodes["s"].kind == "update_contact"
-
-
-def test_invalid_expression(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: greet
-            send_message:
-              text: "Hola @(upper(contact.name)"
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        4,
-        "invalid expression: unterminated @( expression (at 5)",
-        "nodes[0] (greet)",
-        "send_message.text",
-    )
 
 
 def test_invalid_expression_in_a_template_parameter(tmp_path: Path) -> None:
@@ -279,27 +387,6 @@ def test_invalid_expression_in_a_template_parameter(tmp_path: Path) -> None:
     p = only(problems)
     assert (p.line, p.node, p.field) == (8, "nodes[0] (open)", "send_message.template.body[1]")
     assert p.message.startswith("invalid expression: unterminated @(")
-
-
-def test_unknown_case_test_with_a_hint(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: ask
-            wait_for_reply:
-              cases:
-                - {has_text: true, category: Any}
-                - {has_any_wrd: [si], category: Yes}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        6,
-        "unknown case test 'has_any_wrd' (did you mean 'has_any_word'?)",
-        "nodes[0] (ask)",
-        "wait_for_reply.cases[1]",
-    )
 
 
 @pytest.mark.parametrize(
@@ -331,82 +418,6 @@ def test_bad_case_arguments(tmp_path: Path, case: str, message: str) -> None:
     assert only(problems) == Problem(str(path), 6, message, "nodes[0] (ask)", "split.cases[0]")
 
 
-def test_case_without_category(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: ask
-            wait_for_reply:
-              cases:
-                - {has_text: true}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        5,
-        "required, but missing",
-        "nodes[0] (ask)",
-        "wait_for_reply.cases[0].category",
-    )
-
-
-def test_bad_timeout(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: ask
-            wait_for_reply:
-              result: r
-              timeout: 3 days
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        5,
-        "bad duration '3 days': write e.g. 30s, 5m, 24h, 3d",
-        "nodes[0] (ask)",
-        "wait_for_reply.timeout",
-    )
-
-
-def test_webhook_timeout_over_the_limit(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: hook
-            call_webhook:
-              url: https://example.com
-              timeout: 2m
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        5,
-        "a webhook timeout longer than 30s would hold the contact too long",
-        "nodes[0] (hook)",
-        "call_webhook.timeout",
-    )
-
-
-def test_bad_expire_after(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        name: x
-        expire_after: soon
-        nodes:
-          - id: a
-            send_message: {text: hi}
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 2, "bad duration 'soon': write e.g. 30s, 5m, 24h, 3d", None, "expire_after"
-    )
-
-
 def test_unknown_node_kind_with_a_hint(tmp_path: Path) -> None:
     path, problems = problems_of(
         tmp_path,
@@ -420,73 +431,6 @@ def test_unknown_node_kind_with_a_hint(tmp_path: Path) -> None:
     assert (p.file, p.line, p.node) == (str(path), 3, "nodes[0] (a)")
     assert p.message.startswith("unknown key 'send_mesage' (did you mean 'send_message'?)")
     assert "node kinds: send_message, update_contact" in p.message
-
-
-def test_node_without_a_kind(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            next: a
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 2, "a node has exactly one kind, found none", "nodes[0] (a)"
-    )
-
-
-def test_two_kinds_in_one_node(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            send_message: {text: hi}
-            add_to_group: VIP
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        2,
-        "a node has exactly one kind, found ['send_message', 'add_to_group']",
-        "nodes[0] (a)",
-    )
-
-
-def test_unknown_key_in_a_node_body(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            send_message:
-              text: hi
-              quick_reply: [x]
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path), 5, "unknown key", "nodes[0] (a)", "send_message.quick_reply"
-    )
-
-
-def test_on_failure_on_a_node_that_cannot_fail(tmp_path: Path) -> None:
-    path, problems = problems_of(
-        tmp_path,
-        """
-        nodes:
-          - id: a
-            add_to_group: VIP
-            on_failure: a
-        """,
-    )
-    assert only(problems) == Problem(
-        str(path),
-        4,
-        "add_to_group cannot fail, on_failure does not apply",
-        "nodes[0] (a)",
-        "on_failure",
-    )
 
 
 # -- the file as a whole ------------------------------------------------------------------------
