@@ -48,8 +48,9 @@ from bot.store import Store, dumps  # noqa: E402
 from bot.store.embedded import EmbeddedValkey  # noqa: E402
 from bot.store.keys import READY, SENDQ, TIMERS, contact_key, urn_key  # noqa: E402
 from bot.store.redisconn import connect  # noqa: E402
+from bot.work.host import StoreHost, route_of  # noqa: E402
 from bot.work.worker import Worker, WorkerSettings  # noqa: E402
-from channels.protocol import Channel, SendResult  # noqa: E402
+from channels.protocol import Capabilities, Channel, SendResult  # noqa: E402
 from channels.whatsapp import WhatsAppChannel  # noqa: E402
 
 FLOW = "order_followup"
@@ -62,7 +63,7 @@ class NullChannel(Channel):
     """Accepts every message at once: measures our send path, not a provider's latency."""
 
     TYPE = "null"
-    SCHEMES = (SCHEME,)
+    CAPABILITIES = Capabilities(schemes=(SCHEME,))
 
     async def send(self, message: dict[str, Any]) -> SendResult:
         return SendResult(ok=True, external_id=message["uuid"])
@@ -113,13 +114,13 @@ class Bench:
         self.args = args
         self.store = Store(redis)
         # as in production: the flow sets the channel to "whatsapp", a 24-hour-window route
-        routes = [WhatsAppChannel.route_of(CHANNEL)]  # window, templates
+        routes = [route_of(CHANNEL, WhatsAppChannel.CAPABILITIES)]  # window, templates
         self.registry = FlowRegistry(ROOT / "flows", routes, Limits())
         report = self.registry.reload()
         if FLOW not in self.registry.flows:
             raise SystemExit(f"flow {FLOW!r} did not load: {report.problems}")
         self.clock = Clock()
-        channel = NullChannel(CHANNEL, ChannelConfig(type="console"), self.store)
+        channel = NullChannel(CHANNEL, ChannelConfig(type="console"), StoreHost(self.store))
         settings = WorkerSettings(batch=args.batch)
         self.worker = Worker(
             self.store, lambda: self.registry.engine, {CHANNEL: channel}, self.clock

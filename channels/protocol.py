@@ -1,8 +1,20 @@
-"""The one small interface every channel implements, and the registry that finds them.
+"""The whole contract a channel implements, and the registry that finds channel types.
 
-A channel type is one module in ``channels/`` exposing ``CHANNEL`` (its class). Nothing in
-``bot/`` names a channel type: the runtime asks a channel which URN schemes it reaches and hands it
-messages to send; webhook routes come from the channel itself.
+A channel type is one package ``channels/<type>/`` exposing ``CHANNEL`` (a :class:`Channel`
+subclass). It imports only this module and its own package. What it does:
+
+- **parse** a webhook request into typed inbound events (:class:`Message`, :class:`Status`,
+  :class:`TemplateUpdate`), refusing a bad one with :class:`WebhookError`; the core then looks
+  the contact up (or creates it), drops redeliveries, queues the message for the contact's flow
+  and applies statuses — the channel never does;
+- **send** one message and say what became of it (:class:`SendResult`);
+- **declare** what it can do (:class:`Capabilities`: URN schemes, templates, buttons, lists,
+  media, the window rule, its rate limit);
+- optionally mount **extra apps** (e.g. a provider's stand-in) and report **health**.
+
+Anything it needs kept in Redis (its synced templates, a shared rate bucket) it asks of the
+:class:`ChannelHost` it is given; nothing else of ``bot`` is its business. ``docs/channels.md``
+walks through writing one.
 """
 
 from __future__ import annotations
@@ -10,40 +22,229 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
 from bot.core.config import ChannelConfig, ConfigError
-from bot.engine.sprint import Route
-from bot.store import Store
+from bot.core.durations import Duration, parse_duration
+from bot.core.errors import ApiError
+from bot.core.jsonin import loads
+from bot.core.validation import summary as validation_summary
+
+__all__ = [
+    "Attachment",
+    "Capabilities",
+    "Channel",
+    "ChannelConfig",
+    "ChannelHost",
+    "ConfigError",
+    "Duration",
+    "Inbound",
+    "InboundEvent",
+    "Location",
+    "Message",
+    "Mount",
+    "RateLimit",
+    "SendResult",
+    "Status",
+    "TemplateUpdate",
+    "UnknownChannelType",
+    "WebhookError",
+    "build_channels",
+    "channel_class",
+    "loads",
+    "parse_duration",
+    "validate_channels",
+    "validation_summary",
+]
+
+# {"code": machine-readable, "message": human, ...}: a failed send or a failed status
+ErrorInfo = dict[str, Any]
 
 
-@dataclass(frozen=True)
+# -------------------------------------------------------------------------- what it can do
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``per_second`` sends, with bursts of ``burst``, shared by every process."""
+
+    per_second: float
+    burst: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a channel type can do; the engine and ``chasqui check`` read it, nothing guesses."""
+
+    schemes: tuple[str, ...]  # URN schemes it reaches (``whatsapp``, ``tel``, ...)
+    templates: bool = False  # sends a message's provider template instead of its text
+    buttons: int = 0  # quick-reply buttons one message may carry (0: none)
+    list_rows: int = 0  # rows of a list of choices (0: no lists)
+    media: bool = False  # attachments in and out
+    # Seconds after the contact's last inbound message during which free text may be sent
+    # (WhatsApp: 24 h; outside it only templates go, and the engine enforces that). None: any time.
+    window: int | None = None
+    rate: RateLimit | None = None  # None: no limit of ours
+    # How long the provider may deliver the same inbound event again: the core drops an
+    # external id seen within this many seconds.
+    redelivery: int = 86400
+
+
+# -------------------------------------------------------------------------- inbound events
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An inbound media item; its bytes are fetched on demand (``Channel.fetch_media``)."""
+
+    id: str
+    mime_type: str | None = None
+    sha256: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    url: str | None = None
+    voice: bool = False
+    animated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A contact wrote (or reacted, or sent something we only record)."""
+
+    channel: str  # the configured channel it arrived on (one webhook may carry several)
+    urn: str
+    external_id: str  # the provider's id: the core's dedup key and the target of statuses
+    timestamp: float
+    text: str = ""
+    kind: str = "text"  # the provider's message type (text, button, image, reaction, ...)
+    contact_name: str = ""  # a new contact gets this name
+    payload: str | None = None  # a tapped button's or list row's id
+    attachment: Attachment | None = None
+    location: Location | None = None
+    reply_to: str | None = None  # external id of our message it quotes or answers
+    reaction: Mapping[str, Any] | None = None
+    contacts: Sequence[Mapping[str, Any]] = ()  # shared contact cards
+    # False: recorded in the contact's history but no reply for a waiting flow
+    is_reply: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What became of a message we sent: sent, delivered, read, failed (others kept verbatim)."""
+
+    channel: str
+    external_id: str
+    status: str
+    timestamp: float
+    error: ErrorInfo | None = None  # for ``failed``: {"code", "message", ...}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateUpdate:
+    """The provider approved, rejected, paused or disabled one of the channel's templates."""
+
+    channel: str
+    name: str
+    language: str
+    status: str
+    reason: str | None = None
+    rejection: Mapping[str, Any] | None = None
+
+
+InboundEvent = Message | Status | TemplateUpdate
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A parsed webhook: its events, and what to answer once the core has them."""
+
+    events: list[InboundEvent] = field(default_factory=list)
+    reply: web.StreamResponse | None = None  # None: ``200 ok`` (a challenge answers itself)
+
+
+class WebhookError(ApiError):
+    """Refuse a webhook: answered as ``{"error": {"code", "message"}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, code, message)
+
+
+# -------------------------------------------------------------------------- sends out
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     """What became of one send: accepted (with the provider's id) or failed for good."""
 
     ok: bool
     external_id: str | None = None
-    error: dict[str, Any] | None = None  # {"code": machine-readable, "message": human, ...}
+    error: ErrorInfo | None = None
     # Not sent yet, but worth another try after this many seconds (throttling, pair rate,
     # a transient provider error). The message stays first in the contact's outbox.
     retry_after: float | None = None
 
 
+# -------------------------------------------------------------------------- the host
+
+
+class ChannelHost(Protocol):
+    """What the core keeps for a channel; implemented in ``bot/work``."""
+
+    async def templates(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's synced templates (provider items with ``name``, ``language``)."""
+        ...
+
+    async def save_templates(self, channel: str, templates: Sequence[dict[str, Any]]) -> None:
+        """Replace the channel's synced templates."""
+        ...
+
+    async def throttle(self, bucket: str, rate: RateLimit) -> None:
+        """Return when ``bucket`` (e.g. a sender number) may send once more."""
+        ...
+
+    async def console_append(self, contact: str, message: dict[str, Any]) -> None:
+        """Hand a message to the terminal simulator reading this contact's console stream."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """An extra aiohttp app the server mounts under ``prefix`` (e.g. a provider's stand-in)."""
+
+    prefix: str
+    app: web.Application
+
+
+# -------------------------------------------------------------------------- the channel
+
+
 class Channel(ABC):
     TYPE: ClassVar[str]
-    SCHEMES: ClassVar[tuple[str, ...]]
-    # Seconds after the contact's last message during which free text may be sent; None: any
-    # time. WhatsApp: 24 h; outside it only templates go, and the engine enforces that.
-    WINDOW: ClassVar[int | None] = None
+    CAPABILITIES: ClassVar[Capabilities]
 
-    def __init__(self, name: str, config: ChannelConfig, store: Store) -> None:
+    def __init__(self, name: str, config: ChannelConfig, host: ChannelHost) -> None:
         self.name = name
         self.config = config
-        self.store = store
+        self.host = host
         self.base_url = ""  # this server's own URL, set by the runtime before ``start``
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """This channel's capabilities: the type's, with what its settings change (a rate)."""
+        return self.CAPABILITIES
 
     @classmethod
     def validate(cls, config: ChannelConfig) -> None:
@@ -51,34 +252,25 @@ class Channel(ABC):
         return None
 
     @classmethod
-    def sub_apps(
-        cls, name: str, config: ChannelConfig, base_url: str
-    ) -> list[tuple[str, web.Application]]:
-        """Extra aiohttp apps to serve under a prefix (e.g. a provider's stand-in)."""
+    def mounts(cls, name: str, config: ChannelConfig, base_url: str) -> list[Mount]:
+        """Extra apps this channel asks the server to serve (none unless its settings say)."""
         return []
-
-    # Sends a message's WhatsApp-style template instead of its text when it has one.
-    TEMPLATES: ClassVar[bool] = False
-
-    @classmethod
-    def route_of(cls, name: str) -> Route:
-        """What the engine must know of a channel of this type called ``name``."""
-        return Route(name, cls.SCHEMES, cls.WINDOW, cls.TEMPLATES)
-
-    @property
-    def route(self) -> Route:
-        return self.route_of(self.name)
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"}``, or ``"unhealthy"`` with a reason (shown by /healthz)."""
         return {"status": "ok"}
 
-    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
-        """Answer ``/webhooks/<type>/<name>``; channels without inbound webhooks have none."""
-        return web.json_response(
-            {"error": {"code": "not_found", "message": f"channel {self.name} takes no webhooks"}},
-            status=404,
-        )
+    async def parse(self, request: web.Request) -> Inbound:
+        """Read ``/webhooks/<type>/<name>``: check it is genuine, return its events.
+
+        Raise :class:`WebhookError` to refuse it; never raise on junk from the outside."""
+        raise WebhookError(404, "not_found", f"channel {self.name} takes no webhooks")
+
+    async def accepted(self, message: Message) -> None:  # noqa: B027 - optional hook
+        """``message`` was queued (first delivery only); e.g. mark it read at the provider."""
+
+    async def templates_changed(self, *, resync: bool) -> None:  # noqa: B027 - optional hook
+        """The core applied a template update (``resync``: it named a template we lack)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections; called once when the server starts."""
@@ -87,7 +279,7 @@ class Channel(ABC):
         """Release what ``start`` opened."""
 
     async def load_templates(self) -> None:
-        """Read the synced templates from Redis into this process."""
+        """Read the synced templates (``host.templates``) into this process."""
         return None
 
     def template_problems(self, template: dict[str, Any]) -> str | None:
@@ -104,12 +296,15 @@ class Channel(ABC):
         return None
 
     async def sync_templates(self) -> int | None:
-        """Read the provider's message templates into Redis; None: this channel has none."""
+        """Read the provider's message templates (``host.save_templates``); None: none here."""
         return None
 
     @abstractmethod
     async def send(self, message: dict[str, Any]) -> SendResult:
         """Deliver one message (the record built by the engine) and say what happened."""
+
+
+# -------------------------------------------------------------------------- the registry
 
 
 class UnknownChannelType(ValueError):
@@ -125,7 +320,7 @@ def channel_class(type_name: str) -> type[Channel]:
     return cls
 
 
-def validate_channels(configs: dict[str, ChannelConfig]) -> None:
+def validate_channels(configs: Mapping[str, ChannelConfig]) -> None:
     """Fail early, before anything starts, on an unknown type or bad channel settings."""
     for name, cfg in configs.items():
         try:
@@ -134,12 +329,12 @@ def validate_channels(configs: dict[str, ChannelConfig]) -> None:
             raise ConfigError(f"channels.{name}: {exc}") from None
 
 
-def build_channels(configs: dict[str, ChannelConfig], store: Store) -> dict[str, Channel]:
+def build_channels(configs: Mapping[str, ChannelConfig], host: ChannelHost) -> dict[str, Channel]:
     """The configured channels; a bad section raises ConfigError naming it."""
     channels: dict[str, Channel] = {}
     for name, cfg in configs.items():
         try:
-            channels[name] = channel_class(cfg.type)(name, cfg, store)
+            channels[name] = channel_class(cfg.type)(name, cfg, host)
         except ValueError as exc:  # includes UnknownChannelType and pydantic's errors
             raise ConfigError(f"channels.{name}: {exc}") from None
     return channels

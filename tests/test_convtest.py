@@ -13,7 +13,7 @@ from bot.convtest import runner as convtest
 from bot.convtest.cases import CaseFileError
 from bot.convtest.runner import CaseResult, run_file
 from bot.core.config import load_config
-from channels.protocol import Channel, SendResult, UnknownChannelType
+from channels.protocol import Capabilities, Channel, SendResult, UnknownChannelType
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -291,9 +291,7 @@ class WindowedChannel(Channel):
     """Stands for the WhatsApp channel type: free text only within 24 h of the last inbound."""
 
     TYPE = "whatsapp"
-    SCHEMES = ("whatsapp",)
-    WINDOW = 86400
-    TEMPLATES = True
+    CAPABILITIES = Capabilities(schemes=("whatsapp",), window=86400, templates=True)
 
     async def send(self, message: dict[str, Any]) -> SendResult:
         raise AssertionError("the runner sends through its capturing channel only")

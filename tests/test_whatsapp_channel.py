@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -575,6 +576,30 @@ async def test_webhook_posts_refused_or_salvaged_never_a_500(wa: WA) -> None:
 
     (message,) = await wait_for(salvaged, "the good message of the junk batch")
     assert message["external_id"] == "wamid.GOOD" and message["text"] == "sobreviví"
+
+
+async def test_webhook_refusals_are_json_errors_with_a_code(wa: WA) -> None:
+    raw = encode({"object": "whatsapp_business_account", "entry": []})
+    huge = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    refusals = [
+        (await wa.post_webhook(raw, signature=None), 401, "bad_signature"),
+        (await wa.post_webhook(b"{not json"), 400, "bad_request"),
+        (
+            await wa.post_webhook(io.BytesIO(huge), signature=sign(huge, SECRET)),
+            413,
+            "body_too_large",
+        ),
+    ]
+    async with wa.http.get(wa.base + WEBHOOK, params={"hub.mode": "subscribe"}) as r:
+        refusals.append(((r.status, await r.text()), 403, "forbidden"))
+    async with wa.http.post(wa.base + "/webhooks/whatsapp/nope", data=raw) as r:
+        refusals.append(((r.status, await r.text()), 404, "not_found"))
+    async with wa.http.post(wa.base + "/webhooks/console/whatsapp", data=raw) as r:
+        refusals.append(((r.status, await r.text()), 404, "not_found"))
+    for (status, text), expected, code in refusals:
+        error = json.loads(text)["error"]
+        assert (status, error["code"]) == (expected, code), text
+        assert isinstance(error["message"], str) and error["message"]
 
 
 async def test_duplicate_deliveries_are_one_message(wa: WA) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.api import contacts as api_contacts
@@ -197,15 +198,27 @@ async def start_contact(request: web.Request) -> web.Response:
 
 
 async def channel_webhook(request: web.Request) -> web.StreamResponse:
-    """``/webhooks/<type>/<name>``: the named channel (of that type) answers for itself."""
-    channel = request.app[RUNTIME].channels.get(request.match_info["name"])
+    """``/webhooks/<type>/<name>``: the channel parses (and may refuse, with a JSON error), the
+    core ingests its events, then ``200 ok`` (or the channel's own answer, e.g. a challenge)."""
+    runtime = request.app[RUNTIME]
+    channel = runtime.channels.get(request.match_info["name"])
     if channel is None or request.match_info["type"] != channel.TYPE:
         raise ApiError(
             404,
             "not_found",
             f"no {request.match_info['type']} channel {request.match_info['name']!r}",
         )
-    return await channel.handle_webhook(request)
+    inbound = await channel.parse(request)
+    if inbound.events:
+        try:
+            await runtime.ingest.accept(inbound.events)
+        except RedisError:
+            # nothing was lost: the provider redelivers what we do not acknowledge
+            log.exception("could not queue a webhook for %s; asking to redeliver", channel.name)
+            raise ApiError(
+                503, "redis_unavailable", "the webhook could not be queued; deliver it again"
+            ) from None
+    return inbound.reply or web.Response(text="ok")
 
 
 async def list_templates(request: web.Request) -> web.Response:
@@ -292,8 +305,8 @@ def create_app(config: Config, runtime: Runtime | None = None) -> web.Applicatio
         await runtime.stop()
 
     setup_routes(app)
-    for name, cfg in config.channels.items():
-        for prefix, sub_app in channel_class(cfg.type).sub_apps(name, cfg, config.server.url):
-            app.add_subapp(prefix, sub_app)
+    for name, cfg in config.channels.items():  # e.g. a WhatsApp sandbox (graph_url = "sandbox")
+        for mount in channel_class(cfg.type).mounts(name, cfg, config.server.url):
+            app.add_subapp(mount.prefix, mount.app)
     app.cleanup_ctx.append(lifetime)
     return app

@@ -50,10 +50,18 @@ from bot.engine.sprint import Route, Session
 from bot.store import Store
 from bot.store.embedded import EmbeddedValkey
 from bot.store.redisconn import connect
+from bot.work.host import StoreHost, route_of
 from bot.work.runtime import limits_of
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker
-from channels.protocol import Channel, SendResult, UnknownChannelType, channel_class
+from channels.protocol import (
+    Capabilities,
+    Channel,
+    ChannelHost,
+    SendResult,
+    UnknownChannelType,
+    channel_class,
+)
 
 CONSUMER = "convtest"
 MAX_DRAIN_ROUNDS = 1000  # a flow the engine's own loop guard lets through still cannot hang us
@@ -66,10 +74,10 @@ class CaptureChannel(Channel):
     """A channel that delivers nothing: it records each message handed to it, in order."""
 
     TYPE = "capture"
-    SCHEMES = ()
+    CAPABILITIES = Capabilities(schemes=())
 
-    def __init__(self, name: str, store: Store, sent: list[dict[str, Any]]) -> None:
-        super().__init__(name, ChannelConfig(type=self.TYPE), store)
+    def __init__(self, name: str, host: ChannelHost, sent: list[dict[str, Any]]) -> None:
+        super().__init__(name, ChannelConfig(type=self.TYPE), host)
         self.sent = sent
 
     async def send(self, message: dict[str, Any]) -> SendResult:
@@ -129,12 +137,12 @@ def routes_for(config: Config, schemes: Iterable[str]) -> list[Route]:
         cls = _channel_type(cfg.type)
         if cls is None:
             continue
-        routes.append(cls.route_of(name))
-        covered.update(cls.SCHEMES)
+        routes.append(route_of(name, cls.CAPABILITIES))
+        covered.update(cls.CAPABILITIES.schemes)
     for scheme in sorted(set(schemes) - covered):
         cls = _channel_type(scheme)
-        if cls is not None and scheme in cls.SCHEMES:
-            route = cls.route_of(f"test-{scheme}")
+        if cls is not None and scheme in cls.CAPABILITIES.schemes:
+            route = route_of(f"test-{scheme}", cls.CAPABILITIES)
             routes.append(Route(route.name, (scheme,), route.window, route.templates))
         else:
             routes.append(Route(f"test-{scheme}", (scheme,)))
@@ -150,8 +158,9 @@ class Runner:
         self.store = store
         routes = routes_for(config, schemes)
         self.sent: list[dict[str, Any]] = []
+        host = StoreHost(store)
         self.channels: dict[str, Channel] = {
-            r.name: CaptureChannel(r.name, store, self.sent) for r in routes
+            r.name: CaptureChannel(r.name, host, self.sent) for r in routes
         }
         names = set(config.channels) | set(self.channels)
         self.registry = FlowRegistry(flows_folder, routes, limits_of(config), names)

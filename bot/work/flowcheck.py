@@ -19,7 +19,8 @@ from bot.core.config import Config
 from bot.engine.optout import OptOut
 from bot.flow import casetests
 from bot.flow.files import Flow, Node, Problem
-from channels.protocol import Channel, build_channels, channel_class
+from bot.work.host import StoreHost
+from channels.protocol import build_channels, channel_class
 
 
 def _template_block(flow: Flow, node: Node) -> dict[str, Any] | None:
@@ -53,11 +54,7 @@ def _first_sends(flow: Flow) -> Iterator[Node]:
 
 
 def window_warnings(flows: dict[str, Flow], config: Config) -> list[str]:
-    templated = {
-        name
-        for name, cfg in config.channels.items()
-        if getattr(_class(cfg.type), "TEMPLATES", False)
-    }
+    templated = {name for name, cfg in config.channels.items() if _templates(cfg.type)}
     if not templated:
         return []
     warnings = []
@@ -96,11 +93,12 @@ def stop_word_warnings(flows: dict[str, Flow], opt_out: OptOut) -> list[str]:
     return warnings
 
 
-def _class(type_name: str) -> type[Channel] | None:
+def _templates(type_name: str) -> bool:
+    """Whether channels of this type send provider templates (an unknown type: no)."""
     try:
-        return channel_class(type_name)
+        return channel_class(type_name).CAPABILITIES.templates
     except ValueError:
-        return None
+        return False
 
 
 async def template_problems(flows: dict[str, Flow], config: Config) -> list[Problem] | None:
@@ -109,7 +107,7 @@ async def template_problems(flows: dict[str, Flow], config: Config) -> list[Prob
     from bot.store.embedded import EmbeddedValkey
     from bot.store.redisconn import connect
 
-    if not any(getattr(_class(c.type), "TEMPLATES", False) for c in config.channels.values()):
+    if not any(_templates(c.type) for c in config.channels.values()):
         return []
     url = config.redis.url.get_secret_value()
     embedded = None
@@ -122,7 +120,8 @@ async def template_problems(flows: dict[str, Flow], config: Config) -> list[Prob
     redis = connect(url)
     try:
         store = Store(redis)
-        channels = [c for c in build_channels(config.channels, store).values() if c.TEMPLATES]
+        built = build_channels(config.channels, StoreHost(store)).values()
+        channels = [c for c in built if c.capabilities.templates]
         synced = []
         for channel in channels:
             if await store.templates(channel.name):

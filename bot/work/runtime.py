@@ -17,6 +17,8 @@ from bot.engine.sprint import Limits
 from bot.store import Store
 from bot.store.embedded import EmbeddedValkey
 from bot.store.redisconn import connect
+from bot.work.host import StoreHost, routes_of
+from bot.work.ingest import Ingest
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from channels.protocol import Channel, build_channels
@@ -71,6 +73,7 @@ class Runtime:
         self.redis: Redis | None = None
         self._store: Store | None = None
         self.channels: dict[str, Channel] = {}
+        self._ingest: Ingest | None = None
         self.worker: Worker | None = None
         self.registry = FlowRegistry(
             config.resolve(config.flows.path), [], limits_of(config), set(config.channels)
@@ -80,6 +83,12 @@ class Runtime:
     def store(self) -> Store:
         assert self._store is not None, "runtime not started"
         return self._store
+
+    @property
+    def ingest(self) -> Ingest:
+        """Where the webhook routes hand the channels' inbound events."""
+        assert self._ingest is not None, "runtime not started"
+        return self._ingest
 
     @property
     def engine(self) -> Engine:
@@ -103,11 +112,12 @@ class Runtime:
     async def start(self, *, work: bool = True) -> None:
         """Connect, build channels and routes; with ``work``, run the event/send/timer loops."""
         store = await self.connect()
-        self.channels = build_channels(self.config.channels, store)
+        self.channels = build_channels(self.config.channels, StoreHost(store))
+        self._ingest = Ingest(store, self.channels)
         for channel in self.channels.values():
             channel.base_url = self.config.server.url
             await channel.start()
-        self.registry.routes = [c.route for c in self.channels.values()]
+        self.registry.routes = routes_of(self.channels)
         self.registry.engine = Engine(
             self.registry.flows, self.registry.routes, self.registry.limits
         )

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.protocol import Channel, SendResult
+from channels.protocol import Capabilities, Channel, SendResult
 
 
 class ConsoleChannel(Channel):
     TYPE = "console"
-    SCHEMES = ("console",)
+    CAPABILITIES = Capabilities(schemes=("console",))
 
     async def send(self, message: dict[str, Any]) -> SendResult:
-        await self.store.console_append(message["contact"], message)
+        await self.host.console_append(message["contact"], message)
         return SendResult(ok=True, external_id=message["uuid"])
 
 

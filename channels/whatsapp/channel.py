@@ -1,8 +1,10 @@
 """The WhatsApp Cloud API channel: webhooks in, sends out, templates synced and checked.
 
 The protocol itself (payload shapes, error codes, template rules) lives in the pure modules
-beside this one; this class does the I/O: the webhook endpoint, one aiohttp session per number
-with bounded concurrency, the shared per-number rate limit, and the template cache.
+beside this one; this class does the I/O: it checks and parses webhooks into the channel
+protocol's typed events (the core creates contacts, deduplicates, queues and applies statuses),
+sends through one aiohttp session per number with bounded concurrency, waits for the number's
+turn of the shared rate limit (``host.throttle``), and keeps the template cache.
 """
 
 from __future__ import annotations
@@ -11,23 +13,35 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
-from bot.core.config import ChannelConfig
-from bot.core.durations import parse_duration
-from bot.core.jsonin import loads
-from bot.core.validation import summary
-from bot.store import Store
-from channels.protocol import Channel, SendResult
+from channels.protocol import (
+    Capabilities,
+    Channel,
+    ChannelConfig,
+    ChannelHost,
+    Inbound,
+    InboundEvent,
+    Message,
+    Mount,
+    RateLimit,
+    SendResult,
+    Status,
+    TemplateUpdate,
+    WebhookError,
+    loads,
+    parse_duration,
+    validation_summary,
+)
 from channels.whatsapp.config import WhatsAppConfig
+from channels.whatsapp.events import inbound_message
+from channels.whatsapp.outbound import BUTTONS_MAX, ROWS_MAX
 from channels.whatsapp.protocol import (
-    InboundMessage,
     OutboundError,
     TemplateInfo,
     WebhookBatch,
@@ -48,8 +62,15 @@ from channels.whatsapp.protocol import (
 log = logging.getLogger("chasqui.whatsapp")
 
 MAX_WEBHOOK_BYTES = 1024 * 1024  # Meta's payloads reach 3 MB only for huge batches; we refuse
-DEDUP_TTL = 7 * 86400  # Meta redelivers for up to 7 days
-WINDOW = 24 * 3600
+CAPABILITIES = Capabilities(
+    schemes=("whatsapp",),
+    templates=True,
+    buttons=BUTTONS_MAX,
+    list_rows=ROWS_MAX,
+    media=True,
+    window=24 * 3600,
+    redelivery=7 * 86400,  # Meta redelivers for up to 7 days
+)
 CREDENTIALS_RETRY = 300.0  # seconds between tries while Meta refuses our token
 # credentials problems an operator fixes in minutes (not an account restriction or a lock)
 FIXABLE_CREDENTIALS = {
@@ -62,15 +83,13 @@ FIXABLE_CREDENTIALS = {
 
 class WhatsAppChannel(Channel):
     TYPE = "whatsapp"
-    SCHEMES = ("whatsapp",)
-    WINDOW = WINDOW
-    TEMPLATES = True
+    CAPABILITIES = CAPABILITIES  # the rate comes from each number's ``max_mps``
     MEDIA_ID = re.compile(r"[0-9]{1,32}")  # Meta's media ids are digits (webhooks, uploads)
     # phone_number_id -> channel: Meta posts every number of an app to one callback URL
     _by_number: ClassVar[dict[str, WhatsAppChannel]] = {}
 
-    def __init__(self, name: str, config: ChannelConfig, store: Store) -> None:
-        super().__init__(name, config, store)
+    def __init__(self, name: str, config: ChannelConfig, host: ChannelHost) -> None:
+        super().__init__(name, config, host)
         self.settings = _settings(config)
         self.graph_base = self.settings.graph_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
@@ -80,10 +99,10 @@ class WhatsAppChannel(Channel):
         self._sync_task: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        # One coroutine at a time asks Redis for this number's next turn: concurrent sends
-        # (batch x send loops) would otherwise each hold a pooled connection while polling
-        # and exhaust redis-py's pool (MaxConnectionsError -> the send failed for good).
-        self._turn = asyncio.Lock()
+        mps = self.settings.max_mps
+        self._capabilities = replace(
+            CAPABILITIES, rate=RateLimit(mps, burst=max(1.0, mps / 10)) if mps > 0 else None
+        )
 
     # -- lifetime ----------------------------------------------------------------------------
     @classmethod
@@ -91,28 +110,19 @@ class WhatsAppChannel(Channel):
         _settings(config)
 
     @classmethod
-    def sub_apps(
-        cls, name: str, config: ChannelConfig, base_url: str
-    ) -> list[tuple[str, web.Application]]:
-        """With ``graph_url = "sandbox"``, this server also serves a Graph API stand-in."""
+    def mounts(cls, name: str, config: ChannelConfig, base_url: str) -> list[Mount]:
+        """With ``graph_url = "sandbox"``, this server also serves a Graph API stand-in; the
+        sandbox package is imported only then (production never loads it)."""
         s = _settings(config)
         if not s.sandbox:
             return []
-        from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app
+        from channels.whatsapp.sandbox.mount import sandbox_for
 
-        number = SandboxNumber(
-            s.phone_number_id,
-            s.display_phone_number or "15550142200",
-            f"{base_url}/webhooks/whatsapp/{name}",
-        )
-        sandbox = SandboxConfig(
-            app_secret=s.app_secret.get_secret_value(),
-            verify_token=s.verify_token.get_secret_value(),
-            access_tokens={s.access_token.get_secret_value()},
-            waba_id=s.waba_id,
-            numbers=[number],
-        )
-        return [(sandbox_prefix(name), create_sandbox_app(sandbox))]
+        return [Mount(sandbox_prefix(name), sandbox_for(name, s, base_url))]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
 
     async def start(self) -> None:
         if self.settings.sandbox:
@@ -150,97 +160,71 @@ class WhatsAppChannel(Channel):
         return self._session
 
     # -- webhooks in -------------------------------------------------------------------------
-    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+    async def parse(self, request: web.Request) -> Inbound:
         if request.method == "GET":
             challenge = verify_challenge(
                 request.query, self.settings.verify_token.get_secret_value()
             )
             if challenge is None:
-                return web.Response(status=403, text="Forbidden")
-            return web.Response(text=challenge, content_type="text/plain")
+                raise WebhookError(403, "forbidden", "wrong verify token or mode")
+            return Inbound(reply=web.Response(text=challenge, content_type="text/plain"))
         if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-            return web.Response(status=413, text="payload too large")
+            raise _too_large()
         raw = await _read_capped(request, MAX_WEBHOOK_BYTES + 1)
         if len(raw) > MAX_WEBHOOK_BYTES:
-            return web.Response(status=413, text="payload too large")
+            raise _too_large()
         secret = self.settings.app_secret.get_secret_value()
         if not valid_signature(raw, request.headers.get("X-Hub-Signature-256"), secret):
             log.warning("webhook for %s refused: missing or wrong signature", self.name)
-            return web.Response(status=401, text="bad signature")
+            raise WebhookError(401, "bad_signature", "missing or wrong X-Hub-Signature-256")
         try:
             payload = loads(raw)  # NaN/Infinity or nesting too deep: not JSON either
         except ValueError:
-            return web.Response(status=400, text="not JSON")
+            raise WebhookError(400, "bad_request", "the body is not valid JSON") from None
         batch = parse_webhook(payload)
         for note in batch.skipped:
             log.info("webhook for %s: skipped %s", self.name, note)
-        try:
-            await self._accept(batch)
-        except RedisError:
-            # nothing was lost: Meta redelivers what we do not acknowledge
-            log.exception("could not queue a webhook for %s; asking Meta to redeliver", self.name)
-            return web.Response(status=503, text="try again")
-        return web.Response(text="ok")
-
-    async def _accept(self, batch: WebhookBatch) -> None:
-        for message in batch.messages:
-            channel = self._by_number.get(message.phone_number_id, self)
-            await channel._accept_message(message)
-        by_channel: dict[str, list[tuple[str, str, float, dict[str, Any] | None]]] = {}
-        for status in batch.statuses:
-            channel = self._by_number.get(status.phone_number_id, self)
-            error = classify_failed_status(status).as_error() if status.status == "failed" else None
-            by_channel.setdefault(channel.name, []).append(
-                (status.wamid, status.status, float(status.timestamp), error)
-            )
-        for name, statuses in by_channel.items():
-            results = await self.store.apply_statuses(name, statuses)
-            unknown = sum(1 for r in results if r == "unknown")
-            if unknown:
-                log.debug("%d status(es) for messages %s does not know", unknown, name)
-        for update in batch.template_updates:
-            await self._template_status(
-                update.name, update.language, update.event, update.reason, update.rejection_info
-            )
         for detail in batch.errors:
             log.warning("WhatsApp reports an error on %s: %s", self.name, detail)
+        return Inbound(self._events(batch))
 
-    async def _accept_message(self, message: InboundMessage) -> None:
-        """Create the contact if new, then queue the message once (Meta redelivers)."""
-        cid = await self.store.ensure_contact(
-            message.urn, message.profile_name or "", float(message.timestamp)
-        )
-        event: dict[str, Any] = {
-            "type": "reply",
-            "text": message.text or "",
-            "channel": self.name,
-            "urn": message.urn,
-            "external_id": message.wamid,
-            "msg_type": message.type,
-            "sent_at": float(message.timestamp),
-            "at": float(message.timestamp),
-        }
-        if message.payload:
-            event["payload"] = message.payload
-        if message.media:
-            event["media"] = {k: v for k, v in asdict(message.media).items() if v}
-        if message.location:
-            event["location"] = {k: v for k, v in asdict(message.location).items() if v}
-        if message.context and message.context.id:
-            event["reply_to"] = message.context.id
-        if message.reaction:
-            event["reaction"] = asdict(message.reaction)
-        if message.contacts:
-            event["contacts"] = message.contacts
-        if not message.is_reply:
-            event["record_only"] = True
-        queued = await self.store.enqueue_once(
-            f"wa:{self.name}:{message.wamid}", DEDUP_TTL, cid, event
-        )
-        if not queued:
-            log.debug("duplicate delivery of %s ignored", message.wamid)
-        elif self.settings.mark_read and message.is_reply:
-            task = asyncio.create_task(self._mark_read(message.wamid))
+    def _events(self, batch: WebhookBatch) -> list[InboundEvent]:
+        """The batch as typed events, each for the channel of its number (Meta posts every
+        number of an app to one callback URL)."""
+        events: list[InboundEvent] = [
+            inbound_message(self._for_number(m.phone_number_id), m) for m in batch.messages
+        ]
+        for status in batch.statuses:
+            error = classify_failed_status(status).as_error() if status.status == "failed" else None
+            events.append(
+                Status(
+                    self._for_number(status.phone_number_id),
+                    status.wamid,
+                    status.status,
+                    float(status.timestamp),
+                    error,
+                )
+            )
+        for update in batch.template_updates:
+            events.append(
+                TemplateUpdate(
+                    self.name,
+                    update.name or "",
+                    update.language or "",
+                    update.event,
+                    update.reason if update.reason != "NONE" else None,
+                    update.rejection_info,
+                )
+            )
+        return events
+
+    def _for_number(self, phone_number_id: str) -> str:
+        return self._by_number.get(phone_number_id, self).name
+
+    async def accepted(self, message: Message) -> None:
+        """Blue ticks for a reply once it is safely queued, in the background."""
+        if self.settings.mark_read and message.is_reply:
+            task = asyncio.create_task(self._mark_read(message.external_id))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -297,7 +281,8 @@ class WhatsAppChannel(Channel):
             body = build_send(message, template_info=info, list_button=self.settings.list_button)
         except OutboundError as exc:
             return SendResult(False, error={"code": exc.code, "message": str(exc)})
-        await self._throttle()
+        if self._capabilities.rate is not None:  # after the checks: a refusal costs no turn
+            await self.host.throttle(self.settings.phone_number_id, self._capabilities.rate)
         attempt = int(message.get("attempt", 1)) - 1
         try:
             async with self.session.post(
@@ -327,19 +312,6 @@ class WhatsAppChannel(Channel):
                 False, error=problem_class.as_error(), retry_after=problem_class.retry_after or 1.0
             )
         return SendResult(False, error=problem_class.as_error())
-
-    async def _throttle(self) -> None:
-        """Wait for this number's turn: the rate is shared by every process through Redis."""
-        mps = self.settings.max_mps
-        if mps <= 0:
-            return
-        async with self._turn:
-            while (
-                wait := await self.store.rate_wait(
-                    self.settings.phone_number_id, mps, burst=max(1.0, mps / 10)
-                )
-            ) > 0:
-                await asyncio.sleep(wait)
 
     # -- templates ---------------------------------------------------------------------------
     async def sync_templates(self) -> int:
@@ -390,12 +362,12 @@ class WhatsAppChannel(Channel):
             after = page.next_after
             if not after:
                 break
-        await self.store.save_templates(self.name, items)
+        await self.host.save_templates(self.name, items)
         self._load(items)
         return len(items)
 
     async def load_templates(self) -> None:
-        self._load(await self.store.templates(self.name))
+        self._load(await self.host.templates(self.name))
 
     def _load(self, items: Iterable[dict[str, Any]]) -> None:
         templates: dict[tuple[str, str], TemplateInfo] = {}
@@ -421,28 +393,11 @@ class WhatsAppChannel(Channel):
         )
         return f"{problem.code}: {problem.message}" if problem else None
 
-    async def _template_status(
-        self,
-        name: str | None,
-        language: str | None,
-        event: str,
-        reason: str | None,
-        rejection: dict[str, Any] | None,
-    ) -> None:
-        stored = {(t["name"], t["language"]): t for t in await self.store.templates(self.name)}
-        item = stored.get((name or "", language or ""))
-        if item is None:
-            log.info("status %s for unknown template %s/%s: syncing", event, name, language)
-            if self._resync is None or self._resync.done():
-                self._resync = asyncio.create_task(self._sync_quietly())
-            return
-        item["status"] = event
-        if reason and reason != "NONE":
-            item["rejected_reason"] = reason
-        if rejection:
-            item["rejection_info"] = rejection
-        await self.store.update_template(self.name, item)
-        await self.load_templates()
+    async def templates_changed(self, *, resync: bool) -> None:
+        if not resync:
+            await self.load_templates()
+        elif self._resync is None or self._resync.done():
+            self._resync = asyncio.create_task(self._sync_quietly())
 
     async def _sync_quietly(self) -> None:
         try:
@@ -464,8 +419,12 @@ def _settings(config: ChannelConfig) -> WhatsAppConfig:
         return WhatsAppConfig.model_validate(config.model_dump())
     except ValidationError as exc:
         raise ValueError(
-            summary(exc, root="channel", unknown=None, missing=None, plain=False)
+            validation_summary(exc, root="channel", unknown=None, missing=None, plain=False)
         ) from None
+
+
+def _too_large() -> WebhookError:
+    return WebhookError(413, "body_too_large", f"a webhook is at most {MAX_WEBHOOK_BYTES} bytes")
 
 
 def sandbox_prefix(name: str) -> str:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from bot.core.durations import Duration
+from channels.protocol import Duration
 
 SANDBOX = "sandbox"
 META_GRAPH_URL = "https://graph.facebook.com"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from channels.protocol import Attachment, Location
 from channels.whatsapp.urns import bsuid_urn, phone_urn, urn_for
 
 OBJECT = "whatsapp_business_account"
@@ -71,25 +72,8 @@ class ErrorDetail:
     href: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Media:
-    id: str
-    mime_type: str | None = None
-    sha256: str | None = None
-    caption: str | None = None
-    filename: str | None = None
-    url: str | None = None
-    voice: bool = False  # audio: a voice note
-    animated: bool = False  # sticker
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    latitude: float
-    longitude: float
-    name: str | None = None
-    address: str | None = None
-    url: str | None = None
+# The channel protocol's records, as this parser fills them (``Media``: Meta's name for it).
+Media = Attachment
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ See docs/whatsapp.md.
 
 from __future__ import annotations
 
+from channels.protocol import Location
 from channels.whatsapp.errors import (
     ErrorClass,
     Kind,
@@ -21,7 +22,6 @@ from channels.whatsapp.errors import (
 from channels.whatsapp.inbound import (
     ErrorDetail,
     InboundMessage,
-    Location,
     Media,
     MessageContext,
     Reaction,

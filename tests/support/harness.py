@@ -22,19 +22,20 @@ from bot.engine.flows import FlowRegistry, ReloadReport
 from bot.engine.sprint import Limits, Route
 from bot.store import Store
 from bot.store.keys import TIMERS, contact_key
+from bot.work.host import StoreHost
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
-from channels.protocol import Channel, SendResult
+from channels.protocol import Capabilities, Channel, SendResult
 
 
 class CapturingChannel(Channel):
     """Records every message handed to it; fails those whose text is in ``fail``."""
 
     TYPE = "capture"
-    SCHEMES = ("tel",)
+    CAPABILITIES = Capabilities(schemes=("tel",))
 
     def __init__(self, name: str, store: Store) -> None:
-        super().__init__(name, ChannelConfig(type="capture"), store)
+        super().__init__(name, ChannelConfig(type="capture"), StoreHost(store))
         self.sent: list[dict[str, Any]] = []
         self.fail: dict[str, str] = {}  # message text -> error code
 
@@ -74,7 +75,7 @@ class Bot:
         self.channels: dict[str, CapturingChannel] = {
             name: CapturingChannel(name, self.store) for name in channel_names
         }
-        routes = [Route(c.name, c.SCHEMES) for c in self.channels.values()]
+        routes = [Route(c.name, c.CAPABILITIES.schemes) for c in self.channels.values()]
         self.registry = FlowRegistry(folder, routes, self.limits)
         self.webhooks = webhooks or WebhookCaller(allow_private=True)
         self.worker = self.new_worker(self.webhooks)
