@@ -166,7 +166,9 @@ class Engine:
         }
         message.update(event.details())
         sprint.messages.append(message)
-        takes = answering and self._case_takes(sprint, text)
+        # only a stop/start word needs the cases asked twice (here, and to route it)
+        opt = self.limits.opt_out.match(text) is not None
+        takes = opt and answering and self._case_takes(sprint, text)
         if not event.record_only and not takes and self._opt_out(sprint, text, message):
             return
         if not answering:
