@@ -60,11 +60,15 @@ async def test_create_normalises_urns(api: Api, given: str, stored: str) -> None
     assert contact["urns"] == [stored]
     assert (contact["name"], contact["language"], contact["status"]) == ("Ana", "pt", "active")
     assert contact["fields"] == {"city": "Lima"}
-    # idempotent on the URN, whichever way it is written
-    status, again = await api.request("POST", "/api/v1/contacts", json={"urn": stored})
-    assert (status, again["uuid"]) == (200, contact["uuid"])
+    # a second contact for the URN, however it is written, is refused with the existing uuid
+    for body in ({"urn": stored, "name": "Other"}, {"urns": [given]}):
+        status, again = await api.request("POST", "/api/v1/contacts", json=body)
+        assert_error(status, again, 409, "urn_in_use")
+        assert again["error"]["details"] == {"contact": contact["uuid"], "urn": stored}
     status, found = await api.request("GET", "/api/v1/contacts", params={"urn": given})
-    assert (status, found["uuid"]) == (200, contact["uuid"])
+    assert (status, [c["uuid"] for c in found["contacts"]]) == (200, [contact["uuid"]])
+    status, same = await api.request("GET", f"/api/v1/contacts/{contact['uuid']}")
+    assert (same["name"], same["fields"]) == ("Ana", {"city": "Lima"})  # nothing was changed
 
 
 @pytest.mark.parametrize(
@@ -73,7 +77,7 @@ async def test_create_normalises_urns(api: Api, given: str, stored: str) -> None
 )
 async def test_invalid_urns_are_refused(api: Api, urn: Any) -> None:
     status, body = await api.request("POST", "/api/v1/contacts", json={"urn": urn})
-    assert_error(status, body, 400, "invalid_urn")
+    assert_error(status, body, 400, "invalid_body" if urn == 7 else "invalid_urn")
     assert await api.runtime.redis.zcard(CONTACTS) == 0  # type: ignore[union-attr]
 
 
@@ -86,15 +90,34 @@ async def test_bad_bodies(api: Api) -> None:
         ("POST", "/api/v1/groups"),
     ]:
         status, body = await api.request(method, path, data=b"{nope", headers=headers)
-        assert_error(status, body, 400, "bad_request")
+        assert_error(status, body, 400, "invalid_body")
         big = {"name": "x" * MAX_BODY}
         status, body = await api.request(method, path, json=big)
         assert_error(status, body, 413, "body_too_large")
-    for patch in ({"status": "gone"}, {"fields": []}, {"language": "Portuguese"}, {"age": 3}):
+    wrong = [
+        {"status": "gone"},
+        {"fields": []},
+        {"fields": {"Bad Key": "x"}},
+        {"fields": {"ok": True}},
+        {"language": "Portuguese"},
+        {"age": 3},
+        {"name": 0},
+        {"name": None},
+    ]
+    for patch in wrong:
         status, body = await api.request("PATCH", f"/api/v1/contacts/{cid}", json=patch)
-        assert_error(status, body, 400, "bad_request")
-    status, body = await api.request("POST", "/api/v1/contacts", json={"urn": "ext:b", "x": 1})
-    assert_error(status, body, 400, "bad_request")
+        assert_error(status, body, 400, "invalid_body")
+        assert body["error"]["details"]["errors"][0]["field"].startswith(next(iter(patch)))
+    for create_body in (
+        {"urn": "ext:b", "x": 1},
+        {"urn": "ext:b", "name": 0},
+        {"urn": "ext:b", "fields": []},
+        {"name": "no urn"},
+        {"urn": "ext:b", "urns": ["ext:c"]},
+    ):
+        status, body = await api.request("POST", "/api/v1/contacts", json=create_body)
+        assert_error(status, body, 400, "invalid_body")
+    assert await api.runtime.store.contact_id_for_urn("ext:b") is None
 
 
 MISSING = "0b5f2c2e-8a4b-4e0e-9a43-2d9f6c1a7f10"
@@ -276,10 +299,14 @@ async def test_groups_lifecycle(api: Api, redis: Redis) -> None:
     b = (await create(api, "whatsapp:+5511987650001"))["uuid"]
     status, body = await api.request("POST", "/api/v1/groups", json={"name": "Clientes"})
     assert (status, body["name"], body["count"]) == (201, "Clientes", 0)
+    clientes = body["uuid"]
     status, body = await api.request("POST", "/api/v1/groups", json={"name": "Clientes"})
     assert_error(status, body, 409, "group_exists")
     status, body = await api.request("POST", "/api/v1/groups", json={"name": " x"})
-    assert_error(status, body, 400, "bad_request")
+    assert_error(status, body, 400, "invalid_body")
+    status, body = await api.request("POST", "/api/v1/groups", json={"name": 0})
+    assert_error(status, body, 400, "invalid_body")
+    assert body["error"]["details"]["errors"][0]["field"] == "name"
 
     status, body = await api.request(
         "POST", "/api/v1/groups/Clientes/members", json={"contacts": [a, MISSING]}
@@ -312,12 +339,14 @@ async def test_groups_lifecycle(api: Api, redis: Redis) -> None:
     status, body = await api.request("POST", "/api/v1/groups/Clientes/members", json={"urns": []})
     assert_error(status, body, 404, "unknown_group")
 
-    status, body = await api.request("DELETE", "/api/v1/groups/VIP")
-    assert (status, body) == (200, {"deleted": "VIP"})
+    status, body = await api.request("GET", f"/api/v1/groups/{clientes}")
+    assert (status, body["uuid"], body["name"], body["count"]) == (200, clientes, "VIP", 2)
+    status, body = await api.request("DELETE", f"/api/v1/groups/{clientes}")
+    assert (status, body) == (200, {"deleted": clientes})
     assert (await api.runtime.store.get_contact(a))["groups"] == []  # type: ignore[index]
     assert [k async for k in redis.scan_iter(match="chasqui:group:*")] == []
     status, body = await api.request("GET", "/api/v1/groups")
-    assert body == {"groups": []}
+    assert body == {"groups": [], "next": None}
 
 
 async def test_flow_nodes_keep_group_sets_in_step(api: Api, redis: Redis) -> None:
@@ -386,7 +415,8 @@ async def test_import_reports_rows_and_is_idempotent(api: Api, redis: Redis) -> 
     assert await redis.dbsize() == keys_before
     status, groups = await api.request("GET", "/api/v1/groups")
     assert {g["name"]: g["count"] for g in groups["groups"]} == counts
-    status, dora = await api.request("GET", "/api/v1/contacts", params={"urn": "ext:crm-1"})
+    status, found = await api.request("GET", "/api/v1/contacts", params={"urn": "ext:crm-1"})
+    [dora] = found["contacts"]
     assert (dora["name"], dora["fields"]) == ("Dora D", {"city": "Lima"})
 
 
@@ -474,16 +504,27 @@ async def test_opt_out_interrupts_confirms_once_and_opt_in(api: Api) -> None:
     [run] = await store.ended_runs(cid)
     assert (run["status"], run["errors"][-1]["message"]) == ("interrupted", "opted out")
 
-    # again: recorded, not confirmed twice; a start's send fails as contact_opted_out
+    # again: recorded, not confirmed twice; a start skips the opted-out contact
     await store.enqueue(cid, {"type": "reply", "text": "stop", "channel": "console", "at": 2})
-    await api.request("POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
-    out = await wait_for(lambda: sent(3), what="the refused greeting")
-    assert out[2]["error"] == {"code": "contact_opted_out"}
-    inbound = [m for m in await store.messages(cid) if m["direction"] == "in"]
-    assert [m.get("action") for m in inbound] == ["opt_out", "opt_out"]
+
+    async def opt_outs() -> list[str | None]:
+        inbound = [m for m in await store.messages(cid) if m["direction"] == "in"]
+        actions = [m.get("action") for m in inbound]
+        return actions if len(actions) == 2 else []
+
+    assert await wait_for(opt_outs, what="the second stop") == ["opt_out", "opt_out"]
+    _, start = await api.request("POST", f"/api/v1/contacts/{cid}/start", json={"flow": "greeting"})
+
+    async def finished() -> dict[str, Any] | None:
+        _, body = await api.request("GET", f"/api/v1/starts/{start['uuid']}")
+        return body if body["status"] == "completed" else None
+
+    counts = (await wait_for(finished, what="the start"))["counts"]
+    assert (counts["skipped"], counts["skipped_by_reason"]["opted_out"]) == (1, 1)
+    assert len(await outbound()) == 2  # nothing sent to the opted-out contact
 
     await store.enqueue(cid, {"type": "reply", "text": "Voltar", "channel": "console", "at": 3})
-    out = await wait_for(lambda: sent(4), what="the opt-in confirmation")
-    assert out[3]["text"].startswith("Pronto: você voltará")
+    out = await wait_for(lambda: sent(3), what="the opt-in confirmation")
+    assert out[2]["text"].startswith("Pronto: você voltará")
     contact = await store.get_contact(cid)
     assert contact is not None and contact["status"] == "active"

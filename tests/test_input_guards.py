@@ -58,7 +58,7 @@ async def test_every_json_route_answers_400_to_deep_or_non_finite_json(
     cid = await new_contact(api)
     headers = {**AUTH, "Content-Type": "application/json"}
     status, body = await api.post(path.format(cid=cid), data=data.encode(), headers=headers)
-    assert_error(status, body, 400, "bad_request")
+    assert_error(status, body, 400, "invalid_body")
 
 
 def _webhook(**message: Any) -> dict[str, Any]:

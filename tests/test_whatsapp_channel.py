@@ -471,9 +471,9 @@ async def test_batched_webhook_bsuid_only_sender_and_profile_names(wa: WA) -> No
     async def texts_of(phone: str, count: int) -> list[str]:
         async def check() -> list[str]:
             status, body = await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:%2B{phone}")
-            if status != 200:
+            if status != 200 or not body["contacts"]:
                 return []
-            got = [m["text"] for m in await wa.messages(body["uuid"], "in")]
+            got = [m["text"] for m in await wa.messages(body["contacts"][0]["uuid"], "in")]
             return got if len(got) == count else []
 
         return await wait_for(check, f"messages of {phone}")
@@ -492,7 +492,7 @@ async def test_batched_webhook_bsuid_only_sender_and_profile_names(wa: WA) -> No
 
     async def bsuid_contact() -> dict[str, Any] | None:
         status, body = await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:bsuid:{BSUID}")
-        return body if status == 200 else None
+        return body["contacts"][0] if status == 200 and body["contacts"] else None
 
     contact = await wait_for(bsuid_contact, "the BSUID contact")
     assert contact["urns"] == [f"whatsapp:bsuid:{BSUID}"]
@@ -572,7 +572,8 @@ async def test_webhook_posts_refused_or_salvaged_never_a_500(wa: WA) -> None:
 
     async def salvaged() -> list[dict[str, Any]]:
         status, body = await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:%2B{ANA}")
-        return await wa.messages(body["uuid"], "in") if status == 200 else []
+        found = body["contacts"] if status == 200 else []
+        return await wa.messages(found[0]["uuid"], "in") if found else []
 
     (message,) = await wait_for(salvaged, "the good message of the junk batch")
     assert message["external_id"] == "wamid.GOOD" and message["text"] == "sobreviví"
@@ -942,8 +943,15 @@ async def test_template_sync_reads_every_page_and_filters(wa: WA) -> None:
     )
     assert names == expected
     assert all(t["channel"] == "whatsapp" for t in body["templates"])
-    status, body = await wa.api("GET", "/api/v1/templates")
-    assert len(body["templates"]) == 136
+    listed: list[str] = []  # paged like every list: limit, cursor in; next out
+    cursor: str | None = ""
+    while cursor is not None:
+        status, body = await wa.api("GET", f"/api/v1/templates?limit=100&cursor={cursor}")
+        assert status == 200 and len(body["templates"]) <= 100
+        listed += [f"{t['name']}:{t['language']}" for t in body["templates"]]
+        cursor = body["next"]
+    assert len(listed) == len(set(listed)) == 136
+    assert listed == sorted(listed, key=lambda n: n.split(":"))
 
 
 async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA) -> None:
@@ -974,7 +982,12 @@ async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA
     (message,) = await wa.settled(cid, 1)
     assert message["status"] == "failed"
     assert message["error"]["code"] == "template_paused"
-    assert (await wa.run(cid))["results"]["gate"]["value"] == "closed"
+
+    async def routed() -> dict[str, Any] | None:  # the send failed, then on_failure routes
+        run = await wa.run(cid)
+        return run if "gate" in run["results"] else None
+
+    assert (await wait_for(routed, "on_failure"))["results"]["gate"]["value"] == "closed"
     assert await wa.sent() == []
 
 
@@ -1002,7 +1015,7 @@ async def test_statuses_that_beat_our_bookkeeping_are_kept(make_wa: MakeWA) -> N
 async def test_inbound_media_is_fetched_on_demand(wa: WA) -> None:
     await wa.contact("Ana Quispe")
     await wa.inbound(type="image", mime_type="image/png", media_content="PNG-BYTES-1")
-    cid = (await wa.api("GET", f"/api/v1/contacts?urn=whatsapp:%2B{ANA}"))[1]["uuid"]
+    cid = (await wa.find(f"whatsapp:+{ANA}"))["uuid"]
 
     async def media_id() -> str | None:
         inbound = await wa.messages(cid, "in")

@@ -1,6 +1,6 @@
-"""Runs across contacts (``GET /api/v1/runs``) and a flow's stats (``GET /api/v1/flows/<id>/
-stats``). Both read what each commit keeps in step -- every flow's run index by state and its
-counters (bot/store/work.py, bot/engine/stats.py) -- so neither walks the contacts."""
+"""Runs: across contacts (``GET /api/v1/runs``, read from every flow's run index by state,
+which each commit keeps in step, so no contact is walked) and one contact's runs, messages
+and history."""
 
 from __future__ import annotations
 
@@ -10,68 +10,137 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.api.contacts import _runtime, _store
+from bot.api import models as m
+from bot.api.context import runtime, store
+from bot.api.lookup import contact_or_404
+from bot.api.routes import Op, query
 from bot.core.errors import ApiError
-from bot.core.runstatus import ENDED, LIVE, RunStatus
-from bot.engine import stats as flowstats
+from bot.core.runstatus import ENDED, LIVE
+from bot.engine.sprint import Session
 from bot.store.keys import OPEN, flow_runs_key
-from bot.store.paging import decode_cursor, filtered_page, page_limit
+from bot.store.paging import decode_cursor, filtered_page
 
-STATUSES = tuple(RunStatus)
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
-
-
-async def _known_flow(request: web.Request, flow: str) -> bool:
-    return flow in _runtime(request).registry.flows or flow in await _store(request).indexed_flows()
 
 
 async def list_runs(request: web.Request) -> web.Response:
     """Runs newest first, of one ``flow`` or all, of one ``status`` or all, with a ``next``
     cursor. ``active`` and ``waiting`` are read from the contacts' sessions (live state)."""
-    q = request.query
-    store = _store(request)
-    limit = page_limit(q)
-    status = q.get("status")
-    if status is not None and status not in STATUSES:
-        raise ApiError(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")
-    if "flow" in q:
-        if not await _known_flow(request, q["flow"]):
-            raise ApiError(404, "unknown_flow", f"no flow {q['flow']!r}")
-        flows = [q["flow"]]
+    q = query(request, m.RunQuery)
+    st = store(request)
+    status = q.status
+    if q.flow is not None:
+        if q.flow not in runtime(request).registry.flows and q.flow not in (
+            await st.indexed_flows()
+        ):
+            raise ApiError(404, "unknown_flow", f"no flow {q.flow!r}")
+        flows = [q.flow]
     else:
-        flows = await store.indexed_flows()
+        flows = await st.indexed_flows()
     states = [OPEN] if status in LIVE else [status] if status else [OPEN, *ENDED]
     keys = [flow_runs_key(flow, state) for flow in flows for state in states]
-    before = decode_cursor(q["cursor"], RUN_MEMBER) if q.get("cursor") else None
+    before = decode_cursor(q.cursor, RUN_MEMBER) if q.cursor else None
     opened: dict[str, bool] = {}  # member -> the run is open (read from the session)
 
     async def fetch(last: str | None, count: int) -> list[str]:
-        entries = await store.run_index_page(keys, last, count) if keys else []
+        entries = await st.run_index_page(keys, last, count) if keys else []
         opened.update(entries)
         return [member for member, _ in entries]
 
     async def load(members: Sequence[str]) -> list[dict[str, Any] | None]:
-        runs = await store.runs_at([(m, opened[m]) for m in members])
+        runs = await st.runs_at([(m, opened[m]) for m in members])
         return [
             None if run is None or (status in LIVE and run.get("status") != status) else run
             for run in runs
         ]
 
-    page = await filtered_page(fetch, load, before, limit)
+    page = await filtered_page(fetch, load, before, q.limit)
     return web.json_response({"runs": page["items"], "next": page["next"]})
 
 
-async def flow_stats(request: web.Request) -> web.Response:
-    """Contacts waiting at each node now, counts through each exit, results by category, and
-    run totals; also for a flow whose file is gone (from its counters alone)."""
-    flow_id = request.match_info["id"]
-    flow = _runtime(request).registry.flows.get(flow_id)
-    counters, open_runs = await _store(request).flow_counters(flow_id)
-    if flow is None and not counters:
-        raise ApiError(404, "unknown_flow", f"no flow {flow_id!r}")
-    return web.json_response(flowstats.present(flow_id, flow, counters, open_runs))
+async def _runs_of(request: web.Request, cid: str, active_first: bool) -> list[dict[str, Any]]:
+    st = store(request)
+    session = Session.from_json(await st.session_raw(cid))
+    frames = reversed(session.frames) if active_first else session.frames
+    return [frame["run"] for frame in frames] + await st.ended_runs(cid)
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/runs", list_runs)
-    app.router.add_get("/api/v1/flows/{id}/stats", flow_stats)
+async def contact_runs(request: web.Request) -> web.Response:
+    contact = await contact_or_404(store(request), request.match_info["uuid"])
+    return web.json_response({"runs": await _runs_of(request, contact["uuid"], True)})
+
+
+async def contact_messages(request: web.Request) -> web.Response:
+    contact = await contact_or_404(store(request), request.match_info["uuid"])
+    return web.json_response({"messages": await store(request).messages(contact["uuid"])})
+
+
+async def contact_history(request: web.Request) -> web.Response:
+    """One timeline of a contact: messages in and out (with status and error) and its runs'
+    events (started, and how each ended: completed, interrupted, expired, failed), oldest
+    first. Derived from the records kept anyway, so it costs nothing to keep in step."""
+    contact = await contact_or_404(store(request), request.match_info["uuid"])
+    runs = await _runs_of(request, contact["uuid"], False)
+    # (at, order, item): at one instant an older run ends first (the start that interrupts it
+    # comes after), then runs start, then messages; a run begun in that instant ends last
+    timeline: list[tuple[float, int, dict[str, Any]]] = []
+    for run in runs:
+        base = {"run": run["uuid"], "flow": run["flow"]}
+        started = float(run["created_on"])
+        timeline.append((started, 0, {"type": "run_started", "at": started, **base}))
+        if run.get("exited_on") is not None:
+            ended = float(run["exited_on"])
+            errors = run.get("errors") or []
+            reason = errors[-1].get("message") if errors else None
+            item = {"type": f"run_{run['status']}", "at": ended, **base}
+            if reason:
+                item["reason"] = reason
+            timeline.append((ended, 2 if ended == started else -1, item))
+    for message in await store(request).messages(contact["uuid"]):
+        at = float(message.get("created_on") or 0)
+        kind = "message_in" if message.get("direction") == "in" else "message_out"
+        timeline.append((at, 1, {"type": kind, "at": at, "message": message}))
+        if message.get("action") in ("opt_out", "opt_in"):
+            kind = "opted_out" if message["action"] == "opt_out" else "opted_in"
+            timeline.append((at, 1, {"type": kind, "at": at}))
+    timeline.sort(key=lambda entry: (entry[0], entry[1]))
+    return web.json_response(
+        {"contact": contact["uuid"], "history": [item for _, _, item in timeline]}
+    )
+
+
+OPS = [
+    Op(
+        "GET",
+        "/api/v1/runs",
+        list_runs,
+        "Runs across contacts, newest first",
+        m.RunPage,
+        query=m.RunQuery,
+        errors=("unknown_flow", "bad_request"),
+    ),
+    Op(
+        "GET",
+        "/api/v1/contacts/{uuid}/runs",
+        contact_runs,
+        "A contact's runs: the active ones first, then the ended, newest first",
+        m.RunList,
+        errors=("unknown_contact",),
+    ),
+    Op(
+        "GET",
+        "/api/v1/contacts/{uuid}/messages",
+        contact_messages,
+        "A contact's latest messages, in and out",
+        m.MessageList,
+        errors=("unknown_contact",),
+    ),
+    Op(
+        "GET",
+        "/api/v1/contacts/{uuid}/history",
+        contact_history,
+        "A contact's timeline: messages and run events, oldest first",
+        m.History,
+        errors=("unknown_contact",),
+    ),
+]

@@ -1,4 +1,5 @@
-"""The starts API: start a flow for contacts, URNs and groups; preview; follow; cancel; retry.
+"""The starts API: start a flow for contacts, URNs and groups (or one contact); preview;
+follow; cancel; retry.
 
 A request is validated and stored, and answered 202 at once: the expansion of groups happens in
 the background (:mod:`bot.work.starts`), so the answer never depends on a group's size. See
@@ -8,44 +9,35 @@ docs/starts.md.
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from bot.api.contacts import _body, _group_name, _now, _runtime, _store, contacts_for_urns
-from bot.api.contacts import _urn as _valid_urn
+from bot.api import models as m
+from bot.api.context import now, runtime, starter, store
+from bot.api.lookup import contact_or_404, contacts_for_urns, groups_or_404, valid_urn
+from bot.api.routes import Op, body, query
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
 from bot.store import Store
-from bot.store.paging import page_limit
+from bot.store.paging import decode_cursor, filtered_page
 from bot.work.starts import (
     FINISHED,
     PENDING,
     SKIP_REASONS,
-    STATUSES,
-    Starter,
     decide,
     failed_contacts,
     opening_template,
     public,
 )
 
-MAX_TARGETS = 10_000  # contacts + URNs named in one request (groups are unbounded)
 IDEMPOTENCY_TTL = 7 * 86400
-BODY_KEYS = {
-    "flow",
-    "contacts",
-    "groups",
-    "urns",
-    "params",
-    "restart_participants",
-    "exclude_active",
-    "send_at",
-    "spread_over",
-}
+START_MEMBER = re.compile(r"^[0-9.e+-]+\|[0-9a-f-]{36}$")
 
 
 @dataclass
@@ -61,80 +53,56 @@ class StartBody:
     spread_over: int | None = None
 
 
-def _str_list(body: dict[str, Any], key: str) -> list[str]:
-    value = body.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, "bad_request", f"{key} must be a list of strings")
-    return list(dict.fromkeys(value))
+def _send_at(value: str | float | None) -> float | None:
+    if value is None or isinstance(value, float | int):
+        return None if value is None else float(value)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_body", "send_at: an ISO datetime or unix seconds") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
-def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if not isinstance(value, bool):
-        raise ApiError(400, "bad_request", f"{key} must be true or false")
-    return value
+def _known_flow(request: web.Request, flow: str) -> str:
+    flows = runtime(request).registry.flows
+    if flow not in flows:
+        raise ApiError(404, "unknown_flow", f"no flow {flow!r}", {"flows": sorted(flows)})
+    return flow
 
 
-def _send_at(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    raise ApiError(400, "bad_request", "send_at must be an ISO datetime or unix seconds")
+async def _known_contacts(st: Store, cids: list[str]) -> list[str]:
+    """The contacts named, each once; 404 ``unknown_contact`` naming the first missing."""
+    cids = list(dict.fromkeys(cids))
+    for n in range(0, len(cids), 1000):
+        chunk = cids[n : n + 1000]
+        for cid, contact in zip(chunk, await st.contacts(chunk), strict=True):
+            if contact is None:
+                raise ApiError(404, "unknown_contact", f"no contact {cid}", {"contact": cid})
+    return cids
 
 
 async def _parse(request: web.Request) -> StartBody:
-    body = await _body(request)
-    unknown = set(body) - BODY_KEYS
-    if unknown:
-        raise ApiError(400, "bad_request", f"unknown keys: {', '.join(sorted(unknown))}")
-    flows = _runtime(request).registry.flows
-    flow = body.get("flow")
-    if not isinstance(flow, str) or flow not in flows:
-        raise ApiError(404, "unknown_flow", f"no flow {flow!r}", {"flows": sorted(flows)})
-    contacts, urns = _str_list(body, "contacts"), _str_list(body, "urns")
-    names = [_group_name(g) for g in _str_list(body, "groups")]
-    if not (contacts or urns or names):
-        raise ApiError(400, "bad_request", "name some contacts, urns or groups")
-    if len(contacts) + len(urns) > MAX_TARGETS:
-        raise ApiError(400, "bad_request", f"at most {MAX_TARGETS:,} contacts and urns")
-    params = body.get("params") or {}
-    if not isinstance(params, dict):
-        raise ApiError(400, "bad_request", "params must be an object")
-    spread = body.get("spread_over")
+    spec = await body(request, m.StartCreate)
+    st = store(request)
     try:
-        spread_over = parse_duration(spread) if spread is not None else None
+        spread_over = parse_duration(spec.spread_over) if spec.spread_over is not None else None
     except ValueError as exc:
-        raise ApiError(400, "bad_request", f"spread_over: {exc}") from None
-    groups = await _store(request).group_ids(names)
-    for name in names:
-        if name not in groups:
-            raise ApiError(404, "unknown_group", f"no group {name!r}")
+        raise ApiError(400, "invalid_body", f"spread_over: {exc}") from None
+    send_at = _send_at(spec.send_at)
+    flow = _known_flow(request, spec.flow)
+    urns = list(dict.fromkeys(valid_urn(u) for u in spec.urns))
+    groups = await groups_or_404(st, spec.groups)
     return StartBody(
         flow=flow,
-        contacts=contacts,
-        groups=groups,
-        urns=list(dict.fromkeys(_valid_urn(u) for u in urns)),
-        params=params,
-        restart_participants=_flag(body, "restart_participants", True),
-        exclude_active=_flag(body, "exclude_active", False),
-        send_at=_send_at(body.get("send_at")),
+        contacts=await _known_contacts(st, spec.contacts),
+        groups={g["name"]: g["id"] for g in groups},
+        urns=urns,
+        params=spec.params,
+        restart_participants=spec.restart_participants,
+        exclude_active=spec.exclude_active,
+        send_at=send_at,
         spread_over=spread_over,
     )
-
-
-def _starter(request: web.Request) -> Starter:
-    worker = _runtime(request).worker
-    assert worker is not None, "runtime not started"
-    starter: Starter = worker.starter
-    return starter
 
 
 async def _start_or_404(store: Store, sid: str) -> dict[str, str]:
@@ -149,9 +117,13 @@ async def _create(
     spec: StartBody,
     targets: list[str],
     extra: dict[str, Any] | None = None,
+    *,
+    inline: bool = False,
 ) -> dict[str, str]:
-    """Store the start (its named contacts as a set, groups as sources) and queue it."""
-    store, now = _store(request), _now(request)
+    """Store the start (its named contacts as a set, groups as sources) and queue it; or,
+    ``inline``, expand its one chunk now, so that its contact's start event is queued before
+    the answer (and before whatever the contact sends next)."""
+    st, at = store(request), now(request)
     fields: dict[str, Any] = {
         "flow": spec.flow,
         "status": PENDING,
@@ -159,57 +131,59 @@ async def _create(
         "groups": json.dumps(list(spec.groups)),
         "restart_participants": "1" if spec.restart_participants else "0",
         "exclude_active": "1" if spec.exclude_active else "0",
-        "created_on": now,
+        "created_on": at,
         **(extra or {}),
     }
     if spec.send_at is not None:
         fields["send_at"] = spec.send_at
     if spec.spread_over:
         fields["spread_over"] = spec.spread_over
-    sid = await store.create_start(fields, targets, list(spec.groups.values()), now)
-    await _starter(request).schedule(sid, spec.send_at)
-    record = await store.start_record(sid)
+    sid = await st.create_start(fields, targets, list(spec.groups.values()), at)
+    if not inline or await starter(request).step(sid) != "done":
+        await starter(request).schedule(sid, spec.send_at)
+    record = await st.start_record(sid)
     assert record is not None
     return record
 
 
 async def create_start(request: web.Request) -> web.Response:
     spec = await _parse(request)
-    store = _store(request)
+    st = store(request)
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
-        existing = await store.idempotent_start(key)
-        record = await store.start_record(existing) if existing else None
+        existing = await st.idempotent_start(key)
+        record = await st.start_record(existing) if existing else None
         if record is not None:
             return web.json_response(public(record), status=200)
     targets = list(spec.contacts)
     if spec.urns:
-        found = await contacts_for_urns(store, spec.urns, _now(request), create=True)
+        found = await contacts_for_urns(st, spec.urns, now(request), create=True)
         targets += [c for c in found if c]
     targets = list(dict.fromkeys(targets))
     if key:
         sid_claim = str(uuid.uuid4())
-        if not await store.claim_idempotency(key, sid_claim, IDEMPOTENCY_TTL):
-            existing = await store.idempotent_start(key)
-            record = await store.start_record(existing) if existing else None
+        if not await st.claim_idempotency(key, sid_claim, IDEMPOTENCY_TTL):
+            existing = await st.idempotent_start(key)
+            record = await st.start_record(existing) if existing else None
             if record is not None:
                 return web.json_response(public(record), status=200)
     record = await _create(request, spec, targets)
     if key:
-        await store.set_idempotency(key, record["uuid"], IDEMPOTENCY_TTL)
+        await st.set_idempotency(key, record["uuid"], IDEMPOTENCY_TTL)
     return web.json_response(public(record), status=202)
 
 
 async def preview_start(request: web.Request) -> web.Response:
-    """How many the start would reach and what each exclusion removes; starts nothing. Groups
-    are streamed (SSCAN), a contact in several sources counted once."""
+    """How many the start would reach and what each exclusion removes, counted under the
+    names a start reports; starts nothing. Groups are streamed (SSCAN), a contact in several
+    sources counted once."""
     spec = await _parse(request)
-    store = _store(request)
-    engine = _runtime(request).engine
+    st = store(request)
+    engine = runtime(request).engine
     named = list(spec.contacts)
     new_urns: list[str] = []
     if spec.urns:
-        found = await store.contact_ids_for_urns(spec.urns)
+        found = await st.contact_ids_for_urns(spec.urns)
         named += [c for c in found if c]
         new_urns = [u for u, c in zip(spec.urns, found, strict=True) if c is None]
     named = list(dict.fromkeys(named))
@@ -228,7 +202,7 @@ async def preview_start(request: web.Request) -> web.Response:
             failed[reason] = failed.get(reason, 0) + 1
 
     async def count(cids: list[str]) -> None:
-        facts = await store.contact_facts(cids, not spec.restart_participants)
+        facts = await st.contact_facts(cids, not spec.restart_participants)
         for contact, session, flows_run in facts:
             tally(
                 *decide(
@@ -249,11 +223,11 @@ async def preview_start(request: web.Request) -> web.Response:
     named_set = set(named)
     earlier: list[str] = []
     for gid in spec.groups.values():
-        async for members in store.group_members(gid, batch=500):
+        async for members in st.group_members(gid, batch=500):
             cids = [c for c in members if c not in named_set]
             for other in earlier:  # in an earlier group: counted there
                 if cids:
-                    inside = await store.is_member(other, cids)
+                    inside = await st.is_member(other, cids)
                     cids = [c for c, i in zip(cids, inside, strict=True) if not i]
             if cids:
                 await count(cids)
@@ -262,100 +236,110 @@ async def preview_start(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "flow": spec.flow,
-            "contacts": counts["started"],
-            "targeted": counts["targeted"],
-            "skipped": sum(skipped.values()),
-            "skipped_by_reason": skipped,
-            "failed": counts["failed"],
-            "failed_by_reason": failed,
+            "counts": {
+                **counts,
+                "skipped": sum(skipped.values()),
+                "skipped_by_reason": skipped,
+                "failed_by_reason": failed,
+            },
             "template": opening_template(flow),
         }
     )
 
 
+async def start_contact(request: web.Request) -> web.Response:
+    """Start (or restart) one contact in a flow: a start like any other, of one contact; any
+    run it is waiting in is interrupted."""
+    cid = (await contact_or_404(store(request), request.match_info["uuid"]))["uuid"]
+    spec = await body(request, m.FlowStart)
+    start = StartBody(flow=_known_flow(request, spec.flow), contacts=[cid], params=spec.params)
+    return web.json_response(public(await _create(request, start, [cid], inline=True)), status=202)
+
+
 async def list_starts(request: web.Request) -> web.Response:
-    """Newest first, filtered by ``flow`` and ``status``; ``limit`` (50), ``before`` paging."""
-    q = request.query
-    limit = page_limit(q)
-    try:
-        before = float(q["before"]) if "before" in q else None
-    except ValueError:
-        raise ApiError(400, "bad_request", "before must be a number") from None
-    status = q.get("status")
-    if status is not None and status not in STATUSES:
-        raise ApiError(400, "bad_request", f"status must be one of {', '.join(STATUSES)}")
-    store = _store(request)
-    found: list[dict[str, Any]] = []
-    while len(found) < limit:
-        page = await store.start_page(before, 200)
-        if not page:
-            break
-        for sid, score in page:
-            record = await store.start_record(sid)
-            before = score
-            if record is None:
-                continue
-            if q.get("flow") and record["flow"] != q["flow"]:
-                continue
-            if status and record["status"] != status:
-                continue
-            found.append(public(record))
-            if len(found) == limit:
+    """Newest first, filtered by ``flow`` and ``status``, paged like every list."""
+    q = query(request, m.StartQuery)
+    st = store(request)
+    after = decode_cursor(q.cursor, START_MEMBER) if q.cursor else None
+
+    async def fetch(last: str | None, count: int) -> list[str]:
+        found: list[str] = []
+        if last is None:
+            page = await st.start_page(None, count)
+            return [f"{score!r}|{sid}" for sid, score in page]
+        score, cursor_sid = last.split("|", 1)
+        at = float(score)
+        offset = 0
+        while len(found) < count:  # the cursor's own instant first: the members after it
+            page = await st.start_page(at, count, inclusive=True, offset=offset)
+            if not page:
                 break
-        if len(page) < 200:
-            break
-    return web.json_response({"starts": found})
+            offset += len(page)
+            found += [f"{s!r}|{sid}" for sid, s in page if s < at or (s == at and sid < cursor_sid)]
+        return found[:count]
+
+    async def load_page(members: Sequence[str]) -> list[dict[str, Any] | None]:
+        out: list[dict[str, Any] | None] = []
+        for member in members:
+            record = await st.start_record(member.split("|", 1)[1])
+            if (
+                record is None
+                or q.flow not in (None, record["flow"])
+                or q.status not in (None, record["status"])
+            ):
+                out.append(None)
+            else:
+                out.append(public(record))
+        return out
+
+    page = await filtered_page(fetch, load_page, after, q.limit)
+    return web.json_response({"starts": page["items"], "next": page["next"]})
 
 
 async def get_start(request: web.Request) -> web.Response:
     return web.json_response(
-        public(await _start_or_404(_store(request), request.match_info["uuid"]))
+        public(await _start_or_404(store(request), request.match_info["uuid"]))
     )
 
 
 async def start_contacts(request: web.Request) -> web.Response:
-    """Per-contact outcomes, ``?status=started|skipped|failed``, paged by ``cursor``."""
-    store = _store(request)
+    """Per-contact outcomes, ``?status=started|skipped|failed``, paged like every list."""
+    st = store(request)
     sid = request.match_info["uuid"]
-    await _start_or_404(store, sid)
-    q = request.query
-    status = q.get("status")
-    if status is not None and status not in ("started", "skipped", "failed"):
-        raise ApiError(400, "bad_request", "status must be started, skipped or failed")
-    try:
-        cursor = int(q.get("cursor", "0"))
-        limit = int(q.get("limit", "500"))
-    except ValueError:
-        raise ApiError(400, "bad_request", "cursor and limit must be numbers") from None
-    if not 1 <= limit <= 5000:
-        raise ApiError(400, "bad_request", "limit must be 1 to 5000")
-    page, cursor = await store.start_outcomes(sid, status, cursor, limit)
+    await _start_or_404(st, sid)
+    q = query(request, m.OutcomeQuery)
+    cursor = 0
+    if q.cursor:
+        if not q.cursor.isdigit():
+            raise ApiError(400, "bad_request", "cursor is not one this API gave")
+        cursor = int(q.cursor)
+    page, cursor = await st.start_outcomes(sid, q.status, cursor, q.limit)
     return web.json_response({"contacts": page, "next": str(cursor) if cursor else None})
 
 
 async def cancel_start(request: web.Request) -> web.Response:
-    store = _store(request)
+    st = store(request)
     sid = request.match_info["uuid"]
-    record = await _start_or_404(store, sid)
+    record = await _start_or_404(st, sid)
     if record["status"] in FINISHED and record["status"] != "cancelled":
         raise ApiError(409, "start_finished", f"the start is {record['status']} already")
     if record["status"] != "cancelled":
-        await store.end_start(sid, {"status": "cancelled", "cancelled_on": _now(request)})
-    record = await _start_or_404(store, sid)
+        await st.end_start(sid, {"status": "cancelled", "cancelled_on": now(request)})
+    record = await _start_or_404(st, sid)
     return web.json_response(public(record))
 
 
 async def retry_start(request: web.Request) -> web.Response:
     """A new start of the same flow (same params and options) for the failed contacts only."""
-    store = _store(request)
+    st = store(request)
     sid = request.match_info["uuid"]
-    record = await _start_or_404(store, sid)
+    record = await _start_or_404(st, sid)
     targets: list[str] = []
-    async for batch in failed_contacts(store, sid):
+    async for batch in failed_contacts(st, sid):
         targets += batch
     if not targets:
         raise ApiError(409, "nothing_to_retry", "no contact of this start failed")
-    if record["flow"] not in _runtime(request).registry.flows:
+    if record["flow"] not in runtime(request).registry.flows:
         raise ApiError(404, "unknown_flow", f"no flow {record['flow']!r}")
     spec = StartBody(
         flow=record["flow"],
@@ -367,11 +351,88 @@ async def retry_start(request: web.Request) -> web.Response:
     return web.json_response(public(new), status=202)
 
 
-def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/starts", list_starts)
-    app.router.add_post("/api/v1/starts", create_start)
-    app.router.add_post("/api/v1/starts/preview", preview_start)
-    app.router.add_get("/api/v1/starts/{uuid}", get_start)
-    app.router.add_get("/api/v1/starts/{uuid}/contacts", start_contacts)
-    app.router.add_post("/api/v1/starts/{uuid}/cancel", cancel_start)
-    app.router.add_post("/api/v1/starts/{uuid}/retry", retry_start)
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "The same key within 7 days answers the start it created (200).",
+    "schema": {"type": "string"},
+}
+
+START_TARGETS = ("invalid_body", "invalid_urn", "unknown_flow", "unknown_group", "unknown_contact")
+OPS = [
+    Op(
+        "GET",
+        "/api/v1/starts",
+        list_starts,
+        "Starts, newest first",
+        m.StartPage,
+        query=m.StartQuery,
+        errors=("bad_request",),
+    ),
+    Op(
+        "POST",
+        "/api/v1/starts",
+        create_start,
+        "Start a flow for contacts, URNs and groups (200: the same Idempotency-Key again)",
+        m.Start,
+        status=202,
+        also=(200,),
+        body=m.StartCreate,
+        errors=START_TARGETS,
+        doc={"parameters": [IDEMPOTENCY]},
+    ),
+    Op(
+        "POST",
+        "/api/v1/starts/preview",
+        preview_start,
+        "How many a start would reach, and why the others not; starts nothing",
+        m.Preview,
+        body=m.StartCreate,
+        errors=START_TARGETS,
+    ),
+    Op(
+        "POST",
+        "/api/v1/contacts/{uuid}/start",
+        start_contact,
+        "Start one contact in a flow (interrupting the run it is in): a start of one contact",
+        m.Start,
+        status=202,
+        body=m.FlowStart,
+        errors=("invalid_body", "unknown_contact", "unknown_flow"),
+    ),
+    Op(
+        "GET",
+        "/api/v1/starts/{uuid}",
+        get_start,
+        "A start: its request, status and counts",
+        m.Start,
+        errors=("unknown_start",),
+    ),
+    Op(
+        "GET",
+        "/api/v1/starts/{uuid}/contacts",
+        start_contacts,
+        "A start's outcome per contact",
+        m.OutcomePage,
+        query=m.OutcomeQuery,
+        errors=("unknown_start", "bad_request"),
+    ),
+    Op(
+        "POST",
+        "/api/v1/starts/{uuid}/cancel",
+        cancel_start,
+        "Cancel a start (the contacts it has started stay in their runs)",
+        m.Start,
+        errors=("unknown_start", "start_finished"),
+    ),
+    Op(
+        "POST",
+        "/api/v1/starts/{uuid}/retry",
+        retry_start,
+        "A new start of the same flow for the contacts that failed",
+        m.Start,
+        status=202,
+        errors=("unknown_start", "unknown_flow", "nothing_to_retry"),
+    ),
+]

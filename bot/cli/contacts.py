@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.core.contacts import group_name_problem
 from bot.core.errors import ApiError
 from bot.store import Store
-from bot.work.contacts_import import Importer, csv_records, file_lines
+from bot.work.contacts_import import Importer, file_chunks, import_csv
 
 
 async def import_file(store: Store, path: Path, groups: list[str], now: float) -> int:
@@ -25,12 +25,15 @@ async def import_file(store: Store, path: Path, groups: list[str], now: float) -
             print(f"{path}: {problem}", file=sys.stderr)
             return 2
     try:
-        importer = Importer(store, now, groups)
-        async for line, cells in csv_records(file_lines(path)):
-            await importer.feed(line, cells)
-        report = await importer.finish()
-    except (ApiError, OSError, UnicodeDecodeError) as exc:
-        print(f"{path}: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        report = await import_csv(Importer(store, now, groups), file_chunks(path))
+    except ApiError as exc:
+        line = (exc.details or {}).get("line")
+        print(
+            f"{path}:{line}: {exc.message}" if line else f"{path}: {exc.message}", file=sys.stderr
+        )
+        return 2
+    except OSError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
         return 2
     for e in report.errors:
         print(f"{path}:{e['row']}: {e['code']}: {e['message']}")

@@ -48,8 +48,7 @@ from bot.engine.events import Reply, Start
 from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Route, Session
 from bot.store import Store
-from bot.store.embedded import EmbeddedValkey
-from bot.store.redisconn import connect
+from bot.store.redisconn import Connector
 from bot.work.host import StoreHost, route_of
 from bot.work.runtime import limits_of
 from bot.work.webhook_calls import WebhookCaller
@@ -359,16 +358,9 @@ def _contact_problems(want: dict[str, Any], contact: dict[str, Any]) -> list[str
 @contextlib.asynccontextmanager
 async def _store(redis_url: str | None) -> AsyncIterator[Store]:
     """A store on ``redis_url`` (a throwaway database: it is flushed), else a private Valkey."""
-    async with contextlib.AsyncExitStack() as stack:
-        if redis_url is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="chasqui-test-"))
-            server = EmbeddedValkey(Path(folder), port=0)
-            redis_url = await server.start()
-            stack.push_async_callback(server.stop)
-        redis = connect(redis_url)
-        stack.push_async_callback(redis.aclose)
-        store = Store(redis)
-        yield store
+    with tempfile.TemporaryDirectory(prefix="chasqui-test-") as folder:
+        async with Connector(redis_url or "", Path(folder), port=0) as redis:
+            yield Store(redis)
 
 
 async def run_cases(

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.core import counters as flowstats
 from bot.core.runstatus import RunStatus
-from bot.engine import stats as flowstats
 from bot.engine.optout import OptOut
 from bot.flow.expressions import compile_text
 from bot.flow.files import Flow
@@ -115,7 +115,7 @@ class Sprint:
     session_dirty: bool = False
     ended_runs: list[dict[str, Any]] = field(default_factory=list)
     new_runs: list[dict[str, Any]] = field(default_factory=list)
-    # (flow id, counter field) -> change, for the flow's stats (bot/engine/stats.py)
+    # (flow id, counter field) -> change, for the flow's stats (bot/core/counters.py)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)

@@ -1,41 +1,17 @@
-"""A flow's counters: what a sprint counts, and how ``GET /api/v1/flows/<id>/stats`` shows it.
+"""A flow's counters: how ``GET /api/v1/flows/<id>/stats`` shows them.
 
 The counters live in one Redis hash per flow (``store.flow_stats_key``) and move only inside the
 commit that changes the runs they count, so they agree with the runs, never ahead or behind.
-Field names (node ids and result names cannot hold ``:``; a category, last, may):
-
-- ``run:started``, ``run:<completed|expired|interrupted|failed>`` -- totals since the first run;
-- ``wait:<node>`` -- contacts waiting at that node now (+1 on a wait, -1 when it ends);
-- ``exit:<node>:<exit>`` -- times a run left the node by that exit;
-- ``result:<name>:<category>`` -- runs whose latest value of that result has that category.
+Their field names are built in bot/core/counters.py (the engine counts with them).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot.core.counters import ended, started
 from bot.core.runstatus import ENDED
 from bot.flow.files import Flow, Node
-
-
-def started() -> str:
-    return "run:started"
-
-
-def ended(status: str) -> str:
-    return f"run:{status}"
-
-
-def waiting(node: str) -> str:
-    return f"wait:{node}"
-
-
-def exit_taken(node: str, exit_name: str) -> str:
-    return f"exit:{node}:{exit_name}"
-
-
-def result(name: str, category: str) -> str:
-    return f"result:{name}:{category}"
 
 
 def _category(node: Node, exit_name: str) -> str | None:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bot.engine import stats as flowstats
+from bot.core import counters as flowstats
 from bot.store.base import dumps
 from bot.store.groups import GroupStore
 from bot.store.keys import (

@@ -1,7 +1,9 @@
-"""Groups: a name index (hash name -> id), one hash and one member set per group."""
+"""Groups: a name index (hash name -> id), one hash and one member set per group. A group's
+id is its uuid (groups made before groups had uuids keep the number they were given)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -27,12 +29,35 @@ class GroupStore(StoreBase):
 
     async def ensure_group(self, name: str, now: float) -> tuple[str, bool]:
         gid, created = await self._script("group_ensure")(
-            keys=[GROUPS, GROUP_SEQ], args=[name, now, group_key("%s")]
+            keys=[GROUPS, GROUP_SEQ], args=[name, now, group_key("%s"), str(uuid.uuid4())]
         )
         return (gid.decode() if isinstance(gid, bytes) else str(gid)), bool(created)
 
+    async def group_by_ref(self, ref: str) -> dict[str, Any] | None:
+        """The group with this uuid (its id), else with this name: uuid, id, name, created_on,
+        count (members); None when there is none."""
+        gid: str | None = ref if await self._r.exists(group_key(ref)) else None
+        if gid is None:
+            found = await self._r.hget(GROUPS, ref)
+            gid = found.decode() if found else None
+        if gid is None:
+            return None
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hmget(group_key(gid), ["name", "created_on"])
+            pipe.scard(members_key(gid))
+            (name, created), count = await pipe.execute()
+        if name is None:  # dropped meanwhile
+            return None
+        return {
+            "uuid": gid,
+            "id": gid,
+            "name": name.decode(),
+            "created_on": float(created or 0),
+            "count": int(count),
+        }
+
     async def groups(self) -> list[dict[str, Any]]:
-        """Every group: id, name, created_on, count (members), by name."""
+        """Every group: uuid (= id), name, created_on, count (members), by name."""
         index = await self._r.hgetall(GROUPS)
         items = sorted((n.decode(), i.decode()) for n, i in index.items())
         async with self._r.pipeline(transaction=False) as pipe:
@@ -42,6 +67,7 @@ class GroupStore(StoreBase):
             replies = await pipe.execute()
         return [
             {
+                "uuid": gid,
                 "id": gid,
                 "name": name,
                 "created_on": float(replies[2 * k] or 0),

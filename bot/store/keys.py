@@ -91,7 +91,7 @@ def flow_runs_key(flow: str, state: str) -> str:
 
 
 def flow_stats_key(flow: str) -> str:
-    """A flow's counters (hash; the fields are described in bot/engine/stats.py)."""
+    """A flow's counters (hash; the fields are named in bot/core/counters.py)."""
     return f"chasqui:flow:{flow}:stats"
 
 

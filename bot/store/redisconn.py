@@ -12,6 +12,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import hiredis
@@ -19,6 +21,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.store.embedded import EmbeddedValkey
 
 # Redis cannot be reached (down, restarting, loading its AOF): worth waiting for, unlike a
 # script error or a wrong type, which would fail the same way again.
@@ -82,3 +86,49 @@ def connect(url: str, **kwargs: Any) -> Redis:
     pool = BlockingConnectionPool.from_url(url, **kwargs)
     pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
     return Redis.from_pool(pool)
+
+
+def has_embedded_data(data_dir: Path) -> bool:
+    """Whether an embedded Valkey has kept data in ``data_dir`` (its append-only files)."""
+    return (data_dir / "appendonlydir").exists()
+
+
+class Connector:
+    """Redis at ``url``; when ``url`` is empty, a private Valkey kept in ``data_dir``, started
+    by :meth:`open` and stopped by :meth:`close`. The one way a command gets its Redis.
+
+    ``port``: the embedded server's (None: a unix socket in ``data_dir``; 0: a free TCP port);
+    ``options`` go to :func:`connect`.
+    """
+
+    def __init__(self, url: str, data_dir: Path, *, port: int | None = None, **options: Any):
+        self.url, self.data_dir, self.port, self.options = url, data_dir, port, options
+        self.embedded: EmbeddedValkey | None = None
+        self.redis: Redis | None = None
+
+    async def open(self) -> Redis:
+        url = self.url
+        if not url:
+            self.embedded = EmbeddedValkey(self.data_dir, port=self.port)
+            url = await self.embedded.start()
+        self.redis = connect(url, **self.options)
+        return self.redis
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+        if self.embedded is not None:
+            await self.embedded.stop()
+            self.embedded = None
+
+    async def __aenter__(self) -> Redis:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -63,11 +63,15 @@ class StartStore(StoreBase):
         await self._r.hset(start_key(sid), mapping={"phase": phase, "cursor": cursor})
         await self._r.hincrby(start_key(sid), "chunks", 1)
 
-    async def start_page(self, before: float | None, count: int) -> list[tuple[str, float]]:
-        """(uuid, created_on) of up to ``count`` starts created before ``before``, newest first."""
-        top: Any = f"({before}" if before is not None else "+inf"
+    async def start_page(
+        self, before: float | None, count: int, *, inclusive: bool = False, offset: int = 0
+    ) -> list[tuple[str, float]]:
+        """(uuid, created_on) of up to ``count`` starts created before ``before`` (or at it,
+        ``inclusive``), newest first (uuids descending within one instant), skipping
+        ``offset``."""
+        top: Any = "+inf" if before is None else before if inclusive else f"({before}"
         page = await self._r.zrevrangebyscore(
-            STARTS, top, "-inf", start=0, num=count, withscores=True
+            STARTS, top, "-inf", start=offset, num=count, withscores=True
         )
         return [(text(raw), float(score)) for raw, score in page]
 

@@ -2,14 +2,14 @@
 
 Apart from the HTTP handler (``POST /api/v1/contacts/import`` in ``bot/api/contacts.py``) so that
 ``chasqui contacts import`` (``bot/cli/contacts.py``) and the benchmarks run the same code without
-the admin API. A bad file raises :class:`bot.core.errors.ApiError`, which the handler answers with.
+the admin API. A bad file raises :class:`bot.core.errors.ApiError`, which the handler answers with;
+reading the bytes (encoding, delimiter, quotes, line limits) is :mod:`bot.work.csvread`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
+from array import array
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +18,10 @@ from typing import Any
 from bot.core.contacts import FIELD_KEY, LANGUAGE, UrnError, new_record, normalize_urn
 from bot.core.errors import ApiError
 from bot.store import ContactBusy, Store
+from bot.work.csvread import CsvReader, CsvRefused
 
 IMPORT_CHUNK = 1000
+READ_CHUNK = 64 * 1024  # bytes read at a time from a file (an HTTP body comes as it comes)
 MAX_ERRORS_LISTED = 1000
 
 
@@ -36,15 +38,59 @@ class ImportReport:
         if len(self.errors) < MAX_ERRORS_LISTED:
             self.errors.append({"row": row, "code": code, "message": message})
 
-    def as_json(self) -> dict[str, Any]:
+    def counts(self) -> dict[str, int]:
         return {
             "rows": self.rows,
             "created": self.created,
             "updated": self.updated,
             "failed": self.failed,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.counts(),
             "errors": self.errors,
             "errors_truncated": self.failed > len(self.errors),
         }
+
+
+class FirstLines:
+    """Which line each URN of a file was first seen on, in little memory: an open-addressing
+    table of (URN hash, line) in two flat arrays, at most half full -- 24-48 bytes a URN (a
+    million rows: ~32 MB), where a dict of ints takes ~105 bytes and a set of the URNs more.
+    Two URNs with the same 64-bit hash would be taken for one (odds ~1e-8 in a million rows)."""
+
+    def __init__(self) -> None:
+        self._keys = array("q", bytes(8 * 1024))  # 0: an empty slot
+        self._lines = array("i", bytes(4 * 1024))
+        self._used = 0
+
+    def first(self, urn: str, line: int) -> int:
+        """The line ``urn`` was first seen on: ``line`` itself the first time."""
+        key = hash(urn) or 1
+        keys, mask = self._keys, len(self._keys) - 1
+        i = key & mask
+        while keys[i]:
+            if keys[i] == key:
+                return self._lines[i]
+            i = (i + 1) & mask
+        keys[i], self._lines[i] = key, line
+        self._used += 1
+        if 2 * self._used > len(keys):
+            self._grow()
+        return line
+
+    def _grow(self) -> None:
+        old = zip(self._keys, self._lines, strict=True)
+        size = 2 * len(self._keys)
+        self._keys, self._lines = array("q", bytes(8 * size)), array("i", bytes(4 * size))
+        keys, lines, mask = self._keys, self._lines, size - 1
+        for key, line in old:
+            if key:
+                i = key & mask
+                while keys[i]:
+                    i = (i + 1) & mask
+                keys[i], lines[i] = key, line
 
 
 @dataclass
@@ -68,6 +114,8 @@ class Importer:
         self.report = ImportReport()
         self.columns: list[str] | None = None
         self._chunk: list[_Row] = []
+        # a later row with the URN of an earlier one is reported, not applied over it
+        self._first_lines = FirstLines()
 
     async def feed(self, line: int, cells: list[str]) -> None:
         if self.columns is None:
@@ -122,6 +170,12 @@ class Importer:
         except UrnError as exc:
             self.report.error(line, "invalid_urn", str(exc))
             return None
+        first = self._first_lines.first(urn, line)
+        if first != line:
+            self.report.error(
+                line, "duplicate_urn", f"the same URN as line {first}: only that row is imported"
+            )
+            return None
         language = values.get("language")
         if language and not LANGUAGE.match(language):
             self.report.error(line, "bad_row", f"language {language!r} is not a code like es")
@@ -146,15 +200,7 @@ class Importer:
         rows, self._chunk = self._chunk, []
         if not rows:
             return
-        by_urn: dict[str, _Row] = {}
-        for row in rows:  # the same URN twice in a chunk: the later row's values win
-            earlier = by_urn.get(row.urn)
-            if earlier is not None:
-                row.fields = {**earlier.fields, **row.fields}
-                row.groups = list(dict.fromkeys(earlier.groups + row.groups))
-                row.name = row.name or earlier.name
-                row.language = row.language or earlier.language
-            by_urn[row.urn] = row
+        by_urn = {row.urn: row for row in rows}  # one row per URN: later ones were refused
         urns = list(by_urn)
         ids = await self.store.group_ids(
             {g for r in by_urn.values() for g in r.groups}, create=True, now=self.now
@@ -218,33 +264,43 @@ class Importer:
         await self.flush()
         return self.report
 
-
-async def csv_records(lines: AsyncIterator[str]) -> AsyncIterator[tuple[int, list[str]]]:
-    """(line number, cells) of each CSV record, read line by line: a quoted cell may span
-    lines (an odd count of quotes means the record goes on)."""
-    pending: list[str] = []
-    start = 0
-    number = 0
-    async for line in lines:
-        number += 1
-        if not pending:
-            start = number
-        pending.append(line)
-        text = "".join(pending)
-        if text.count('"') % 2:
-            continue
-        pending = []
-        for cells in csv.reader(io.StringIO(text)):
-            yield start, cells
-    if pending:
-        for cells in csv.reader(io.StringIO("".join(pending))):
-            yield start, cells
+    def refusal(self, refused: CsvRefused) -> ApiError:
+        """The 400 for a file that cannot be read on, with what was imported before it."""
+        done = self.report
+        message = refused.message
+        if done.rows:
+            rows, were = ("rows", "were") if done.rows != 1 else ("row", "was")
+            message += (
+                f"; the {done.rows:,} {rows} before it {were} imported"
+                f" ({done.created:,} created, {done.updated:,} updated, {done.failed:,} failed):"
+                " importing the corrected file again updates them, it does not duplicate them"
+            )
+        return ApiError(
+            400, "bad_request", message, {"line": refused.line, "imported": done.counts()}
+        )
 
 
-async def file_lines(path: Path) -> AsyncIterator[str]:
-    """A UTF-8 file's lines, for :func:`csv_records`; lets the event loop run every chunk."""
-    with path.open(encoding="utf-8", newline="") as f:
-        for n, line in enumerate(f):
-            if n % IMPORT_CHUNK == 0:
-                await asyncio.sleep(0)
-            yield line
+async def import_csv(importer: Importer, chunks: AsyncIterator[bytes]) -> ImportReport:
+    """Read a CSV's bytes into ``importer``, a chunk at a time. A file that cannot be read on
+    (see :mod:`bot.work.csvread`) is refused at once with a 400 naming the line, after the rows
+    before it were written (and counted in the answer)."""
+    reader = CsvReader()
+    try:
+        async for data in chunks:
+            for line, cells in reader.feed(data):
+                await importer.feed(line, cells)
+            await asyncio.sleep(0)  # a body already buffered would otherwise hold the loop
+        for line, cells in reader.end():
+            await importer.feed(line, cells)
+    except CsvRefused as refused:
+        if importer.columns is not None:
+            await importer.flush()
+        raise importer.refusal(refused) from None
+    return await importer.finish()
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A file's bytes, for :func:`import_csv`."""
+    with path.open("rb") as f:
+        while data := f.read(READ_CHUNK):
+            yield data

@@ -104,21 +104,15 @@ def _templates(type_name: str) -> bool:
 async def template_problems(flows: dict[str, Flow], config: Config) -> list[Problem] | None:
     """Problems of the flows' templates; None when no synced templates can be read."""
     from bot.store import Store
-    from bot.store.embedded import EmbeddedValkey
-    from bot.store.redisconn import connect
+    from bot.store.redisconn import Connector, has_embedded_data
 
     if not any(_templates(c.type) for c in config.channels.values()):
         return []
     url = config.redis.url.get_secret_value()
-    embedded = None
-    if not url:
-        data_dir = config.resolve(config.redis.data_dir)
-        if not (data_dir / "appendonlydir").exists():
-            return None
-        embedded = EmbeddedValkey(data_dir)
-        url = await embedded.start()
-    redis = connect(url)
-    try:
+    data_dir = config.resolve(config.redis.data_dir)
+    if not url and not has_embedded_data(data_dir):
+        return None
+    async with Connector(url, data_dir) as redis:
         store = Store(redis)
         built = build_channels(config.channels, StoreHost(store)).values()
         channels = [c for c in built if c.capabilities.templates]
@@ -148,7 +142,3 @@ async def template_problems(flows: dict[str, Flow], config: Config) -> list[Prob
                             )
                         )
         return problems
-    finally:
-        await redis.aclose()
-        if embedded is not None:
-            await embedded.stop()

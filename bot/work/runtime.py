@@ -15,8 +15,7 @@ from bot.engine.flows import FlowRegistry, ReloadReport
 from bot.engine.optout import START_CONFIRMATION, START_WORDS, STOP_CONFIRMATION, STOP_WORDS, OptOut
 from bot.engine.sprint import Limits
 from bot.store import Store
-from bot.store.embedded import EmbeddedValkey
-from bot.store.redisconn import connect
+from bot.store.redisconn import Connector
 from bot.work.host import StoreHost, routes_of
 from bot.work.ingest import Ingest
 from bot.work.webhook_calls import WebhookCaller
@@ -69,7 +68,7 @@ class Runtime:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
-        self.embedded: EmbeddedValkey | None = None
+        self.connector: Connector | None = None
         self.redis: Redis | None = None
         self._store: Store | None = None
         self.channels: dict[str, Channel] = {}
@@ -98,12 +97,14 @@ class Runtime:
         return self.registry.reload()
 
     async def connect(self) -> Store:
-        url = self.config.redis.url.get_secret_value()
-        if not url:
-            self.embedded = EmbeddedValkey(self.config.resolve(self.config.redis.data_dir))
-            url = await self.embedded.start()
+        self.connector = Connector(
+            self.config.redis.url.get_secret_value(),
+            self.config.resolve(self.config.redis.data_dir),
+            health_check_interval=10,
+        )
+        self.redis = await self.connector.open()
+        if self.connector.embedded is not None:
             log.info("embedded Valkey ready")
-        self.redis = connect(url, health_check_interval=10)
         await self.redis.ping()
         self._store = Store(self.redis)
         await self._store.setup()
@@ -141,7 +142,5 @@ class Runtime:
             await self.worker.stop()
         for channel in self.channels.values():
             await channel.close()
-        if self.redis is not None:
-            await self.redis.aclose()
-        if self.embedded is not None:
-            await self.embedded.stop()
+        if self.connector is not None:
+            await self.connector.close()

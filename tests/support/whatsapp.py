@@ -62,7 +62,8 @@ class WA:
     async def find(self, urn: str) -> dict[str, Any]:
         status, body = await self.api("GET", f"/api/v1/contacts?urn={urn.replace('+', '%2B')}")
         assert status == 200, body
-        return dict(body)
+        [contact] = body["contacts"]
+        return dict(contact)
 
     async def start(self, cid: str, flow: str, **params: str) -> None:
         status, body = await self.api(
