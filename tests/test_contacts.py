@@ -218,17 +218,27 @@ async def test_cursor_paging_and_filters(api: Api) -> None:
 
 
 # -- concurrency with the engine ---------------------------------------------------------------
-async def test_api_write_waits_for_a_sprint_and_neither_is_lost(api: Api) -> None:
+async def test_api_write_waits_for_a_sprint_and_neither_is_lost(api: Api, redis: Redis) -> None:
     store = api.runtime.store
     cid = (await create(api, "ext:c", name="Ana"))["uuid"]
     [claim] = await store.claim([cid], 60_000, 10)  # a worker's sprint has read the contact
     assert claim is not None and claim.contact is not None
     with pytest.raises(ContactBusy):
         await store.update_contacts([cid], lambda c: {**c, "name": "X"}, 1.0, wait=0.05)
+
+    async def reads() -> int:  # each try of a contact write reads the contact with one MGET
+        stats = await redis.info("commandstats")
+        return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+    before = await reads()
     patch = asyncio.create_task(
         api.request("PATCH", f"/api/v1/contacts/{cid}", json={"fields": {"plan": "gold"}})
     )
-    await asyncio.sleep(0.05)  # the request reaches the server and finds the lock
+
+    async def retried() -> bool:  # the request reached the server, found the lock, tried again
+        return await reads() >= before + 3
+
+    await wait_for(retried, "the PATCH to find the contact locked and retry")
     assert not patch.done()
     from bot.store import Commit
 

@@ -481,6 +481,8 @@ async def test_background_sender_emits_statuses_on_time(make_sandbox: Factory) -
     assert {s["status"] for s in sandbox.receiver.statuses()} == {"sent", "delivered", "read"}
     assert {s["id"] for s in sandbox.receiver.statuses()} == {answer["messages"][0]["id"]}
     _, record = await sandbox.call("GET", "/_fake/webhooks?kind=statuses")
+    # the three statuses went out in one to three webhooks (those due together are batched)
+    assert 1 <= len(record["data"]) <= 3
     assert all(r["status"] == 200 and r["latency_ms"] >= 0 for r in record["data"])
 
 

@@ -17,7 +17,6 @@ from bot.api.routes import Op, query
 from bot.core.errors import ApiError
 from bot.core.runstatus import ENDED, LIVE
 from bot.engine.sprint import Session
-from bot.store.keys import OPEN, flow_runs_key
 from bot.store.paging import decode_cursor, filtered_page
 
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
@@ -37,13 +36,13 @@ async def list_runs(request: web.Request) -> web.Response:
         flows = [q.flow]
     else:
         flows = await st.indexed_flows()
-    states = [OPEN] if status in LIVE else [status] if status else [OPEN, *ENDED]
-    keys = [flow_runs_key(flow, state) for flow in flows for state in states]
+    open_runs = status is None or status in LIVE
+    ended = [] if status in LIVE else [status] if status else list(ENDED)
     before = decode_cursor(q.cursor, RUN_MEMBER) if q.cursor else None
     opened: dict[str, bool] = {}  # member -> the run is open (read from the session)
 
     async def fetch(last: str | None, count: int) -> list[str]:
-        entries = await st.run_index_page(keys, last, count) if keys else []
+        entries = await st.run_index_page(flows, open_runs, ended, last, count)
         opened.update(entries)
         return [member for member, _ in entries]
 

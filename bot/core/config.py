@@ -69,7 +69,6 @@ class EngineConfig(_Section):
     loop_window: Duration = "5m"  # ... within this window fails the run as a loop
     default_expire_after: Duration = "7d"
     max_reply_age: Duration = "1h"  # older inbound messages (late webhook retries) are not answered
-    workers: int = Field(64, ge=1)  # contacts processed concurrently per process
     lock_ttl: Duration = "60s"  # a crashed worker's contact lock frees itself after this
     webhook_allow_private: bool = False  # call_webhook may reach loopback/private addresses
 
