@@ -12,8 +12,9 @@ committing just re-runs the decision, and nothing here may do I/O.
 from __future__ import annotations
 
 import uuid
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
+from bot.core.records import Message
 from bot.core.runstatus import RunStatus
 from bot.engine.events import (
     Event,
@@ -153,7 +154,7 @@ class Engine:
         stale = sent_at < sprint.now - self.limits.max_reply_age
         # record_only: a reaction, a read receipt-like or unsupported message: kept, not answered
         answering = self._at_wait(sprint) and not stale and not event.record_only
-        message = {
+        message: Message = {
             "uuid": event.uuid or str(uuid.uuid4()),
             "direction": "in",
             "contact": contact["uuid"],
@@ -164,7 +165,7 @@ class Engine:
             "status": "handled" if answering else "stale" if stale else "received",
             "created_on": sprint.now,
         }
-        message.update(event.details())
+        message.update(cast(Message, event.details()))  # only the keys a channel may tell
         sprint.messages.append(message)
         # only a stop/start word needs the cases asked twice (here, and to route it)
         opt = self.limits.opt_out.match(text) is not None
@@ -185,7 +186,7 @@ class Engine:
         cases = getattr(sprint.flow.nodes[sprint.frame["node"]].body, "cases", None) or []
         return case_takes(cases, [text, *sprint.input_alternates])
 
-    def _opt_out(self, sprint: Sprint, text: str, message: dict[str, Any]) -> bool:
+    def _opt_out(self, sprint: Sprint, text: str, message: Message) -> bool:
         """A stop word opts the contact out (its waiting run is interrupted) and a start word
         back in, each confirmed once; True when the message was one (it answers no wait)."""
         found = self.limits.opt_out.match(text)

@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.core import counters as flowstats
+from bot.core.records import Message, Run
 from bot.core.runstatus import RunStatus
 from bot.engine.optout import OptOut
 from bot.flow.expressions import compile_text
@@ -81,7 +82,7 @@ class Session:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def _refuse(message: dict[str, Any], error: str) -> None:
+def _refuse(message: Message, error: str) -> None:
     """A message that cannot go at all: failed here, it never reaches a channel."""
     message["status"] = "failed"
     message["error"] = {"code": error}
@@ -113,11 +114,11 @@ class Sprint:
     # effects, committed together by the worker
     contact_dirty: bool = False
     session_dirty: bool = False
-    ended_runs: list[dict[str, Any]] = field(default_factory=list)
-    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    ended_runs: list[Run] = field(default_factory=list)
+    new_runs: list[Run] = field(default_factory=list)
     # (flow id, counter field) -> change, for the flow's stats (bot/core/counters.py)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     timers_remove: list[str] = field(default_factory=list)
     group_changes: dict[str, bool] = field(default_factory=dict)  # name -> added (or removed)
@@ -326,9 +327,10 @@ class Sprint:
 
     def _outgoing(
         self, route: tuple[Route, str] | None, content: dict[str, Any], **extra: Any
-    ) -> dict[str, Any]:
-        """The record of a message to send: whom, through which channel, what, and why."""
-        return {
+    ) -> Message:
+        """The record of a message to send: whom, through which channel, what, and why (the
+        content's keys are those a node sends: see :class:`~bot.core.records.Message`)."""
+        message: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
             "direction": "out",
             "contact": self.contact["uuid"],
@@ -339,6 +341,7 @@ class Sprint:
             "status": "queued",
             "created_on": self.now,
         }
+        return cast(Message, message)
 
     def _unsendable(self, route: tuple[Route, str] | None, content: dict[str, Any]) -> str | None:
         if route is None:
@@ -382,8 +385,8 @@ class Sprint:
                 self.count(wait["flow"], flowstats.waiting(wait["node"]), -1)
             self.session.wait = None
 
-    def new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
-        run: dict[str, Any] = {
+    def new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> Run:
+        run: Run = {
             "uuid": str(uuid.uuid4()),
             "flow": flow.id,
             "version": flow.version,
@@ -401,9 +404,9 @@ class Sprint:
         self.count(flow.id, flowstats.started())
         return run
 
-    def end_top(self, status: str, reason: str | None = None) -> dict[str, Any]:
+    def end_top(self, status: str, reason: str | None = None) -> Run:
         frame = self.session.frames.pop()
-        run: dict[str, Any] = frame["run"]
+        run: Run = frame["run"]
         run["status"] = status
         run["exited_on"] = self.now
         run["modified_on"] = self.now

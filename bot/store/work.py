@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from bot.core.records import Message, Run
 from bot.store.base import StoreBase, dumps
 from bot.store.keys import (
     GROUP_SEQ,
@@ -58,9 +59,9 @@ class Commit:
     consumed: int
     contact: dict[str, Any] | None = None  # None: unchanged
     session: str | None = None  # None: unchanged
-    new_runs: list[dict[str, Any]] = field(default_factory=list)
-    ended_runs: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    new_runs: list[Run] = field(default_factory=list)
+    ended_runs: list[Run] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     timers_remove: list[str] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     # group name -> True (add) / False (remove): the group sets follow the contact's groups
