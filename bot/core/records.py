@@ -42,6 +42,7 @@ class Run(TypedDict, total=False):
     params: Required[dict[str, Any]]
     parent: str  # the run of the flow that entered this one
     start: str  # the start record that began it
+    opened: bool  # its start's first message went out
     exited_on: float
     webhook: Any  # the JSON answer of its last call_webhook
     path_truncated: bool
@@ -62,6 +63,7 @@ class Message(TypedDict, total=False):
     flow: str
     node: str
     start: str
+    opening: bool  # the first message of its start to the contact
     kind: str  # a message outside any run (an opt-out confirmation)
     action: str  # opt_out / opt_in: the inbound message was a stop or start word
     error: dict[str, Any]
