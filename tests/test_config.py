@@ -47,9 +47,11 @@ def test_the_repository_config_loads() -> None:
 
 def test_environment_overrides_a_setting(tmp_path: Path) -> None:
     path = write(tmp_path, "[server]\nport = 8081\n")
-    config = load_config(path, {"CHASQUI_SERVER__PORT": "9000", "CHASQUI_ENGINE__WORKERS": "3"})
+    config = load_config(
+        path, {"CHASQUI_SERVER__PORT": "9000", "CHASQUI_ENGINE__MAX_STEPS_PER_EVENT": "3"}
+    )
     assert config.server.port == 9000
-    assert config.engine.workers == 3
+    assert config.engine.max_steps_per_event == 3
 
 
 def test_environment_can_configure_a_channel_from_nothing(tmp_path: Path) -> None:

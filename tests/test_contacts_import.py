@@ -30,6 +30,13 @@ async def post(api: Api, data: bytes) -> tuple[int, Any]:
         return resp.status, await resp.json()
 
 
+async def find(api: Api, urn: str) -> dict[str, Any]:
+    status, found = await api.get("/api/v1/contacts", params={"urn": urn})
+    assert status == 200, found
+    [contact] = found["contacts"]
+    return dict(contact)
+
+
 def rows(n: int, start: int = 0) -> str:
     return "".join(f"ext:r-{i},Name {i}\n" for i in range(start, start + n))
 
@@ -47,8 +54,7 @@ async def test_an_unterminated_quote_is_refused_naming_its_line(api: Api) -> Non
         "updated": 0,
         "failed": 0,
     }
-    status, found = await api.get("/api/v1/contacts", params={"urn": "ext:a"})
-    assert status == 200 and found["name"] == "Ana"
+    assert (await find(api, "ext:a"))["name"] == "Ana"
 
 
 async def test_a_10_mb_line_is_refused_naming_its_line(api: Api) -> None:
@@ -83,7 +89,7 @@ async def test_the_delimiter_is_detected(api: Api, delimiter: str) -> None:
     status, body = await post(api, ("\ufeff" + out.getvalue()).encode())  # Excel's BOM
     assert status == 200, body
     assert (body["rows"], body["created"], body["failed"]) == (2, 2, 0)
-    status, ana = await api.get("/api/v1/contacts", params={"urn": "whatsapp:+5511987650100"})
+    ana = await find(api, "whatsapp:+5511987650100")
     assert (ana["name"], ana["groups"]) == ("Ana; Maria", ["Clientes", "VIP"])
 
 
@@ -107,7 +113,7 @@ async def test_a_duplicated_urn_is_reported_on_its_row(api: Api) -> None:
     ]
     assert "line 2" in body["errors"][0]["message"]
     assert "line 3" in body["errors"][1]["message"]
-    status, ana = await api.get("/api/v1/contacts", params={"urn": "whatsapp:+5511987650200"})
+    ana = await find(api, "whatsapp:+5511987650200")
     assert (ana["name"], ana["groups"]) == ("Ana", ["A"])  # the first row, not overwritten
 
 
@@ -119,8 +125,7 @@ async def test_a_refusal_after_chunks_were_written_reports_the_counts(api: Api) 
     assert details["line"] == 2502
     assert details["imported"] == {"rows": 2500, "created": 2500, "updated": 0, "failed": 0}
     assert "2,500 rows before it were imported" in body["error"]["message"]
-    status, found = await api.get("/api/v1/contacts", params={"urn": "ext:r-2499"})
-    assert (status, found["name"]) == (200, "Name 2499")
+    assert (await find(api, "ext:r-2499"))["name"] == "Name 2499"
 
 
 def test_cli_names_the_line_of_a_bad_file(

@@ -202,7 +202,7 @@ async def test_trimmed_runs_leave_the_index(bot: Bot, monkeypatch: pytest.Monkey
         await bot.start(cid, "once")
         await bot.drain()
         bot.clock.advance(1.234)  # distinct creation times, with milliseconds
-    kept = await bot.store.run_ids(cid, limit=10)
+    kept = [run["uuid"] for run in await bot.store.ended_runs(cid, limit=10)]
     assert len(kept) == 3
     indexed = await members(bot, "once", "completed")
     assert sorted(m.split("|")[2] for m in indexed) == sorted(kept)

@@ -102,21 +102,20 @@ async def test_statuses_apply_monotonically_in_any_order(bot: Bot) -> None:
     first, second = await bot.messages(cid)
     wamid = first["external_id"]
     store = bot.store
-    assert await store.apply_status("cap", wamid, "read", 1000.0) == "read"
-    assert await store.apply_status("cap", wamid, "delivered", 999.0) == "ignored"
-    assert await store.apply_status("cap", wamid, "failed", 1001.0, {"code": 131047}) == "ignored"
-    assert await store.apply_status("cap", "wamid.nope", "read", 1.0) == "unknown"
+    assert await store.apply_statuses("cap", [(wamid, "read", 1000.0, None)]) == ["read"]
+    assert await store.apply_statuses("cap", [(wamid, "delivered", 999.0, None)]) == ["ignored"]
+    late_failure = (wamid, "failed", 1001.0, {"code": 131047})
+    assert await store.apply_statuses("cap", [late_failure]) == ["ignored"]
+    assert await store.apply_statuses("cap", [("wamid.nope", "read", 1.0, None)]) == ["unknown"]
     first = (await bot.messages(cid))[0]
     assert first["status"] == "read"
     assert first["read_on"] == 1000.0 and first["delivered_on"] == 999.0
 
     # a failure after "sent" is final, later statuses don't undo it, and the flow hears of it
     wamid2 = second["external_id"]
-    failed = await store.apply_status(
-        "cap", wamid2, "failed", 1002.0, {"code": 131047, "title": "Re-engagement message"}
-    )
-    assert failed == "failed"
-    assert await store.apply_status("cap", wamid2, "delivered", 1003.0) == "ignored"
+    error = {"code": 131047, "title": "Re-engagement message"}
+    assert await store.apply_statuses("cap", [(wamid2, "failed", 1002.0, error)]) == ["failed"]
+    assert await store.apply_statuses("cap", [(wamid2, "delivered", 1003.0, None)]) == ["ignored"]
     await bot.drain()
     second = (await bot.messages(cid))[1]
     assert second["status"] == "failed"
@@ -134,10 +133,13 @@ async def test_rate_limit_is_shared_and_spaces_sends(bot: Bot) -> None:
     assert await bot.store.rate_wait("pn2", per_second=10, burst=2) == 0.0  # other number
 
 
-async def test_first_time_dedups_within_ttl(bot: Bot) -> None:
-    assert await bot.store.first_time("wa:wamid.A", 60) is True
-    assert await bot.store.first_time("wa:wamid.A", 60) is False
-    assert await bot.store.first_time("wa:wamid.B", 60) is True
+async def test_enqueue_once_dedups_within_ttl(bot: Bot) -> None:
+    cid = await bot.contact()
+    event = {"type": "timeout", "token": "t", "at": 0.0}
+    assert await bot.store.enqueue_once("wa:wamid.A", 60, cid, event) is True
+    assert await bot.store.enqueue_once("wa:wamid.A", 60, cid, event) is False
+    assert await bot.store.enqueue_once("wa:wamid.B", 60, cid, event) is True
+    assert await bot.queue_len(cid) == 2
 
 
 async def test_a_new_signal_does_not_bypass_a_held_retry(bot: Bot) -> None:

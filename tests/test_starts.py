@@ -253,11 +253,12 @@ async def test_message_outcomes_and_retry_of_failed(api: Api) -> None:
     mids = {cid: (await api.store.messages(cid))[0]["uuid"] for cid in cids}
     a, b, c = cids
     now = time.time()
-    assert await api.store.apply_status("console", mids[a], "delivered", now) == "delivered"
-    assert await api.store.apply_status("console", mids[b], "read", now) == "read"
+    apply = api.store.apply_statuses
+    assert await apply("console", [(mids[a], "delivered", now, None)]) == ["delivered"]
+    assert await apply("console", [(mids[b], "read", now, None)]) == ["read"]
     error = {"code": 131049, "title": "ecosystem engagement"}
-    assert await api.store.apply_status("console", mids[c], "failed", now, error) == "failed"
-    assert await api.store.apply_status("console", mids[b], "delivered", now) == "ignored"
+    assert await apply("console", [(mids[c], "failed", now, error)]) == ["failed"]
+    assert await apply("console", [(mids[b], "delivered", now, None)]) == ["ignored"]
     await api.drain()
     status, done = await api.get(f"/api/v1/starts/{sid}")
     assert done["messages"] == {

@@ -173,7 +173,7 @@ async def test_lost_lock_commit_writes_nothing(bot: Bot) -> None:
     assert await bot.queue_len(cid) == 1
     assert (await bot.get_contact(cid))["name"] == "Ana Souza"
     assert await bot.store.session_raw(cid) is None
-    assert await bot.store.run_ids(cid) == []
+    assert await bot.redis.lrange(contact_key(cid, "runs"), 0, -1) == []
     assert await bot.redis.exists(contact_key(cid, "run:r1")) == 0
     assert await bot.store.messages(cid) == []
     assert await bot.redis.llen(contact_key(cid, "outbox")) == 0
@@ -382,7 +382,7 @@ async def test_a_contacts_history_is_bounded(bot: Bot, monkeypatch: pytest.Monke
     for _ in range(4):
         await bot.start(cid, "echo")  # each start interrupts the previous run
         await bot.drain()
-    runs = await bot.store.run_ids(cid)
+    runs = [r.decode() for r in await bot.redis.lrange(contact_key(cid, "runs"), 0, -1)]
     assert len(runs) == 2
     assert await bot.redis.exists(*(contact_key(cid, f"run:{r}") for r in runs)) == 1  # 1 active
     for i in range(6):

@@ -17,7 +17,6 @@ from bot.api.routes import Op, query
 from bot.core.errors import ApiError
 from bot.engine import stats as flowstats
 from bot.engine.sprint import Session
-from bot.store.keys import OPEN, flow_runs_key
 from bot.store.paging import decode_cursor, filtered_page
 
 LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
@@ -38,13 +37,13 @@ async def list_runs(request: web.Request) -> web.Response:
         flows = [q.flow]
     else:
         flows = await st.indexed_flows()
-    states = [OPEN] if status in LIVE else [status] if status else [OPEN, *flowstats.ENDED]
-    keys = [flow_runs_key(flow, state) for flow in flows for state in states]
+    open_runs = status is None or status in LIVE
+    ended = [] if status in LIVE else [status] if status else list(flowstats.ENDED)
     before = decode_cursor(q.cursor, RUN_MEMBER) if q.cursor else None
     opened: dict[str, bool] = {}  # member -> the run is open (read from the session)
 
     async def fetch(last: str | None, count: int) -> list[str]:
-        entries = await st.run_index_page(keys, last, count) if keys else []
+        entries = await st.run_index_page(flows, open_runs, ended, last, count)
         opened.update(entries)
         return [member for member, _ in entries]
 

@@ -68,7 +68,6 @@ class EngineConfig(_Section):
     loop_window: str = "5m"  # ... within this window fails the run as a loop
     default_expire_after: str = "7d"
     max_reply_age: str = "1h"  # older inbound messages (late webhook retries) are not answered
-    workers: int = Field(64, ge=1)  # contacts processed concurrently per process
     lock_ttl: str = "60s"  # a crashed worker's contact lock frees itself after this
     webhook_allow_private: bool = False  # call_webhook may reach loopback/private addresses
 

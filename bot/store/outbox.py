@@ -20,7 +20,6 @@ from bot.store.keys import (
     contact_key,
     ext_key,
     rate_key,
-    seen_key,
     templates_key,
 )
 
@@ -133,18 +132,6 @@ class OutboxStore(StoreBase):
         key = ext_key(message.get("channel") or "", external_id)
         await self._r.set(key, f"{message['contact']} {message['uuid']}", ex=EXTERNAL_ID_TTL)
 
-    async def apply_status(
-        self,
-        channel: str,
-        external_id: str,
-        status: str,
-        at: float,
-        error: dict[str, Any] | None = None,
-    ) -> str:
-        """A provider's status for a message we sent: 'unknown' if we don't know that id."""
-        (result,) = await self.apply_statuses(channel, [(external_id, status, at, error)])
-        return result
-
     async def apply_statuses(
         self, channel: str, statuses: Sequence[tuple[str, str, float, dict[str, Any] | None]]
     ) -> list[str]:
@@ -181,10 +168,6 @@ class OutboxStore(StoreBase):
             keys=[rate_key(bucket)], args=[1.0 / per_second, burst]
         )
         return float(wait)
-
-    async def first_time(self, key: str, ttl: int) -> bool:
-        """True the first time ``key`` is seen within ``ttl`` seconds (webhook dedup)."""
-        return bool(await self._r.set(seen_key(key), b"1", nx=True, ex=ttl))
 
     # -- templates ---------------------------------------------------------------------------
     async def save_templates(self, channel: str, templates: Sequence[dict[str, Any]]) -> None:

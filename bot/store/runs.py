@@ -27,19 +27,29 @@ class RunStore(StoreBase):
         return sorted(f.decode() for f in await self._r.smembers(RUN_FLOWS))
 
     async def run_index_page(
-        self, keys: Sequence[str], before: str | None, count: int
+        self,
+        flows: Sequence[str],
+        open_runs: bool,
+        ended: Sequence[str],
+        before: str | None,
+        count: int,
     ) -> list[tuple[str, bool]]:
-        """The newest ``count`` entries strictly older than ``before`` across these run index
-        keys, as (member, the run is open)."""
+        """The newest ``count`` entries strictly older than ``before`` in these flows' run
+        indexes -- of the open runs (``open_runs``) and of those ended with a status in
+        ``ended`` -- as (member, the run is open)."""
+        states = ([OPEN] if open_runs else []) + list(ended)
+        keys = [(flow_runs_key(flow, state), state == OPEN) for flow in flows for state in states]
+        if not keys:
+            return []
         top = f"({before}" if before else "+"
         async with self._r.pipeline(transaction=False) as pipe:
-            for key in keys:
+            for key, _ in keys:
                 pipe.zrevrangebylex(key, top, "-", start=0, num=count)
             replies = await pipe.execute()
         found: dict[str, bool] = {}
-        for key, members in zip(keys, replies, strict=True):
+        for (_, is_open), members in zip(keys, replies, strict=True):
             for member in members:
-                found[member.decode()] = key.endswith(f":{OPEN}")
+                found[member.decode()] = is_open
         return sorted(found.items(), reverse=True)[:count]
 
     async def runs_at(self, entries: Sequence[tuple[str, bool]]) -> list[dict[str, Any] | None]:
@@ -69,9 +79,6 @@ class RunStore(StoreBase):
             pipe.zcard(flow_runs_key(flow, OPEN))
             counters, open_runs = await pipe.execute()
         return {k.decode(): int(v) for k, v in counters.items()}, int(open_runs)
-
-    async def run_ids(self, cid: str, limit: int = 50) -> list[str]:
-        return [i.decode() for i in await self._r.lrange(contact_key(cid, "runs"), 0, limit - 1)]
 
     async def messages(self, cid: str, limit: int = 100) -> list[dict[str, Any]]:
         ids = await self._r.lrange(contact_key(cid, "history"), -limit, -1)
