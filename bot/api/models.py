@@ -348,6 +348,9 @@ class Start(Answer):
     created_on: float
     counts: StartCounts
     messages: MessageCounts
+    sending: int = Field(
+        0, description="Started contacts whose first message has no outcome yet (sent or failed)."
+    )
     retry_of: str | None = Field(None, description="The start this one retries.")
     retry: RetryReport | None = Field(None, description="A retry: what it retried and skipped.")
 

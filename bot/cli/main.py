@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("start", help="send a flow to contacts and groups, and follow it")
     p.add_argument("flow", help="flow id")
-    p.add_argument("--group", action="append", help="a group name (repeatable)")
+    p.add_argument("--group", action="append", help="a group, by name or uuid (repeatable)")
     p.add_argument("--urn", action="append", help="a contact URN, created if new (repeatable)")
     p.add_argument("--contact", action="append", help="a contact uuid (repeatable)")
     p.add_argument("--param", action="append", help="key=value for @trigger.params")
@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("starts", help="list the starts, or follow one with a progress bar")
-    p.add_argument("uuid", nargs="?", help="the start to follow")
+    p.add_argument("uuid", nargs="?", help="the start to follow: its uuid, or its beginning")
+    p.add_argument("--failed", action="store_true", help="list its failed contacts, each with why")
     p.set_defaults(func=cmd_starts)
 
     p = sub.add_parser("simulate", help="chat with a flow in the terminal")
