@@ -218,10 +218,6 @@ class ChannelHost(Protocol):
         """Return when ``bucket`` (e.g. a sender number) may send once more."""
         ...
 
-    async def console_append(self, contact: str, message: dict[str, Any]) -> None:
-        """Hand a message to the terminal simulator reading this contact's console stream."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class Mount:

@@ -62,7 +62,7 @@ CONTACT_PARTS = (
     "history",
     "outbox",
     "sendlock",
-    "console",
+    "console",  # the console channel's transcript, written by versions before 0.2: deleted too
 )
 
 
@@ -72,10 +72,6 @@ def contact_key(cid: str, part: str) -> str:
 
 def urn_key(urn: str) -> str:
     return f"chasqui:urn:{urn}"
-
-
-def console_key(cid: str) -> str:
-    return contact_key(cid, "console")
 
 
 QUEUE_PATTERN = contact_key("%s", "q")

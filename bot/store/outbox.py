@@ -16,7 +16,6 @@ from bot.store.keys import (
     SENDQ,
     START_PATTERNS,
     TIMERS,
-    console_key,
     contact_key,
     ext_key,
     rate_key,
@@ -193,13 +192,3 @@ class OutboxStore(StoreBase):
     async def templates(self, channel: str) -> list[dict[str, Any]]:
         raws = await self._r.hvals(templates_key(channel))
         return sorted((json.loads(r) for r in raws), key=lambda t: (t["name"], t["language"]))
-
-    # -- the console channel's transcripts ---------------------------------------------------
-    async def console_append(self, cid: str, message: dict[str, Any]) -> None:
-        await self._r.xadd(console_key(cid), {"m": dumps(message)}, maxlen=1000, approximate=True)
-
-    async def console_read(
-        self, cid: str, last_id: str, block_ms: int
-    ) -> list[tuple[str, dict[str, Any]]]:
-        reply = await self._r.xread({console_key(cid): last_id}, count=100, block=block_ms)
-        return [(eid.decode(), json.loads(f[b"m"])) for _, entries in reply for eid, f in entries]

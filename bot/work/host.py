@@ -1,5 +1,5 @@
 """What the core keeps for channels: the :class:`~channels.protocol.ChannelHost` they are given
-(synced templates, shared rate buckets, the console stream), and the engine's view of a channel.
+(synced templates, shared rate buckets), and the engine's view of a channel.
 
 A channel never sees the store; it asks this host, and only for these few things.
 """
@@ -41,9 +41,6 @@ class StoreHost:
         async with turn:
             while (wait := await self.store.rate_wait(bucket, rate.per_second, rate.burst)) > 0:
                 await asyncio.sleep(wait)
-
-    async def console_append(self, contact: str, message: dict[str, Any]) -> None:
-        await self.store.console_append(contact, message)
 
 
 def route_of(name: str, capabilities: Capabilities) -> Route:

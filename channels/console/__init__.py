@@ -1,7 +1,8 @@
-"""The console channel: messages go to a per-contact Redis stream the terminal simulator reads.
+"""The console channel: contacts reached in a terminal (``console:`` URNs), by the simulator.
 
-It is a real transport (through Redis), so ``chasqui simulate`` works whichever process — the
-simulator itself or a running ``chasqui serve`` — applied the contact's events.
+A send has nowhere to go: it is accepted at once, and the message is in the contact's history
+like any other, which is where ``chasqui simulate`` reads what the bot said (whichever process,
+the simulator itself or a running ``chasqui serve``, applied the contact's events).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ class ConsoleChannel(Channel):
     CAPABILITIES = Capabilities(schemes=("console",))
 
     async def send(self, message: dict[str, Any]) -> SendResult:
-        await self.host.console_append(message["contact"], message)
         return SendResult(ok=True, external_id=message["uuid"])
 
 
