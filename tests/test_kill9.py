@@ -160,7 +160,8 @@ async def test_kill9_mid_conversation_loses_and_repeats_nothing(tmp_path: Path) 
                 return await r.json()
 
         async def fake_api(method: str, path: str, body: Any = None) -> Any:
-            async with http.request(method, f"{sandbox}/_fake/{path}", json=body) as r:
+            url = f"{sandbox}/_fake/{path}"  # the admin token: `chasqui sandbox` reads the server's
+            async with http.request(method, url, json=body, headers=AUTH) as r:
                 assert r.status == 200, await r.text()
                 return await r.json()
 
