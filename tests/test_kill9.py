@@ -165,8 +165,16 @@ async def test_kill9_mid_conversation_loses_and_repeats_nothing(tmp_path: Path) 
                 assert r.status == 200, await r.text()
                 return await r.json()
 
+        async def sandbox_up() -> bool:
+            assert fake.p.poll() is None, fake.log.read_text()
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{sandbox}/_fake/clock", headers=AUTH) as r:
+                    return r.status == 200
+            return False
+
         try:
             server = await serve()
+            await wait_for(sandbox_up, "the sandbox", timeout=30, every=0.05)
             valkey_pid = int((tmp_path / "var" / "valkey.pid").read_text())
             # each contact opens its window through the sandbox, then is started in the flow
             for i in range(CONTACTS):
