@@ -8,6 +8,7 @@ the address guard and the JSON loader are also checked on their own.
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Any
 
 import pytest
@@ -15,9 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.core.jsonin import loads
+from bot.work.ingest import Ingest
 from bot.work.webhook_calls import WebhookCaller, _public
+from channels.protocol import Message, Status
+from channels.whatsapp.inbound import parse_webhook
 from channels.whatsapp.sandbox import encode
 from tests.support.api import AUTH, MAX_BODY, Api, assert_error, new_contact
+from tests.support.harness import CapturingChannel, MakeBot
 from tests.support.whatsapp import ANA, PNID, WA
 from tests.support.whatsapp import AUTH as WA_AUTH
 
@@ -140,3 +145,47 @@ async def test_call_webhook_refuses_an_address_literal_hiding_loopback(host: str
         await caller.close()
     assert answer["status"] == 0
     assert "non-public address" in answer["error"]
+
+
+# -- inbound times and numbers -------------------------------------------------------------------
+async def test_an_inbound_time_from_the_future_is_clamped_to_the_receive_time(
+    make_bot: MakeBot,
+) -> None:
+    bot = await make_bot()
+    bot.channels["cap"] = CapturingChannel("cap", bot.store)
+    bot.worker = bot.new_worker()
+    ingest = Ingest(bot.store, bot.channels, clock=bot.clock.now)
+    now = bot.clock.now()
+    await ingest.accept(
+        [
+            Message("cap", "tel:+15550001", "m1", 1e20, "hola"),
+            Message("cap", "tel:+15550002", "m2", math.inf, "hola"),
+            Message("cap", "tel:+15550003", "m3", math.nan, "hola"),
+        ]
+    )
+    await ingest.accept([Status("cap", "wamid.x", "read", 1e20)])  # unknown: no harm either
+    await bot.drain()
+    for urn in ("tel:+15550001", "tel:+15550002", "tel:+15550003"):
+        cid = await bot.store.contact_id_for_urn(urn)
+        assert cid is not None
+        contact = await bot.get_contact(cid)
+        # the 24-hour window counts from when the message could at the latest have been sent
+        assert contact["created_on"] == now, urn
+        assert contact["last_inbound"]["cap"] == now, urn
+    # an honest past time is kept as it is (Meta's time, not the receive time)
+    await ingest.accept([Message("cap", "tel:+15550001", "m4", now - 30, "again")])
+    await bot.drain()
+    cid = await bot.store.contact_id_for_urn("tel:+15550001")
+    assert cid is not None
+    assert (await bot.get_contact(cid))["last_inbound"]["cap"] == now
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity", "1e999"])
+def test_a_location_with_a_non_finite_number_in_a_string_is_skipped(value: str) -> None:
+    """JSON itself refuses NaN (above); Meta's numbers may come as strings, read here."""
+    payload = _webhook(type="location", location={"latitude": value, "longitude": 2.0})
+    batch = parse_webhook(payload)
+    assert batch.messages == [] and "latitude" in " ".join(batch.skipped)
+    fine = _webhook(type="location", location={"latitude": "-12.5", "longitude": 2.0})
+    (message,) = parse_webhook(fine).messages
+    assert message.location is not None and message.location.latitude == -12.5
