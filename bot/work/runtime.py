@@ -105,8 +105,8 @@ class Runtime:
         self.redis = await self.connector.open()
         if self.connector.embedded is not None:
             log.info("embedded Valkey ready")
-        await self.redis.ping()
         self._store = Store(self.redis)
+        await self._store.ping()
         await self._store.setup()
         return self._store
 
