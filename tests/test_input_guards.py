@@ -8,6 +8,7 @@ the address guard and the JSON loader are also checked on their own.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 from typing import Any
 
@@ -189,3 +190,74 @@ def test_a_location_with_a_non_finite_number_in_a_string_is_skipped(value: str) 
     fine = _webhook(type="location", location={"latitude": "-12.5", "longitude": 2.0})
     (message,) = parse_webhook(fine).messages
     assert message.location is not None and message.location.latitude == -12.5
+
+
+# -- names, send_at, spread_over -------------------------------------------------------------------
+CONTROL = ["Ana\x00", "Ana\nLee", "Ana\tLee", "Ana\x1b[31m", "Ana\x7f", "Ana\x85", "Ana\u2028Lee"]
+
+
+@pytest.mark.parametrize("name", CONTROL)
+async def test_a_name_with_a_control_character_is_refused(api: Api, name: str) -> None:
+    status, body = await api.post("/api/v1/contacts", {"urn": "ext:ctl", "name": name})
+    assert status == 400 and "control" in json.dumps(body), body
+    cid = await new_contact(api, "ext:ctl-ok", "Ana")
+    status, body = await api.request("PATCH", f"/api/v1/contacts/{cid}", {"name": name})
+    assert status == 400 and "control" in json.dumps(body), body
+    status, body = await api.post("/api/v1/groups", {"name": name.replace(" ", "")})
+    assert status == 400, body
+    # emoji sequences (joined by ZWJ, a format character) and accents are names
+    status, body = await api.post(
+        "/api/v1/contacts", {"urn": "ext:fam", "name": "Zoë 👨\u200d👩\u200d👧"}
+    )
+    assert status == 201, body
+
+
+async def test_an_imported_name_with_a_control_character_is_a_bad_row(api: Api) -> None:
+    data = b"urn,name\next:c1,Ana\x07\next:c2,Bea\n"
+    headers = {**AUTH, "Content-Type": "text/csv"}
+    status, body = await api.request("POST", "/api/v1/contacts/import", data, headers=headers)
+    assert status == 200, body
+    assert (body["created"], [(e["row"], e["code"]) for e in body["errors"]]) == (
+        1,
+        [(2, "bad_row")],
+    )
+    assert "control" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("send_at", "spread_over", "ok"),
+    [
+        (0, None, False),  # 1970: a mistake
+        ("past-day", None, False),
+        ("past-minutes", None, True),  # a little late: goes now
+        ("ahead-year", None, True),
+        ("ahead-2-years", None, False),
+        ("milliseconds", None, False),  # now in ms: year 57,000
+        (None, "7d", True),
+        (None, "8d", False),
+        (None, 8 * 86400, False),
+    ],
+)
+async def test_send_at_and_spread_over_have_bounds(
+    api: Api, send_at: Any, spread_over: Any, ok: bool
+) -> None:
+    now = api.runtime.clock.now()
+    when = {
+        "past-day": now - 86400,
+        "past-minutes": now - 600,
+        "ahead-year": now + 365 * 86400,
+        "ahead-2-years": now + 730 * 86400,
+        "milliseconds": now * 1000,
+    }.get(send_at, send_at)
+    cid = await new_contact(api, "ext:sched")
+    spec: dict[str, Any] = {"flow": "greeting", "contacts": [cid]}
+    if when is not None:
+        spec["send_at"] = when
+    if spread_over is not None:
+        spec["spread_over"] = spread_over
+    status, body = await api.post("/api/v1/starts", spec)
+    if ok:
+        assert status == 202, body
+    else:
+        assert_error(status, body, 400, "invalid_body")
+        assert ("send_at" if send_at is not None else "spread_over") in body["error"]["message"]
