@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import hmac
 import subprocess
@@ -148,30 +147,7 @@ async def _delivered(runtime: Runtime, cid: str) -> list[dict[str, Any]]:
     return [m for m in await runtime.store.messages(cid) if m.get("status") == "delivered"]
 
 
-# ---- the layering of channels/ -----------------------------------------------------------------
-def _imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
-
-
-def test_a_channel_imports_only_the_protocol_and_its_own_package() -> None:
-    for path in sorted((ROOT / "channels").rglob("*.py")):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        for name in _imports(path):
-            top = name.split(".")
-            if parts == ("channels", "protocol"):
-                assert top[0] != "channels", f"{path}: imports {name}"
-                assert top[0] != "bot" or top[1] == "core", f"{path}: imports {name}"
-            elif top[0] in ("bot", "channels"):
-                own = top[:2] == ["channels", parts[1]]
-                assert name == "channels.protocol" or own, f"{path}: imports {name}"
-
-
+# ---- the layering of channels/ (the import contracts: tests/test_import_contracts.py) ----------
 def test_the_production_whatsapp_channel_never_loads_its_sandbox() -> None:
     code = (
         "import sys, channels.whatsapp; "
