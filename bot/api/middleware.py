@@ -45,10 +45,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             "redis_unavailable",
             "the data store is unavailable; retry shortly",
         ).response()
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            # It gave up, lost its network, or was cut off by server.read_timeout: nothing
+            # of ours broke, and there is no one left to answer.
+            log.info("client went away during %s %s", request.method, request.path)
+            return ApiError(400, "client_gone", "the client went away").response()
         ref = uuid.uuid4().hex[:12]
         log.exception("internal error %s on %s %s", ref, request.method, request.path)
         return ApiError(500, "internal", f"internal error (reference {ref})").response()
+
+
+def _client_gone(request: web.Request) -> bool:
+    """The request's own connection is closed (not some outbound call's)."""
+    return request.transport is None or request.transport.is_closing()
 
 
 def authorize(request: web.Request) -> None:

@@ -116,17 +116,16 @@ def _fork_server(config: Config, args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config, runtime: Any, args: argparse.Namespace, *, reuse_port: bool) -> None:
-    from aiohttp import web
-
     from bot.api.app import create_app
+    from bot.api.serving import run
 
-    web.run_app(
+    run(
         create_app(config, runtime),
         access_log=logging.getLogger("aiohttp.access") if args.verbose else None,
         host=config.server.host,
         port=config.server.port,
-        reuse_port=reuse_port or None,
-        print=lambda msg: logging.info("%s", msg.strip()),
+        reuse_port=reuse_port,
+        read_timeout=config.server.read_timeout,
     )
 
 

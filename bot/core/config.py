@@ -41,6 +41,9 @@ class ServerConfig(_Section):
     processes: int = Field(1, ge=1, le=64)
     # How this server is reached (webhook URLs of the sandbox); empty: http://host:port
     public_url: str = ""
+    # Seconds a client may take to send a request's head (line and headers), and may let its
+    # body stall between two chunks, before its connection is closed (slowloris guard).
+    read_timeout: float = Field(15.0, gt=0, le=3600)
 
     @property
     def url(self) -> str:

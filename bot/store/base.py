@@ -49,6 +49,19 @@ class StoreBase:
             script = self._scripts[name] = self.redis.register_script(lua_source(name))
         return script
 
+    async def _read_own(
+        self, stream: str, group: str, consumer: str, count: int
+    ) -> list[tuple[bytes, str]]:
+        """Entries this consumer read and has not acknowledged: a step that failed midway (Redis
+        went away) does them again at once, instead of leaving them to the reclaim's idle time.
+        Entries trimmed from the stream meanwhile are acknowledged and left out."""
+        reply = await self._r.xreadgroup(group, consumer, {stream: "0"}, count)
+        entries = [(eid, fields) for _, found in reply for eid, fields in found]
+        gone = [eid for eid, fields in entries if not fields]
+        if gone:
+            await self._r.xack(stream, group, *gone)
+        return [(eid, fields[b"c"].decode()) for eid, fields in entries if fields]
+
     async def _read(
         self, stream: str, group: str, consumer: str, count: int, block_ms: int | None
     ) -> list[tuple[bytes, str]]:

@@ -374,6 +374,7 @@ class EmbeddedValkey:
         if self._registration is not None:
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)  # also one made world-readable before (or by someone else)
         with _dir_lock(self.data_dir / LOCKFILE_NAME, self._start_timeout + 5):
             found = self._find_running()
             if found is not None:
@@ -475,6 +476,8 @@ class EmbeddedValkey:
                     continue
                 raise
             tmp = self.data_dir / (URLFILE_NAME + ".tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.touch(mode=0o600)
             tmp.write_text(url + "\n")
             tmp.replace(self.data_dir / URLFILE_NAME)
             log.info("started valkey-server (pid %d) at %s, data in %s", pid, url, self.data_dir)
@@ -487,6 +490,8 @@ class EmbeddedValkey:
         argv = server_command(binary, self.data_dir, port=port, unixsocket=self._socket)
         # The server's own stdout/stderr (config errors before it opens its logfile) go to the log.
         log_fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # The server creates its AOF, pidfile and socket with our umask: make them private.
+        umask = os.umask(0o077)
         try:
             log_offset = os.fstat(log_fd).st_size
             pid = os.posix_spawn(
@@ -505,6 +510,7 @@ class EmbeddedValkey:
                 f"cannot run valkey-server binary {binary!r}: {e.strerror or e}", port_taken=False
             ) from e
         finally:
+            os.umask(umask)
             os.close(log_fd)
         with _children_lock:
             _children.add(pid)

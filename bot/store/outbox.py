@@ -46,6 +46,10 @@ class OutboxStore(StoreBase):
     ) -> list[tuple[bytes, str]]:
         return await self._read(SENDQ, SENDERS, consumer, count, block_ms)
 
+    async def read_own_sendq(self, consumer: str, count: int) -> list[tuple[bytes, str]]:
+        """Send signals this consumer read and has not acknowledged (a step that failed midway)."""
+        return await self._read_own(SENDQ, SENDERS, consumer, count)
+
     async def reclaim_sendq(
         self, consumer: str, min_idle_ms: int, count: int
     ) -> list[tuple[bytes, str]]:

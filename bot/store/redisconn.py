@@ -36,15 +36,22 @@ async def once_reachable(what: str, call: Callable[[], Awaitable[T]], within: fl
     to ``within`` seconds; then the last error is raised. Only for calls safe to repeat."""
     give_up = time.monotonic() + within
     pause = 0.1
+    failed = False
     while True:
         try:
-            return await call()
+            result = await call()
         except UNREACHABLE as exc:
             if time.monotonic() + pause > give_up:
                 raise
-            log.warning("%s: Redis unreachable (%s); trying again in %.1fs", what, exc, pause)
+            if not failed:  # one line for the outage, not one per attempt
+                log.warning("%s: Redis unreachable (%s); trying again for %.0fs", what, exc, within)
+                failed = True
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0)
+        else:
+            if failed:
+                log.warning("%s: Redis is back", what)
+            return result
 
 
 class _HiredisPacking:

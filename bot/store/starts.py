@@ -9,6 +9,7 @@ from the saved SSCAN cursor of the same set."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from bot.store.keys import (
     members_key,
     start_key,
 )
+
+log = logging.getLogger("chasqui.starts")
 
 
 class StartStore(StoreBase):
@@ -58,9 +61,11 @@ class StartStore(StoreBase):
         await self._r.hset(start_key(sid), mapping=fields)
         await self._r.zrem(STARTS_DUE, sid)
 
-    async def start_progress(self, sid: str, phase: int, cursor: int) -> None:
-        """Where the next chunk reads from (source, SSCAN cursor); one more chunk done."""
-        await self._r.hset(start_key(sid), mapping={"phase": phase, "cursor": cursor})
+    async def start_progress(self, sid: str, phase: int, cursor: int, server: str) -> None:
+        """Where the next chunk reads from (source, SSCAN cursor, and the run id of the Redis
+        that gave the cursor: see :meth:`scan_source`); one more chunk done."""
+        fields = {"phase": phase, "cursor": cursor, "scan_server": server}
+        await self._r.hset(start_key(sid), mapping=fields)
         await self._r.hincrby(start_key(sid), "chunks", 1)
 
     async def start_page(
@@ -115,18 +120,22 @@ class StartStore(StoreBase):
         await self._r.zadd(STARTS_DUE, {sid: due})
 
     async def move_due_starts(self, now: float, limit: int = 100) -> int:
-        """Queue the chunks whose time has come; one process wins each."""
+        """Queue the chunks whose time has come; one process wins each, and moves it whole (Redis
+        going away between a ZREM and an XADD would lose the start's chain for good)."""
         due = await self._r.zrangebyscore(STARTS_DUE, "-inf", now, start=0, num=limit)
         moved = 0
         for raw in due:
-            if await self._r.zrem(STARTS_DUE, raw):
-                await self._r.xadd(STARTQ, {"s": text(raw)})
-                moved += 1
+            moved += int(await self._script("move_due")(keys=[STARTS_DUE, STARTQ], args=[raw]))
         return moved
 
     async def read_startq(self, consumer: str, block_ms: int | None) -> list[tuple[bytes, str]]:
         reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: ">"}, 1, block_ms)
         return [(eid, text(f[b"s"])) for _, entries in reply for eid, f in entries]
+
+    async def read_own_startq(self, consumer: str) -> list[tuple[bytes, str]]:
+        """Entries this consumer read and has not acknowledged (a step that failed midway)."""
+        reply = await self._r.xreadgroup(STARTERS, consumer, {STARTQ: "0"}, 10)
+        return [(eid, text(f[b"s"])) for _, entries in reply for eid, f in entries if f]
 
     async def reclaim_startq(self, consumer: str, min_idle_ms: int) -> list[tuple[bytes, str]]:
         reply = await self._r.xautoclaim(STARTQ, STARTERS, consumer, min_idle_ms, "0", 10)
@@ -170,10 +179,26 @@ class StartStore(StoreBase):
                 pipe.scard(key)
             return sum(await pipe.execute())
 
-    async def scan_source(self, source: str, cursor: int, count: int) -> tuple[int, list[str]]:
-        """One SSCAN step over a source: (next cursor, contact uuids)."""
-        after, found = await self._r.sscan(source, cursor, count=count)
-        return int(after), [text(c) for c in found]
+    async def scan_source(
+        self, source: str, cursor: int, count: int, server: str
+    ) -> tuple[str, int, list[str]]:
+        """One SSCAN step over a source: (server run id, next cursor, contact uuids).
+
+        A cursor means something only to the server process that gave it (``server``, its run
+        id): a restarted (or failed-over) Redis lays its sets out anew, and an old cursor would
+        skip members for good. So the run id is read with the scan, on the same connection, and
+        a cursor from another run scans the source again from 0 (a contact already decided is
+        decided once: see ``start_one.lua``)."""
+        while True:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.info("server")
+                pipe.sscan(source, cursor, count=count)
+                info, (after, found) = await pipe.execute()
+            now = str(info["run_id"])
+            if cursor == 0 or now == server:
+                return now, int(after), [text(c) for c in found]
+            log.info("Redis restarted since the last chunk: scanning %s again from 0", source)
+            cursor, server = 0, now
 
     async def undecided(self, sid: str, cids: Sequence[str]) -> list[str]:
         """Those of ``cids`` the start has not decided yet."""

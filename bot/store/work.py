@@ -96,6 +96,10 @@ class WorkStore(StoreBase):
         """Signals for this consumer; ``block_ms=None`` returns at once (0 would block forever)."""
         return await self._read(READY, WORKERS, consumer, count, block_ms)
 
+    async def read_own_ready(self, consumer: str, count: int) -> list[tuple[bytes, str]]:
+        """Signals this consumer read and has not acknowledged (a step that failed midway)."""
+        return await self._read_own(READY, WORKERS, consumer, count)
+
     async def reclaim_ready(
         self, consumer: str, min_idle_ms: int, count: int
     ) -> list[tuple[bytes, str]]:

@@ -56,7 +56,7 @@ def admin_token(config: Config) -> str:
     path = config.resolve(config.redis.data_dir) / "admin-token"
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
     path.touch(mode=0o600)
     path.write_text(token + "\n")

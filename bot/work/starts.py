@@ -253,8 +253,11 @@ class Starter:
         phase, cursor = int(record.get("phase") or 0), int(record.get("cursor") or 0)
         chunk = int(record.get("chunk") or self.settings.chunk)
         cids: list[str] = []
+        server = record.get("scan_server", "")
         while phase < len(sources) and not cids:  # skip empty sources in one step
-            after, cids = await self.store.scan_source(sources[phase], cursor, chunk)
+            server, after, cids = await self.store.scan_source(
+                sources[phase], cursor, chunk, server
+            )
             if len(cids) > chunk:
                 # a small set answers whole whatever the COUNT: take a chunk of those not yet
                 # decided, and scan the same cursor again next time until none is left
@@ -280,7 +283,7 @@ class Starter:
                 decisions.append((cid, outcome, reason, event))
             if not await self.store.decide_contacts(sid, decisions):
                 return "done"  # cancelled meanwhile: nothing after it was queued
-        await self.store.start_progress(sid, phase, cursor)
+        await self.store.start_progress(sid, phase, cursor, server)
         if phase >= len(sources):
             await self._finish(sid, COMPLETED)
             return "done"
@@ -302,10 +305,12 @@ class Starter:
         await self.store.update_start(sid, fields)
         return fields
 
-    async def loop(self, consumer: str) -> None:
-        """One pass of the work loop: due chunks, crashed entries, then new ones."""
+    async def loop(self, consumer: str, again: bool = False) -> None:
+        """One pass of the work loop: due chunks, crashed entries, then new ones. ``again``: the
+        last pass failed (Redis went away), so first the entries it read and did not finish."""
         await self.move_due()
-        entries = await self.reclaim(consumer) or await self.read(consumer, 200)
+        entries = await self.store.read_own_startq(consumer) if again else []
+        entries = entries or await self.reclaim(consumer) or await self.read(consumer, 200)
         for eid, sid in entries:
             await self.handle(eid, sid)
 

@@ -103,9 +103,15 @@ class Worker:
         with contextlib.suppress(Exception):
             await self.starter.drop_consumer(f"{self.name}:st")
 
-    async def _forever(self, what: str, step: Callable[[], Any]) -> None:
-        """Run ``step`` again and again; a failing step is logged and retried, never fatal."""
+    async def _forever(self, what: str, step: Callable[[bool], Awaitable[None]]) -> None:
+        """Run ``step`` again and again; a failing step is logged and retried, never fatal.
+
+        ``step(again)``: ``again`` is True after a failed step, which may have left entries read
+        and not acknowledged; the step does those first (``Store.read_own``), so that recovering
+        from an outage never waits for the reclaim. While Redis cannot be reached the loop says
+        so once, and once more when it is back -- not a traceback every second."""
         task = asyncio.current_task()
+        again = down = False
         while True:
             # On Python 3.11 a cancel can be lost inside a library (asyncio.wait_for drops it
             # when the awaited call finishes at the same moment; redis-py uses wait_for), and
@@ -113,18 +119,30 @@ class Worker:
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
             try:
-                await step()
+                await step(again)
             except asyncio.CancelledError:
                 raise
+            except UNREACHABLE as exc:
+                if not down:
+                    log.warning("%s: Redis unreachable (%s); trying again every second", what, exc)
+                down = again = True
+                await asyncio.sleep(1)
             except Exception:
                 log.exception("%s failed; retrying in 1s", what)
+                again = True
                 await asyncio.sleep(1)
+            else:
+                if down:
+                    log.warning("%s: Redis is back", what)
+                again = down = False
 
     async def _event_loop(self, n: int) -> None:
         consumer = f"{self.name}:{n}"
 
-        async def step() -> None:
-            entries = await self.store.read_ready(consumer, self.settings.batch, 1000)
+        async def step(again: bool) -> None:
+            batch = self.settings.batch
+            entries = await self.store.read_own_ready(consumer, batch) if again else []
+            entries = entries or await self.store.read_ready(consumer, batch, 1000)
             if entries:
                 await self.process(entries)
 
@@ -133,15 +151,17 @@ class Worker:
     async def _send_loop(self, n: int) -> None:
         consumer = f"{self.name}:s{n}"
 
-        async def step() -> None:
-            entries = await self.store.read_sendq(consumer, self.settings.batch, 1000)
+        async def step(again: bool) -> None:
+            batch = self.settings.batch
+            entries = await self.store.read_own_sendq(consumer, batch) if again else []
+            entries = entries or await self.store.read_sendq(consumer, batch, 1000)
             if entries:
                 await self.send(entries)
 
         await self._forever("send loop", step)
 
     async def _timer_loop(self) -> None:
-        async def step() -> None:
+        async def step(again: bool) -> None:
             while await self.store.fire_timers(self.clock.now()) > 0:
                 pass
             await asyncio.sleep(self.settings.timer_interval)
@@ -152,8 +172,8 @@ class Worker:
         """Expand group starts (bot/work/starts.py): one chunk per stream entry, fast lane first."""
         consumer = f"{self.name}:st"
 
-        async def step() -> None:
-            await self.starter.loop(consumer)
+        async def step(again: bool) -> None:
+            await self.starter.loop(consumer, again)
 
         await self._forever("start loop", step)
 
@@ -161,11 +181,15 @@ class Worker:
         """Take over signals that a crashed process read and never acknowledged."""
         idle = self.settings.reclaim_idle_ms
 
-        async def step() -> None:
-            entries = await self.store.reclaim_ready(f"{self.name}:r", idle, self.settings.batch)
+        consumer, batch = f"{self.name}:r", self.settings.batch
+
+        async def step(again: bool) -> None:
+            entries = await self.store.read_own_ready(consumer, batch) if again else []
+            entries = entries or await self.store.reclaim_ready(consumer, idle, batch)
             if entries:
                 await self.process(entries)
-            sends = await self.store.reclaim_sendq(f"{self.name}:r", idle, self.settings.batch)
+            sends = await self.store.read_own_sendq(consumer, batch) if again else []
+            sends = sends or await self.store.reclaim_sendq(consumer, idle, batch)
             if sends:
                 await self.send(sends)
             await asyncio.sleep(max(idle / 4000, 0.05))
