@@ -40,6 +40,10 @@ socket path falls back to TCP on a free 127.0.0.1 port, with a warning in the lo
 The work is blocking (spawn, poll, flock) and lives in ``start_sync``/``stop_sync``; ``start`` and
 ``stop`` run those in a worker thread so the event loop never blocks. The test fixtures use the
 sync pair directly.
+
+Why one module of ~590 lines: it is one lifecycle (find or spawn, register, adopt, shut down)
+whose four rules above only hold together; half of it is this docstring and the process helpers
+(pidfiles, flock, reaping) that only this lifecycle uses.
 """
 
 from __future__ import annotations
@@ -349,6 +353,49 @@ class EmbeddedValkey:
         """True between a successful start() and stop()."""
         return self._registration is not None
 
+    @property
+    def alive(self) -> bool:
+        """True while the server process we use still runs (False once it was killed)."""
+        return self._pid is not None and _pid_running(self._pid)
+
+    def revive_sync(self) -> str:
+        """The server died under us (kill -9, the OOM killer): start it again on the same data
+        and at the same address -- or join the one another chasqui process restarted first.
+        Clients connected to the old URL reconnect by themselves. Returns the URL."""
+        reg, self._registration, self._registration_id = self._registration, None, None
+        if reg is not None:
+            with contextlib.suppress(Exception):
+                reg.close()
+        _reap_children()
+        return self.start_sync()
+
+    async def revive(self) -> str:
+        return await asyncio.to_thread(self.revive_sync)
+
+    async def keep_running(self, every: float = 0.5) -> None:
+        """Until cancelled: whenever the server has died, start it again (see ``revive``).
+
+        Meanwhile chasqui answers 503 and its loops wait for Redis. One line says the server
+        went, one that it is back, and one per distinct reason a restart failed (retried with
+        a growing pause) -- not a line per attempt."""
+        while True:
+            await asyncio.sleep(every)
+            if self.alive:
+                continue
+            log.error("the embedded valkey-server (pid %s) is gone; starting it again", self._pid)
+            pause, said = 0.5, ""
+            while True:
+                try:
+                    await self.revive()
+                    break
+                except Exception as exc:  # e.g. its port was taken meanwhile: keep trying
+                    if str(exc) != said:
+                        log.error("could not restart the embedded valkey-server: %s", exc)
+                        said = str(exc)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 10.0)
+            log.warning("the embedded valkey-server is back (pid %s)", self._pid)
+
     async def start(self) -> str:
         """Share the data_dir's running server or start one; return its URL."""
         return await asyncio.to_thread(self.start_sync)
@@ -475,6 +522,8 @@ class EmbeddedValkey:
                     log.info("port %d was taken before valkey-server bound it; retrying", port)
                     continue
                 raise
+            if self._socket is None:
+                self._port = port  # a restart (revive) comes back at the same address
             tmp = self.data_dir / (URLFILE_NAME + ".tmp")
             tmp.unlink(missing_ok=True)
             tmp.touch(mode=0o600)

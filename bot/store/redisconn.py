@@ -2,8 +2,14 @@
 
 Measured here: packing one commit script call (70 arguments) takes ~70 µs in redis-py's asyncio
 connection and ~10 µs with ``hiredis.pack_command`` -- the largest single cost of applying an
-event (see bench/README.md). redis-py's sync client already does this; its asyncio client does
-not, so we plug the same packer into the asyncio connection classes.
+event (see bench/README.md), so we plug ``hiredis.pack_command`` into the asyncio connection
+classes.
+
+Still needed with redis-py 8.2 (checked in its source): its asyncio connection does pack with
+hiredis when hiredis is installed (``HiredisRespSerializer``; 8.1 and earlier do not), but it
+first encodes every argument in Python (``Encoder.encode``, ~80 % of its time), which hiredis
+does itself. Measured on a commit-sized call (72 arguments, same busy 2-core machine, 2 runs):
+205-233 µs there, 22-26 µs here.
 """
 
 from __future__ import annotations

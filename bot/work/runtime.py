@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 
@@ -68,6 +70,7 @@ class Runtime:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
+        self._keeper: asyncio.Task[None] | None = None
         self.connector: Connector | None = None
         self.redis: Redis | None = None
         self._store: Store | None = None
@@ -136,8 +139,16 @@ class Runtime:
         )
         if work:
             await self.worker.start()
+        if self.connector is not None and self.connector.embedded is not None:
+            # a killed embedded Valkey is started again; the server heals without a restart
+            self._keeper = asyncio.create_task(self.connector.embedded.keep_running())
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
         if self.worker is not None:
             await self.worker.stop()
         for channel in self.channels.values():
