@@ -246,40 +246,58 @@ async def test_idempotency_key_urns_and_listing(api: Api) -> None:
 
 
 async def test_message_outcomes_and_retry_of_failed(api: Api) -> None:
-    cids = await make_group(api, "g", 3)
+    cids = await make_group(api, "g", 4)
     status, start = await api.post("/api/v1/starts", {"flow": "promo", "groups": ["g"]})
     sid = start["uuid"]
     await api.drain()
     mids = {cid: (await api.store.messages(cid))[0]["uuid"] for cid in cids}
-    a, b, c = cids
+    a, b, c, d = cids
     now = time.time()
     apply = api.store.apply_statuses
     assert await apply("console", [(mids[a], "delivered", now, None)]) == ["delivered"]
     assert await apply("console", [(mids[b], "read", now, None)]) == ["read"]
     error = {"code": 131049, "title": "ecosystem engagement"}
-    assert await apply("console", [(mids[c], "failed", now, error)]) == ["failed"]
+    for cid in (c, d):
+        assert await apply("console", [(mids[cid], "failed", now, error)]) == ["failed"]
     assert await apply("console", [(mids[b], "delivered", now, None)]) == ["ignored"]
     await api.drain()
     status, done = await api.get(f"/api/v1/starts/{sid}")
     assert done["messages"] == {
-        "sent": 3,
+        "sent": 4,
         "delivered": 2,
         "read": 1,
-        "failed": 1,
-        "failed_by_code": {"131049": 1},
+        "failed": 2,
+        "failed_by_code": {"131049": 2},
     }
-    assert done["counts"]["failed"] == 1
+    # a contact whose opening message failed is failed, not started: the counts add up
+    assert done["counts"]["failed"] == 2 and done["counts"]["started"] == 2
     status, page = await api.get(f"/api/v1/starts/{sid}/contacts?status=failed")
-    assert page["contacts"] == [{"contact": c, "status": "failed", "reason": "131049"}]
+    assert sorted(page["contacts"], key=lambda o: o["contact"] != c) == [
+        {"contact": x, "status": "failed", "reason": "131049", "message": "ecosystem engagement"}
+        for x in (c, d)
+    ]
+    # c is started again, and reached, by another start before the retry: only d is retried
+    status, other = await api.post("/api/v1/starts", {"flow": "promo", "contacts": [c]})
+    await api.drain()
     status, retry = await api.post(f"/api/v1/starts/{sid}/retry")
     assert status == 202 and retry["retry_of"] == sid
+    assert retry["retry"] == {
+        "contacts": 1,
+        "skipped": 1,
+        "skipped_by_reason": {"started_since": 1},
+    }
     await api.drain()
     status, again = await api.get(f"/api/v1/starts/{retry['uuid']}")
     assert again["counts"]["targeted"] == again["counts"]["started"] == 1
-    runs = await runs_of(api, c)
-    assert [r["start"] for r in runs] == [retry["uuid"], sid]
+    assert again["retry"] == retry["retry"]
+    assert [r["start"] for r in await runs_of(api, d)] == [retry["uuid"], sid]
+    assert [r["start"] for r in await runs_of(api, c)] == [other["uuid"], sid]
     status, err = await api.post(f"/api/v1/starts/{retry['uuid']}/retry")
     assert status == 409 and err["error"]["code"] == "nothing_to_retry"
+    # once every failure was made good elsewhere, a retry has nothing to do, and says why
+    status, err = await api.post(f"/api/v1/starts/{sid}/retry")
+    assert status == 409 and err["error"]["code"] == "nothing_to_retry"
+    assert err["error"]["details"] == {"skipped_by_reason": {"started_since": 2}}
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,10 @@ TEMPLATE_CHECKS = """\
 name: Template checks
 language: es
 nodes:
+  - id: good
+    send_message:
+      template: {name: welcome, language: en}
+    next: unknown
   - id: unknown
     send_message:
       template: {name: no_such_template, body: ["x"]}
@@ -147,14 +151,11 @@ nodes:
   - id: params
     send_message:
       template: {name: order_delivered, body: ["Ana"]}
-    next: good
-  - id: good
-    send_message:
-      template: {name: welcome, language: en}
     next: wait
   - id: wait
     wait_for_reply: {}
 """
+# (it opens with the good one: a start whose opening template cannot be sent is refused)
 
 TEMPLATE_NOTICE = """\
 name: Template notice
@@ -782,14 +783,14 @@ async def test_template_checks_before_sending(wa: WA) -> None:
     assert [
         (m["node"], m["status"], m["error"]["code"] if "error" in m else None) for m in out
     ] == [
+        ("good", "sent", None),
         ("unknown", "failed", "template_not_found"),
         ("wrong_language", "failed", "template_not_found"),
         ("rejected", "failed", "template_not_approved"),
         ("params", "failed", "template_params_mismatch"),
-        ("good", "sent", None),
     ]
-    assert out[1]["error"]["details"]["available_languages"] == ["es", "pt_BR"]
-    assert out[3]["error"]["details"] == {"component": "body", "expected": 2, "got": 1}
+    assert out[2]["error"]["details"]["available_languages"] == ["es", "pt_BR"]
+    assert out[4]["error"]["details"] == {"component": "body", "expected": 2, "got": 1}
     (record,) = await wa.sent()  # only the good one reached the Graph API
     assert record["body"]["template"]["name"] == "welcome"
 
@@ -978,16 +979,11 @@ async def test_paused_template_webhook_updates_the_cache_and_blocks_sends(wa: WA
     assert stored["status"] == "PAUSED"
     assert stored["rejected_reason"] == "LOW_QUALITY"  # from the webhook, not from a re-sync
     cid = await wa.contact("Ana Quispe")
-    await wa.start(cid, "template_notice")
-    (message,) = await wa.settled(cid, 1)
-    assert message["status"] == "failed"
-    assert message["error"]["code"] == "template_paused"
-
-    async def routed() -> dict[str, Any] | None:  # the send failed, then on_failure routes
-        run = await wa.run(cid)
-        return run if "gate" in run["results"] else None
-
-    assert (await wait_for(routed, "on_failure"))["results"]["gate"]["value"] == "closed"
+    # the paused template blocks the start itself: it opens the flow (docs/starts.md)
+    status, err = await wa.api("POST", f"/api/v1/contacts/{cid}/start", {"flow": "template_notice"})
+    assert status == 422 and err["error"]["code"] == "template_not_approved"
+    assert err["error"]["details"]["problem"] == "template_paused"
+    assert await wa.messages(cid) == []
     assert await wa.sent() == []
 
 

@@ -3,6 +3,8 @@ counters each commit keeps in step -- bot/engine/stats.py -- so no contact is wa
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from aiohttp import web
 
 from bot.api import models as m
@@ -10,6 +12,7 @@ from bot.api.context import runtime, store
 from bot.api.routes import Op
 from bot.core.errors import ApiError
 from bot.engine import stats as flowstats
+from bot.work.flowcheck import flow_template_problems, synced_channels
 
 
 async def list_flows(request: web.Request) -> web.Response:
@@ -32,7 +35,15 @@ async def list_flows(request: web.Request) -> web.Response:
 
 
 async def reload_flows(request: web.Request) -> web.Response:
+    """Reload; also the loaded flows' templates that the synced templates refuse."""
     report = runtime(request).load_flows()
+    rt = runtime(request)
+    checked = await synced_channels(store(request), rt.channels.values())
+    templates = [
+        {"flow": flow.id, "node": node.id, **asdict(why)}
+        for flow in rt.registry.flows.values()
+        for node, why in flow_template_problems(flow, checked)
+    ]
     return web.json_response(
         {
             "loaded": report.loaded,
@@ -40,6 +51,7 @@ async def reload_flows(request: web.Request) -> web.Response:
             "kept": report.kept,
             "removed": report.removed,
             "problems": [str(p) for p in report.problems],
+            "template_problems": templates,
         }
     )
 

@@ -113,12 +113,24 @@ class FlowList(Answer):
     flows: list[FlowSummary]
 
 
+class TemplateProblem(Answer):
+    flow: str | None = Field(None, description="The flow's id (in a reload's report).")
+    node: str
+    channel: str
+    code: str = Field(description="The channel's code, e.g. `template_not_found`.")
+    message: str
+
+
 class ReloadReport(Answer):
     loaded: list[str]
     unchanged: list[str]
     kept: list[str] = Field(description="Flows whose new file is invalid: the old one runs on.")
     removed: list[str]
     problems: list[str]
+    template_problems: list[TemplateProblem] = Field(
+        description="Templates of the loaded flows that the synced templates refuse (the flows "
+        "load; a start opening with one is refused)."
+    )
 
 
 class FlowStats(Answer):
@@ -333,6 +345,15 @@ class MessageCounts(Answer):
     failed_by_code: dict[str, int]
 
 
+class RetryReport(Answer):
+    contacts: int = Field(description="Failed contacts retried.")
+    skipped: int = Field(description="Failed contacts left out.")
+    skipped_by_reason: dict[str, int] = Field(
+        description="By `started_since`: started since in the same flow by something else, "
+        "and that run did not fail."
+    )
+
+
 class Start(Answer):
     uuid: str
     flow: str
@@ -344,6 +365,8 @@ class Start(Answer):
     created_on: float
     counts: StartCounts
     messages: MessageCounts
+    retry_of: str | None = Field(None, description="The start this one retries.")
+    retry: RetryReport | None = Field(None, description="A retry: what it retried and skipped.")
 
 
 class StartPage(Answer):
@@ -360,12 +383,18 @@ class Preview(Answer):
     flow: str
     counts: StartCounts
     template: dict[str, Any] | None = Field(description="The template that opens the flow.")
+    template_problems: list[TemplateProblem] = Field(
+        description="The flow's templates that the synced templates refuse."
+    )
 
 
 class Outcome(Answer):
     contact: str
     status: Literal["started", "skipped", "failed"]
-    reason: str | None = None
+    reason: str | None = Field(None, description="Why skipped or failed: a stable code.")
+    message: str | None = Field(
+        None, description="A failure in words, e.g. `body parameter 2 is empty`."
+    )
 
 
 class OutcomePage(Answer):

@@ -43,6 +43,9 @@ ERROR_STATUS: dict[str, int] = {
     "start_finished": 409,
     "nothing_to_retry": 409,
     "body_too_large": 413,
+    "template_not_found": 422,
+    "template_not_approved": 422,
+    "template_params_mismatch": 422,
     "internal": 500,
     "redis_unavailable": 503,
 }

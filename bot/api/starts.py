@@ -26,15 +26,19 @@ from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
 from bot.store import Store
 from bot.store.paging import decode_cursor, filtered_page
+from bot.work.flowcheck import flow_template_problems, synced_channels
 from bot.work.starts import (
     FINISHED,
     PENDING,
     SKIP_REASONS,
     decide,
-    failed_contacts,
+    explain,
+    opening_problem,
     opening_template,
     public,
+    standing_failures,
 )
+from channels.protocol import Channel
 
 IDEMPOTENCY_TTL = 7 * 86400
 START_MEMBER = re.compile(r"^[0-9.e+-]+\|[0-9a-f-]{36}$")
@@ -167,8 +171,23 @@ async def _create(
     return record
 
 
+async def _template_checks(request: web.Request) -> list[Channel]:
+    """The channels whose synced templates a flow's templates are checked against."""
+    return await synced_channels(store(request), runtime(request).channels.values())
+
+
+async def _sendable(request: web.Request, flow_id: str) -> None:
+    """422 when the flow opens with a template that cannot be sent: every contact would fail."""
+    flow = runtime(request).registry.flows[flow_id]
+    problem = opening_problem(flow, await _template_checks(request))
+    if problem is not None:
+        code, message, details = problem
+        raise ApiError(422, code, message, details)
+
+
 async def create_start(request: web.Request) -> web.Response:
     spec = await _parse(request)
+    await _sendable(request, spec.flow)
     st = store(request)
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
@@ -264,6 +283,10 @@ async def preview_start(request: web.Request) -> web.Response:
                 "failed_by_reason": failed,
             },
             "template": opening_template(flow),
+            "template_problems": [
+                {"node": node.id, "channel": why.channel, "code": why.code, "message": why.message}
+                for node, why in flow_template_problems(flow, await _template_checks(request))
+            ],
         }
     )
 
@@ -274,6 +297,7 @@ async def start_contact(request: web.Request) -> web.Response:
     cid = (await contact_or_404(store(request), request.match_info["uuid"]))["uuid"]
     spec = await body(request, m.FlowStart)
     start = StartBody(flow=_known_flow(request, spec.flow), contacts=[cid], params=spec.params)
+    await _sendable(request, start.flow)
     return web.json_response(public(await _create(request, start, [cid], inline=True)), status=202)
 
 
@@ -335,7 +359,7 @@ async def start_contacts(request: web.Request) -> web.Response:
             raise ApiError(400, "bad_request", "cursor is not one this API gave")
         cursor = int(q.cursor)
     page, cursor = await st.start_outcomes(sid, q.status, cursor, q.limit)
-    return web.json_response({"contacts": page, "next": str(cursor) if cursor else None})
+    return web.json_response({"contacts": explain(page), "next": str(cursor) if cursor else None})
 
 
 async def cancel_start(request: web.Request) -> web.Response:
@@ -351,24 +375,36 @@ async def cancel_start(request: web.Request) -> web.Response:
 
 
 async def retry_start(request: web.Request) -> web.Response:
-    """A new start of the same flow (same params and options) for the failed contacts only."""
+    """A new start of the same flow (same params and options) for the failed contacts whose
+    failure still stands (see :func:`bot.work.starts.standing_failures`)."""
     st = store(request)
     sid = request.match_info["uuid"]
     record = await _start_or_404(st, sid)
-    targets: list[str] = []
-    async for batch in failed_contacts(st, sid):
-        targets += batch
+    targets, skipped = await standing_failures(st, record)
+    if not targets and skipped:
+        raise ApiError(
+            409,
+            "nothing_to_retry",
+            "every contact that failed was started since by another start",
+            {"skipped_by_reason": skipped},
+        )
     if not targets:
         raise ApiError(409, "nothing_to_retry", "no contact of this start failed")
     if record["flow"] not in runtime(request).registry.flows:
         raise ApiError(404, "unknown_flow", f"no flow {record['flow']!r}")
+    await _sendable(request, record["flow"])
     spec = StartBody(
         flow=record["flow"],
         params=json.loads(record.get("params") or "{}"),
         restart_participants=True,
         exclude_active=record.get("exclude_active") == "1",
     )
-    new = await _create(request, spec, targets, {"retry_of": sid})
+    retry = {
+        "contacts": len(targets),
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": skipped,
+    }
+    new = await _create(request, spec, targets, {"retry_of": sid, "retry": json.dumps(retry)})
     return web.json_response(public(new), status=202)
 
 
@@ -381,6 +417,7 @@ IDEMPOTENCY = {
 }
 
 START_TARGETS = ("invalid_body", "invalid_urn", "unknown_flow", "unknown_group", "unknown_contact")
+TEMPLATE_REFUSALS = ("template_not_found", "template_not_approved", "template_params_mismatch")
 OPS = [
     Op(
         "GET",
@@ -400,7 +437,7 @@ OPS = [
         status=202,
         also=(200,),
         body=m.StartCreate,
-        errors=START_TARGETS,
+        errors=START_TARGETS + TEMPLATE_REFUSALS,
         doc={"parameters": [IDEMPOTENCY]},
     ),
     Op(
@@ -420,7 +457,7 @@ OPS = [
         m.Start,
         status=202,
         body=m.FlowStart,
-        errors=("invalid_body", "unknown_contact", "unknown_flow"),
+        errors=("invalid_body", "unknown_contact", "unknown_flow", *TEMPLATE_REFUSALS),
     ),
     Op(
         "GET",
@@ -451,9 +488,9 @@ OPS = [
         "POST",
         "/api/v1/starts/{uuid}/retry",
         retry_start,
-        "A new start of the same flow for the contacts that failed",
+        "A new start of the same flow for the contacts whose failure still stands",
         m.Start,
         status=202,
-        errors=("unknown_start", "unknown_flow", "nothing_to_retry"),
+        errors=("unknown_start", "unknown_flow", "nothing_to_retry", *TEMPLATE_REFUSALS),
     ),
 ]

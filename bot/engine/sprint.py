@@ -82,6 +82,16 @@ class Session:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+REFUSED = {
+    "no_route": "no channel reaches any of the contact's URNs",
+    "outside_24h_window": "free text outside the contact's 24-hour window: only a template "
+    "can open a conversation",
+    "contact_opted_out": "the contact opted out",
+    "contact_blocked": "the contact is blocked",
+}
+"""What each refusal decided here means, in words (a start's failed contacts show it)."""
+
+
 def _refuse(message: dict[str, Any], error: str) -> None:
     """A message that cannot go at all: failed here, it never reaches a channel."""
     message["status"] = "failed"
@@ -297,9 +307,12 @@ class Sprint:
         message = self._outgoing(
             route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node_id
         )
-        start = self.session.frames[0]["run"].get("start")  # its outcome counts for the start
+        top = self.session.frames[0]["run"]
+        start = top.get("start")  # its outcome counts for the start
         if start:
             message["start"] = start
+            if not top.get("opened"):  # the start's first message to the contact
+                message["opening"] = top["opened"] = True
         error = None
         if self.contact.get("status", "active") != "active":
             error = f"contact_{self.contact['status']}"

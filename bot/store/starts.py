@@ -89,10 +89,13 @@ class StartStore(StoreBase):
             cursor, page = await self._r.hscan(start_key(sid, "contacts"), cursor, count=count)
             for cid, value in page.items():
                 outcome, _, reason = text(value).partition(":")
+                reason, _, message = reason.partition(":")  # failed:<code>[:<message>]
                 if status is None or outcome == status:
                     item = {"contact": text(cid), "status": outcome}
                     if reason:
                         item["reason"] = reason
+                    if message:
+                        item["message"] = message
                     found.append(item)
             if cursor == 0 or len(found) >= count:
                 return found, int(cursor)

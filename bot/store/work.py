@@ -20,6 +20,7 @@ from bot.store.keys import (
     RUN_FLOWS,
     SENDERS,
     SENDQ,
+    START_PATTERNS,
     STARTERS,
     STARTQ,
     TIMERS,
@@ -194,7 +195,7 @@ class WorkStore(StoreBase):
                     args += [dumps(r), r["flow"], r["status"], run_member(c.cid, r)]
                 args.append(len(c.messages))
                 for m in c.messages:
-                    args += [m["uuid"], dumps(m), "1" if m.get("status") == "queued" else "0"]
+                    args += [m["uuid"], dumps(m), _outbox_flag(m)]
                 args += [len(c.timers_remove), *c.timers_remove, len(c.timers_add)]
                 for member, due in c.timers_add.items():
                     args += [member, due]
@@ -208,7 +209,7 @@ class WorkStore(StoreBase):
                 args.append(len(counts))
                 for (flow, name), delta in counts:
                     args += [flow, name, delta]
-                args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s")]
+                args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s"), *START_PATTERNS]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
 
@@ -222,3 +223,11 @@ class WorkStore(StoreBase):
             keys=[TIMERS, READY, SENDQ], args=[now, limit, QUEUE_PATTERN]
         )
         return int(fired)
+
+
+def _outbox_flag(message: dict[str, Any]) -> str:
+    """commit.lua's flag: '1' to send, 's' refused here and counted for its start, '0' kept."""
+    if message.get("status") == "queued":
+        return "1"
+    refused = message.get("status") == "failed" and message.get("direction") == "out"
+    return "s" if refused and message.get("start") else "0"

@@ -12,15 +12,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from bot.core.config import Config
 from bot.engine.optout import OptOut
 from bot.flow import casetests
 from bot.flow.files import Flow, Node, Problem
 from bot.work.host import StoreHost
-from channels.protocol import build_channels, channel_class
+from channels.protocol import Channel, build_channels, channel_class
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 
 def _template_block(flow: Flow, node: Node) -> dict[str, Any] | None:
@@ -116,29 +120,50 @@ async def template_problems(flows: dict[str, Flow], config: Config) -> list[Prob
         store = Store(redis)
         built = build_channels(config.channels, StoreHost(store)).values()
         channels = [c for c in built if c.capabilities.templates]
-        synced = []
-        for channel in channels:
-            if await store.templates(channel.name):
-                await channel.load_templates()
-                synced.append(channel)
+        synced = [c for c in channels if await store.templates(c.name)]
+        for channel in synced:
+            await channel.load_templates()
         if not synced:
             return None
-        problems = []
-        for flow in flows.values():
-            for node in flow.nodes.values():
-                block = _template_block(flow, node)
-                if block is None:
-                    continue
-                for channel in synced:
-                    why = channel.template_problems(block)
-                    if why:
-                        problems.append(
-                            Problem(
-                                str(flow.path),
-                                node.line,
-                                f"{channel.name}: {why}",
-                                f"nodes[{node.index}] ({node.id})",
-                                "send_message.template",
-                            )
-                        )
-        return problems
+        return [
+            Problem(
+                str(flow.path),
+                node.line,
+                f"{found.channel}: {found.code}: {found.message}",
+                f"nodes[{node.index}] ({node.id})",
+                "send_message.template",
+            )
+            for flow in flows.values()
+            for node, found in flow_template_problems(flow, synced)
+        ]
+
+
+@dataclass(frozen=True)
+class TemplateTrouble:
+    """Why a template block cannot be sent on a channel: the channel's code and words."""
+
+    channel: str
+    code: str
+    message: str
+
+
+def flow_template_problems(
+    flow: Flow, channels: Iterable[Channel]
+) -> list[tuple[Node, TemplateTrouble]]:
+    """Each template of the flow that one of ``channels`` (with its synced templates loaded)
+    would refuse, and why; the same check a send makes."""
+    found = []
+    for node in flow.nodes.values():
+        block = _template_block(flow, node)
+        for channel in channels if block is not None else ():
+            why = channel.template_problems(block)  # type: ignore[arg-type]
+            if why:
+                code, _, message = why.partition(": ")
+                found.append((node, TemplateTrouble(channel.name, code, message or code)))
+    return found
+
+
+async def synced_channels(store: Store, channels: Iterable[Channel]) -> list[Channel]:
+    """The channels that send provider templates and have some synced (a channel with none
+    synced yet is not judged: the check would refuse every template)."""
+    return [c for c in channels if c.capabilities.templates and await store.templates(c.name)]

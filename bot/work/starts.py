@@ -28,9 +28,12 @@ from typing import Any
 
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
+from bot.engine.sprint import REFUSED
 from bot.flow.files import Flow
 from bot.store import Store
 from bot.store.redisconn import once_reachable
+from bot.work.flowcheck import flow_template_problems
+from channels.protocol import Channel
 
 log = logging.getLogger("chasqui.starts")
 
@@ -105,6 +108,47 @@ def opening_template(flow: Flow) -> dict[str, Any] | None:
     return None
 
 
+FAILURES = {
+    **REFUSED,
+    "unknown_contact": "no such contact (or it was deleted)",
+}
+"""Failure reasons decided before any channel, in words; a channel's or the provider's
+failures carry their own message."""
+
+
+def explain(outcomes: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Per-contact outcomes with the human message of each failure (the stored one, else the
+    words of a reason decided here, else the reason itself)."""
+    for item in outcomes:
+        if item["status"] == "failed" and "message" not in item:
+            reason = item.get("reason", "")
+            item["message"] = FAILURES.get(reason, reason)
+    return outcomes
+
+
+REFUSAL_CODES = {
+    "template_not_found": "template_not_found",
+    "template_not_approved": "template_not_approved",
+    "template_paused": "template_not_approved",
+}
+"""A start refused for its opening template answers one of three codes: not found, not
+approved (paused too), and anything else about its parameters is ``template_params_mismatch``."""
+
+
+def opening_problem(flow: Flow, channels: list[Channel]) -> tuple[str, str, dict[str, Any]] | None:
+    """(code, message, details) when the template the flow opens with cannot be sent on one of
+    ``channels`` (those with synced templates): a start would fail for every contact."""
+    opening = opening_template(flow)
+    if opening is None:
+        return None
+    for node, why in flow_template_problems(flow, channels):
+        if node.id == opening["node"]:
+            code = REFUSAL_CODES.get(why.code, "template_params_mismatch")
+            details = {**opening, "channel": why.channel, "problem": why.code}
+            return code, f"{flow.id}: {node.id}: {why.message}", details
+    return None
+
+
 def public(record: dict[str, str]) -> dict[str, Any]:
     """A start as the API shows it: request, status, counts, message outcomes."""
     num = {
@@ -126,6 +170,8 @@ def public(record: dict[str, str]) -> dict[str, Any]:
     for key in ("reason", "retry_of"):
         if record.get(key):
             out[key] = record[key]
+    if record.get("retry"):  # a retry: how many it retried, and skipped and why
+        out["retry"] = json.loads(record["retry"])
     out["counts"] = {
         "targeted": num.get("targeted", 0),
         "started": num.get("started", 0),
@@ -157,6 +203,43 @@ async def failed_contacts(store: Store, sid: str) -> AsyncIterator[list[str]]:
             yield [p["contact"] for p in page]
         if cursor == 0:
             return
+
+
+async def standing_failures(
+    store: Store, record: dict[str, str]
+) -> tuple[list[str], dict[str, int]]:
+    """The failed contacts of a start whose failure still stands, and those left out, by
+    reason: ``started_since``, the contact has a run of the flow begun after this start was
+    made, by something else (another start, a retry, a trigger), that did not fail."""
+    sid, flow, since = record["uuid"], record["flow"], float(record["created_on"])
+    standing: list[str] = []
+    skipped: dict[str, int] = {}
+    async for batch in failed_contacts(store, sid):
+        for n in range(0, len(batch), 100):
+            cids = batch[n : n + 100]
+            runs = await asyncio.gather(*(_runs(store, cid) for cid in cids))
+            for cid, theirs in zip(cids, runs, strict=True):
+                if any(_made_good(r, flow, sid, since) for r in theirs):
+                    skipped["started_since"] = skipped.get("started_since", 0) + 1
+                else:
+                    standing.append(cid)
+    return standing, skipped
+
+
+async def _runs(store: Store, cid: str) -> list[dict[str, Any]]:
+    """The contact's runs: those active in its session, then its ended ones."""
+    raw = await store.session_raw(cid)
+    frames = json.loads(raw).get("frames", []) if raw else []
+    return [f["run"] for f in frames] + await store.ended_runs(cid)
+
+
+def _made_good(run: dict[str, Any], flow: str, sid: str, since: float) -> bool:
+    return bool(
+        run.get("flow") == flow
+        and run.get("start") != sid
+        and float(run.get("created_on") or 0) >= since
+        and run.get("status") != FAILED
+    )
 
 
 class Starter:

@@ -39,9 +39,15 @@ if result ~= 'ignored' and result ~= 'queued' and ARGV[7] and ARGV[7] ~= '' then
       local code = state.error and state.error.code
       redis.call('HINCRBY', skey, 'msg_failed', 1)
       redis.call('HINCRBY', skey, 'msg_failed:' .. tostring(code or 'unknown'), 1)
+      -- the contact did not get the start's first message: failed, not started (the counts
+      -- still add up); a later message failing leaves it started
       local ckey = string.format(ARGV[8], msg.start)
-      if redis.call('HGET', ckey, ARGV[5]) == 'started' then
-        redis.call('HSET', ckey, ARGV[5], 'failed:' .. tostring(code or 'unknown'))
+      if msg.opening and redis.call('HGET', ckey, ARGV[5]) == 'started' then
+        local text = state.error and (state.error.message or state.error.title)
+        local why = tostring(code or 'unknown')
+        if type(text) == 'string' and text ~= '' then why = why .. ':' .. text end
+        redis.call('HSET', ckey, ARGV[5], 'failed:' .. why)
+        redis.call('HINCRBY', skey, 'started', -1)
         redis.call('HINCRBY', skey, 'failed', 1)
       end
     else

@@ -9,7 +9,9 @@
 --       n timers to add, (member, due)..., n group changes, then when n > 0: groups index key,
 --       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
 --       '0' remove)..., n counter changes, (flow, field, delta)...,
---       messages kept, runs kept, run key pattern (%s = run uuid)
+--       messages kept, runs kept, run key pattern (%s = run uuid), start hash pattern, start
+--       contacts hash pattern (%s = start uuid); a message's outbox flag is 's' for a message
+--       of a start refused here (not sent, counted for the start)
 -- The group, run index and flow stats keys are global (cross-slot: single instance,
 -- docs/redis.md).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -40,11 +42,13 @@ for k = 1, tonumber(take()) do
   redis.call('ZADD', string.format(index, flow, status), 0, member)
 end
 local outboxed = 0
+local refused = {}  -- messages of a start refused here: they count for the start (at the end)
 for _ = 1, tonumber(take()) do
   local id, json, out = take(), take(), take()
   redis.call('HSET', KEYS[6], id, json)
   redis.call('RPUSH', KEYS[7], id)
   if out == '1' then redis.call('RPUSH', KEYS[8], id); outboxed = outboxed + 1 end
+  if out == 's' then refused[#refused + 1] = cjson.decode(json) end
 end
 for _ = 1, tonumber(take()) do redis.call('ZREM', KEYS[9], take()) end
 for _ = 1, tonumber(take()) do
@@ -75,6 +79,20 @@ for _ = 1, tonumber(take()) do
 end
 -- bounded history: drop the oldest messages (never one still waiting to be sent) and runs
 local keep_msgs, keep_runs, run_pattern = tonumber(take()), tonumber(take()), take()
+-- as apply_status.lua counts a failure reported by a channel: the start's message counters,
+-- and a contact whose opening message this was is failed, not started
+local start_hash, start_contacts = take(), take()
+for _, msg in ipairs(refused) do
+  local skey, code = string.format(start_hash, msg.start), tostring(msg.error.code)
+  redis.call('HINCRBY', skey, 'msg_failed', 1)
+  redis.call('HINCRBY', skey, 'msg_failed:' .. code, 1)
+  local ckey = string.format(start_contacts, msg.start)
+  if msg.opening and redis.call('HGET', ckey, ARGV[5]) == 'started' then
+    redis.call('HSET', ckey, ARGV[5], 'failed:' .. code)
+    redis.call('HINCRBY', skey, 'started', -1)
+    redis.call('HINCRBY', skey, 'failed', 1)
+  end
+end
 local excess = redis.call('LLEN', KEYS[7]) - keep_msgs
 if excess > 0 then
   for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, excess - 1)) do

@@ -1,0 +1,168 @@
+"""What a start says happened, against Chasqui on the WhatsApp sandbox (real HTTP, real Valkey):
+a contact whose opening message did not go out -- refused here or by Meta -- is ``failed`` with
+its reason and the human message; the counts add up; a start whose opening template cannot be
+sent is refused before anything is queued; a retry skips contacts that succeeded meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.support.waiting import wait_for
+from tests.support.whatsapp import WA
+
+ASK = """\
+    next: ask
+  - id: ask
+    wait_for_reply:
+      result: answer
+      cases: [{has_text: true, category: Any, next: bye}]
+  - id: bye
+    send_message: {text: Chau}
+"""
+
+OPEN_TEXT = f"""\
+name: Open text
+language: es
+nodes:
+  - id: hello
+    send_message: {{text: "Hola"}}
+{ASK}"""
+
+DELIVERED = f"""\
+name: Delivered
+language: es
+nodes:
+  - id: hello
+    send_message:
+      template: {{name: order_delivered, body: ["@contact.first_name", "@fields.order"]}}
+{ASK}"""
+
+
+def opening(template: str) -> str:
+    return f"name: T\nlanguage: es\nnodes:\n  - id: hello\n    send_message: {template}\n{ASK}"
+
+
+FLOWS = {
+    "open_text": OPEN_TEXT,
+    "delivered": DELIVERED,
+    "typo": opening("{template: {name: order_delivred, body: [a, b]}}"),
+    "rejected": opening("{template: {name: promo_rejected, body: [a, b]}}"),
+    "params": opening("{template: {name: order_delivered, body: [a]}}"),
+}
+
+PHONES = ["51987650201", "51987650202", "51987650203", "51987650204"]
+
+
+@pytest.fixture
+def wa_flows() -> Mapping[str, str]:
+    return FLOWS
+
+
+async def finished(wa: WA, sid: str, sent: int = 0) -> dict[str, Any]:
+    """The start once it completed and ``sent`` + its failed messages are all settled."""
+
+    async def done() -> dict[str, Any] | None:
+        status, start = await wa.api("GET", f"/api/v1/starts/{sid}")
+        assert status == 200, start
+        m = start["messages"]
+        settled = start["status"] == "completed" and m["sent"] + m["failed"] >= sent
+        return start if settled else None
+
+    return await wait_for(done, f"start {sid} settled")
+
+
+async def contacts_of(wa: WA, sid: str, status: str) -> list[dict[str, Any]]:
+    code, page = await wa.api("GET", f"/api/v1/starts/{sid}/contacts?status={status}")
+    assert code == 200, page
+    return sorted(page["contacts"], key=lambda c: str(c["contact"]))
+
+
+def add_up(counts: dict[str, Any]) -> bool:
+    return bool(counts["targeted"] == counts["started"] + counts["skipped"] + counts["failed"])
+
+
+async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA) -> None:
+    await wa.sync_templates()
+    inside = await wa.contact("Ana Quispe", PHONES[0])
+    outside = await wa.contact("Beto Ruiz", PHONES[1])
+    await wa.fake("POST", "inbound", {"from": PHONES[0], "name": "Ana", "text": "hola"})
+
+    async def window_open() -> bool:
+        contact = (await wa.api("GET", f"/api/v1/contacts/{inside}"))[1]
+        return bool((contact.get("last_inbound") or {}).get("whatsapp"))
+
+    await wait_for(window_open, "Ana's inbound message")
+    urns = [f"whatsapp:+{p}" for p in PHONES[:2]]
+    status, start = await wa.api("POST", "/api/v1/starts", {"flow": "open_text", "urns": urns})
+    assert status == 202, start
+    done = await finished(wa, start["uuid"], sent=2)
+    assert done["counts"]["started"] == 1 and done["counts"]["failed"] == 1
+    assert add_up(done["counts"])
+    assert done["messages"]["sent"] == 1 and done["messages"]["failed"] == 1
+    assert done["messages"]["failed_by_code"] == {"outside_24h_window": 1}
+    (failed,) = await contacts_of(wa, start["uuid"], "failed")
+    assert failed["contact"] == outside and failed["reason"] == "outside_24h_window"
+    assert "24-hour window" in failed["message"]
+    (started,) = await contacts_of(wa, start["uuid"], "started")
+    assert started["contact"] == inside
+
+    # a template whose parameter is empty is refused by our channel before Meta: the same
+    # rule, with the channel's message naming the parameter
+    await wa.contact("Caro Paz", PHONES[2], order="A-7")
+    await wa.contact("Dani Sol", PHONES[3])
+    urns = [f"whatsapp:+{p}" for p in PHONES[2:]]
+    status, start = await wa.api("POST", "/api/v1/starts", {"flow": "delivered", "urns": urns})
+    assert status == 202, start
+    done = await finished(wa, start["uuid"], sent=2)
+    assert (done["counts"]["started"], done["counts"]["failed"]) == (1, 1)
+    assert add_up(done["counts"])
+    (failed,) = await contacts_of(wa, start["uuid"], "failed")
+    assert failed["reason"] == "template_param_empty"
+    assert "parameter 2" in failed["message"] and "empty" in failed["message"]
+
+
+@pytest.mark.parametrize(
+    ("flow", "code", "words"),
+    [
+        ("typo", "template_not_found", "order_delivred"),
+        ("rejected", "template_not_approved", "REJECTED"),
+        ("params", "template_params_mismatch", "body"),
+    ],
+)
+async def test_a_start_whose_opening_template_cannot_be_sent_is_refused(
+    wa: WA, flow: str, code: str, words: str
+) -> None:
+    await wa.sync_templates()
+    cid = await wa.contact("Ana Quispe", PHONES[0])
+    status, preview = await wa.api(
+        "POST", "/api/v1/starts/preview", {"flow": flow, "contacts": [cid]}
+    )
+    assert status == 200, preview
+    (problem,) = preview["template_problems"]
+    assert problem["code"] == code and problem["node"] == "hello" and words in problem["message"]
+    for path, body in [
+        ("/api/v1/starts", {"flow": flow, "contacts": [cid]}),
+        (f"/api/v1/contacts/{cid}/start", {"flow": flow}),
+    ]:
+        status, err = await wa.api("POST", path, body)
+        assert status == 422, err
+        assert err["error"]["code"] == code and words in err["error"]["message"]
+        assert err["error"]["details"]["node"] == "hello"
+    status, listed = await wa.api("GET", "/api/v1/starts")
+    assert listed["starts"] == []  # nothing stored, nothing queued
+    assert await wa.messages(cid) == []
+
+
+async def test_reload_reports_template_problems(wa: WA) -> None:
+    await wa.sync_templates()
+    status, report = await wa.api("POST", "/api/v1/flows/reload")
+    assert status == 200, report
+    found = {(p["flow"], p["node"], p["code"]) for p in report["template_problems"]}
+    assert found == {
+        ("typo", "hello", "template_not_found"),
+        ("rejected", "hello", "template_not_approved"),
+        ("params", "hello", "template_params_mismatch"),
+    }
