@@ -29,9 +29,10 @@ from typing import Any, ClassVar, Protocol
 from aiohttp import web
 
 from bot.core.config import ChannelConfig, ConfigError
-from bot.core.durations import parse_duration
+from bot.core.durations import Duration, parse_duration
 from bot.core.errors import ApiError
 from bot.core.jsonin import loads
+from bot.core.validation import summary as validation_summary
 
 __all__ = [
     "Attachment",
@@ -40,6 +41,7 @@ __all__ = [
     "ChannelConfig",
     "ChannelHost",
     "ConfigError",
+    "Duration",
     "Inbound",
     "InboundEvent",
     "Location",
@@ -56,6 +58,7 @@ __all__ = [
     "loads",
     "parse_duration",
     "validate_channels",
+    "validation_summary",
 ]
 
 # {"code": machine-readable, "message": human, ...}: a failed send or a failed status

@@ -5,13 +5,18 @@ sent is refused before anything is queued; a retry skips contacts that succeeded
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.cli.main import main
 from tests.support.waiting import wait_for
-from tests.support.whatsapp import WA
+from tests.support.whatsapp import ADMIN, WA
 
 ASK = """\
     next: ask
@@ -100,7 +105,7 @@ async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA
     assert status == 202, start
     done = await finished(wa, start["uuid"], sent=2)
     assert done["counts"]["started"] == 1 and done["counts"]["failed"] == 1
-    assert add_up(done["counts"])
+    assert add_up(done["counts"]) and done["sending"] == 0
     assert done["messages"]["sent"] == 1 and done["messages"]["failed"] == 1
     assert done["messages"]["failed_by_code"] == {"outside_24h_window": 1}
     (failed,) = await contacts_of(wa, start["uuid"], "failed")
@@ -166,3 +171,46 @@ async def test_reload_reports_template_problems(wa: WA) -> None:
         ("rejected", "hello", "template_not_approved"),
         ("params", "hello", "template_params_mismatch"),
     }
+
+
+def cli(wa: WA, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
+    """``chasqui <argv>`` against the running server, in this process (in a thread)."""
+    config = tmp_path / "cli.toml"
+    config.write_text(f'[server]\npublic_url = "{wa.base}"\nadmin_token = "{ADMIN}"\n')
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--config", str(config), *argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_the_cli_fails_when_every_contact_failed_and_finds_a_start_by_prefix(
+    wa: WA, tmp_path: Path
+) -> None:
+    await wa.sync_templates()
+    beto = await wa.contact("Beto Ruiz", PHONES[1])  # never wrote: free text cannot reach him
+    urn = f"whatsapp:+{PHONES[1]}"
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "start", "open_text", "--urn", urn)
+    assert code == 1, (out, err)
+    assert "targeted 1, started 0, skipped 0, failed 1" in out.splitlines()[-1]
+    assert "every contact failed" in err
+    sid = out.split()[1]
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", sid[:8], "--failed")
+    assert code == 0, err
+    assert out.startswith(beto)
+    assert "outside_24h_window: free text outside the contact's 24-hour window" in out
+
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "start", "typo", "--urn", urn)
+    assert code == 1 and "error: template_not_found" in err
+
+    # seventeen starts: two of them begin with the same hex digit
+    sids = [sid]
+    for _ in range(16):
+        status, start = await wa.api("POST", "/api/v1/starts", {"flow": "open_text", "urns": [urn]})
+        assert status == 202, start
+        sids.append(start["uuid"])
+    first = next(s[0] for s in sids if sum(t[0] == s[0] for t in sids) > 1)
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", first)
+    assert code == 1 and "ambiguous_start" in err
+    assert all(s in err for s in sids if s[0] == first)
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", "zz")
+    assert code == 1 and "unknown_start" in err

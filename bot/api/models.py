@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from bot.core.contacts import STATUSES, name_problem
-from bot.engine.stats import ENDED
+from bot.core.runstatus import ENDED, LIVE
 from bot.store.paging import MAX_PAGE
 from bot.work.starts import SKIP_REASONS
 from bot.work.starts import STATUSES as START_STATUSES
@@ -30,7 +30,7 @@ from bot.work.starts import STATUSES as START_STATUSES
 ContactStatus = Literal["active", "opted_out", "blocked"]
 assert set(ContactStatus.__args__) == set(STATUSES)  # type: ignore[attr-defined]
 RunStatus = Literal["active", "waiting", "completed", "interrupted", "expired", "failed"]
-assert set(RunStatus.__args__) == {"active", "waiting", *ENDED}  # type: ignore[attr-defined]
+assert set(RunStatus.__args__) == {*LIVE, *ENDED}  # type: ignore[attr-defined]
 StartStatus = Literal["pending", "starting", "completed", "cancelled", "failed"]
 assert set(StartStatus.__args__) == set(START_STATUSES)  # type: ignore[attr-defined]
 
@@ -365,6 +365,9 @@ class Start(Answer):
     created_on: float
     counts: StartCounts
     messages: MessageCounts
+    sending: int = Field(
+        0, description="Started contacts whose first message has no outcome yet (sent or failed)."
+    )
     retry_of: str | None = Field(None, description="The start this one retries.")
     retry: RetryReport | None = Field(None, description="A retry: what it retried and skipped.")
 

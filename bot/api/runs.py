@@ -15,11 +15,10 @@ from bot.api.context import runtime, store
 from bot.api.lookup import contact_or_404
 from bot.api.routes import Op, query
 from bot.core.errors import ApiError
-from bot.engine import stats as flowstats
+from bot.core.runstatus import ENDED, LIVE
 from bot.engine.sprint import Session
 from bot.store.paging import decode_cursor, filtered_page
 
-LIVE = ("active", "waiting")  # statuses of runs that have not ended: the index's "open" state
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
 
 
@@ -38,7 +37,7 @@ async def list_runs(request: web.Request) -> web.Response:
     else:
         flows = await st.indexed_flows()
     open_runs = status is None or status in LIVE
-    ended = [] if status in LIVE else [status] if status else list(flowstats.ENDED)
+    ended = [] if status in LIVE else [status] if status else list(ENDED)
     before = decode_cursor(q.cursor, RUN_MEMBER) if q.cursor else None
     opened: dict[str, bool] = {}  # member -> the run is open (read from the session)
 

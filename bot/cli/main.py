@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("starts", help="list the starts, or follow one with a progress bar")
-    p.add_argument("uuid", nargs="?", help="the start to follow")
+    p.add_argument("uuid", nargs="?", help="the start to follow: its uuid, or its beginning")
+    p.add_argument("--failed", action="store_true", help="list its failed contacts, each with why")
     p.set_defaults(func=cmd_starts)
 
     p = sub.add_parser("simulate", help="chat with a flow in the terminal")

@@ -56,24 +56,46 @@ def _line(start: dict[str, Any]) -> str:
     bar = "#" * filled + "." * (bar_width - filled)
     return (
         f"[{bar}] {start['status']:<10} targeted {c['targeted']}, started {c['started']}, "
-        f"skipped {c['skipped']}{f' ({skipped})' if skipped else ''}, failed {c['failed']} | "
+        f"skipped {c['skipped']}{f' ({skipped})' if skipped else ''}, failed {c['failed']}"
+        f"{f', sending {sending}' if (sending := start.get('sending')) else ''} | "
         f"messages sent {m['sent']}, delivered {m['delivered']}, read {m['read']}, "
         f"failed {m['failed']}"
     )
 
 
-def follow(config: Config, uuid: str, interval: float = 0.5) -> int:
-    """Print the start's progress until it is finished; 0 if it completed."""
+SETTLE = 30.0  # after the expansion, how long to wait for the first messages' outcomes
+
+
+def follow(config: Config, uuid: str, interval: float = 0.5, settle: float = SETTLE) -> int:
+    """Print the start's progress until it is finished and its contacts' first messages have
+    an outcome (or ``settle`` seconds after it finished); 0 if it completed and reached
+    someone, 1 if it failed, was cancelled, or every contact it tried failed."""
     tty = sys.stdout.isatty()
+    deadline: float | None = None
     while True:
         start = _call(config, "GET", f"/api/v1/starts/{uuid}")
         line = _line(start)
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         if start["status"] in ("completed", "failed", "cancelled"):
-            if tty:
-                print()
-            return 0 if start["status"] == "completed" else 1
+            deadline = deadline or time.monotonic() + settle
+            if not start.get("sending") or time.monotonic() > deadline:
+                break
         time.sleep(interval)
+    if tty:
+        print()
+    c = start["counts"]
+    if start["status"] != "completed":
+        print(
+            f"the start {start['status']}: {start.get('reason', '')}".rstrip(": "), file=sys.stderr
+        )
+        return 1
+    if c["failed"] and not c["started"]:
+        print(
+            f"every contact failed ({c['failed']}): chasqui starts {uuid[:8]} --failed",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_start(config: Config, args: argparse.Namespace) -> int:
@@ -94,10 +116,53 @@ def cmd_start(config: Config, args: argparse.Namespace) -> int:
         return 1
 
 
+def find_start(config: Config, prefix: str) -> str:
+    """The uuid of the one start whose uuid begins with ``prefix``."""
+    prefix = prefix.strip().lower()
+    if len(prefix) == 36:  # a whole uuid
+        return prefix
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = _call(
+            config, "GET", "/api/v1/starts?limit=200" + (f"&cursor={cursor}" if cursor else "")
+        )
+        found += [s for s in page["starts"] if s["uuid"].startswith(prefix)]
+        cursor = page.get("next")
+        if not cursor or len(found) > 10:
+            break
+    if not found:
+        raise ApiFailed(f"unknown_start: no start begins with {prefix!r}")
+    if len(found) > 1:
+        names = "; ".join(f"{s['uuid']} ({s['flow']})" for s in found[:10])
+        more = " and more" if len(found) > 10 else ""
+        raise ApiFailed(f"ambiguous_start: {prefix!r} begins {names}{more}; give more of the uuid")
+    return str(found[0]["uuid"])
+
+
+def _failed(config: Config, uuid: str) -> None:
+    """Print the start's failed contacts, each with its reason in words."""
+    cursor: str | None = None
+    while True:
+        path = f"/api/v1/starts/{uuid}/contacts?status=failed" + (
+            f"&cursor={cursor}" if cursor else ""
+        )
+        page = _call(config, "GET", path)
+        for item in page["contacts"]:
+            print(f"{item['contact']}  {item.get('reason', '')}: {item.get('message', '')}")
+        cursor = page.get("next")
+        if not cursor:
+            return
+
+
 def cmd_starts(config: Config, args: argparse.Namespace) -> int:
     try:
         if args.uuid:
-            return follow(config, args.uuid)
+            uuid = find_start(config, args.uuid)
+            if getattr(args, "failed", False):
+                _failed(config, uuid)
+                return 0
+            return follow(config, uuid)
         for start in _call(config, "GET", "/api/v1/starts")["starts"]:
             print(f"{start['uuid']}  {start['flow']:<20} {_line(start)}")
         return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.convtest.show import show
 from bot.core.durations import parse_duration
-from bot.engine.sprint import ACTIVE, COMPLETED, EXPIRED, FAILED, INTERRUPTED, WAITING
+from bot.core.runstatus import RunStatus
 from bot.flow.files import Problem, flow_files
 from bot.flow.yamlsource import YamlError, line_of, load_documents, plain
 
@@ -25,7 +25,7 @@ CASE_KEYS = ("flow", "name", "contact", "params", "steps", "results", "status", 
 CONTACT_KEYS = ("name", "urn", "fields", "language", "groups")
 CONTACT_AFTER_KEYS = ("name", "language", "fields", "groups")
 RESULT_KEYS = ("category", "value")
-STATUSES = (COMPLETED, WAITING, ACTIVE, EXPIRED, INTERRUPTED, FAILED)
+STATUSES = tuple(RunStatus)
 DEFAULT_URN = "test:contact"
 
 

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from bot.core.durations import parse_duration
+from bot.core.durations import Duration
+from bot.core.validation import summary
 
 ENV_PREFIX = "CHASQUI_"
 DEFAULT_CONFIG = "config.toml"
@@ -68,17 +69,11 @@ class EngineConfig(_Section):
 
     max_steps_per_event: int = Field(100, ge=1)
     loop_repeats: int = Field(20, ge=2)  # the same text this many times ...
-    loop_window: str = "5m"  # ... within this window fails the run as a loop
-    default_expire_after: str = "7d"
-    max_reply_age: str = "1h"  # older inbound messages (late webhook retries) are not answered
-    lock_ttl: str = "60s"  # a crashed worker's contact lock frees itself after this
+    loop_window: Duration = "5m"  # ... within this window fails the run as a loop
+    default_expire_after: Duration = "7d"
+    max_reply_age: Duration = "1h"  # older inbound messages (late webhook retries) are not answered
+    lock_ttl: Duration = "60s"  # a crashed worker's contact lock frees itself after this
     webhook_allow_private: bool = False  # call_webhook may reach loopback/private addresses
-
-    @field_validator("loop_window", "default_expire_after", "lock_ttl", "max_reply_age")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
 
 class ContactsConfig(_Section):
@@ -159,9 +154,5 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: "
-            + ("unknown setting" if err["type"] == "extra_forbidden" else err["msg"])
-            for err in exc.errors()
-        )
+        problems = summary(exc, unknown="unknown setting", missing=None, plain=False)
         raise ConfigError(f"{file}: {problems}") from exc

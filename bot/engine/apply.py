@@ -12,8 +12,10 @@ committing just re-runs the decision, and nothing here may do I/O.
 from __future__ import annotations
 
 import uuid
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
+from bot.core.records import Message
+from bot.core.runstatus import RunStatus
 from bot.engine.events import (
     Event,
     Expire,
@@ -26,11 +28,6 @@ from bot.engine.events import (
     WebhookAnswered,
 )
 from bot.engine.sprint import (
-    ACTIVE,
-    COMPLETED,
-    EXPIRED,
-    FAILED,
-    INTERRUPTED,
     Limits,
     LoopDetected,
     Route,
@@ -75,12 +72,12 @@ class Engine:
         for frame in sprint.session.frames:
             flow = self.flows.get(frame["flow"])
             if flow is None:
-                sprint.end_all(INTERRUPTED, f"flow {frame['flow']!r} no longer exists")
+                sprint.end_all(RunStatus.INTERRUPTED, f"flow {frame['flow']!r} no longer exists")
                 return
             node = frame["node"]
             if node not in flow.nodes and node not in (START, END):
                 sprint.end_all(
-                    INTERRUPTED,
+                    RunStatus.INTERRUPTED,
                     f"node {node!r} no longer exists in {flow.id} version {flow.version}",
                 )
                 return
@@ -89,7 +86,7 @@ class Engine:
             if waits_here and node in flow.nodes and not flow.nodes[node].body.WAITS:
                 # same id, other kind: a reply routed to it would have no on_reply to call
                 sprint.end_all(
-                    INTERRUPTED,
+                    RunStatus.INTERRUPTED,
                     f"node {node!r} is no longer a wait in {flow.id} version {flow.version}",
                 )
                 return
@@ -121,7 +118,7 @@ class Engine:
                 case _:
                     assert_never(event)
         except LoopDetected as exc:
-            sprint.end_all(FAILED, str(exc))
+            sprint.end_all(RunStatus.FAILED, str(exc))
         for frame in sprint.session.frames:
             frame["run"]["modified_on"] = sprint.now
         since = sprint.now - self.limits.loop_window
@@ -134,12 +131,12 @@ class Engine:
         if flow is None:
             return
         if sprint.session.frames:
-            sprint.end_all(INTERRUPTED, f"started in {flow.id}")
+            sprint.end_all(RunStatus.INTERRUPTED, f"started in {flow.id}")
         self._push(sprint, flow, event.params, None, start=event.start)
 
     def _on_interrupt(self, sprint: Sprint, event: Interrupt) -> None:
         if sprint.session.frames:
-            sprint.end_all(INTERRUPTED, event.reason or "interrupted")
+            sprint.end_all(RunStatus.INTERRUPTED, event.reason or "interrupted")
 
     def _on_reply(self, sprint: Sprint, event: Reply) -> None:
         text = event.text
@@ -157,7 +154,7 @@ class Engine:
         stale = sent_at < sprint.now - self.limits.max_reply_age
         # record_only: a reaction, a read receipt-like or unsupported message: kept, not answered
         answering = self._at_wait(sprint) and not stale and not event.record_only
-        message = {
+        message: Message = {
             "uuid": event.uuid or str(uuid.uuid4()),
             "direction": "in",
             "contact": contact["uuid"],
@@ -168,7 +165,7 @@ class Engine:
             "status": "handled" if answering else "stale" if stale else "received",
             "created_on": sprint.now,
         }
-        message.update(event.details())
+        message.update(cast(Message, event.details()))  # only the keys a channel may tell
         sprint.messages.append(message)
         # only a stop/start word needs the cases asked twice (here, and to route it)
         opt = self.limits.opt_out.match(text) is not None
@@ -179,7 +176,7 @@ class Engine:
             return
         node = sprint.flow.nodes[sprint.frame["node"]]
         sprint.clear_wait()
-        sprint.run["status"] = ACTIVE
+        sprint.run["status"] = RunStatus.ACTIVE
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_reply(node, sprint, text)
         self._fire(sprint, cursor, "reply")
@@ -189,7 +186,7 @@ class Engine:
         cases = getattr(sprint.flow.nodes[sprint.frame["node"]].body, "cases", None) or []
         return case_takes(cases, [text, *sprint.input_alternates])
 
-    def _opt_out(self, sprint: Sprint, text: str, message: dict[str, Any]) -> bool:
+    def _opt_out(self, sprint: Sprint, text: str, message: Message) -> bool:
         """A stop word opts the contact out (its waiting run is interrupted) and a start word
         back in, each confirmed once; True when the message was one (it answers no wait)."""
         found = self.limits.opt_out.match(text)
@@ -208,7 +205,7 @@ class Engine:
         rules = self.limits.opt_out
         texts = rules.stop_confirmation if action == "stop" else rules.start_confirmation
         if action == "stop":
-            sprint.end_all(INTERRUPTED, "opted out")
+            sprint.end_all(RunStatus.INTERRUPTED, "opted out")
         contact["status"] = "opted_out" if action == "stop" else "active"
         contact["status_changed_on"] = sprint.now
         sprint.contact_changed()
@@ -226,7 +223,7 @@ class Engine:
             sprint.rearm_expiry()
             return
         sprint.clear_wait()
-        sprint.run["status"] = ACTIVE
+        sprint.run["status"] = RunStatus.ACTIVE
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_timeout_fired(node, sprint)
         self._fire(sprint, cursor, "timeout")
@@ -235,7 +232,7 @@ class Engine:
         if not self._at_wait(sprint, event.token):
             return
         fire(sprint.flow, Cursor(sprint, sprint.frame["node"]), "expire")
-        sprint.end_all(EXPIRED)
+        sprint.end_all(RunStatus.EXPIRED)
 
     def _on_webhook(self, sprint: Sprint, event: WebhookAnswered) -> None:
         if not sprint.session.frames:
@@ -267,7 +264,7 @@ class Engine:
         if node is None or not (node.on_failure or node.kind == "send_message"):
             return
         sprint.clear_wait()
-        sprint.run["status"] = ACTIVE
+        sprint.run["status"] = RunStatus.ACTIVE
         if not node.on_failure:  # the contact never got the question: the run fails
             cursor = Cursor(sprint, node.id)
             cursor.exit = FAILURE
@@ -304,7 +301,7 @@ class Engine:
 
     def _fire(self, sprint: Sprint, cursor: Cursor, trigger: str) -> None:
         if not fire(sprint.flow, cursor, trigger):
-            sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
+            sprint.end_all(RunStatus.FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
             return
         self._settle(sprint, cursor)
 
@@ -316,19 +313,22 @@ class Engine:
                 sprint.took(sprint.flow.id, cursor.state, FAILURE)
                 sprint.frame["node"] = cursor.state
             if cursor.state == END or reason:
-                run = sprint.end_top(FAILED if reason else COMPLETED, reason)
+                status = RunStatus.FAILED if reason else RunStatus.COMPLETED
+                run = sprint.end_top(status, reason)
                 if not sprint.session.frames:
                     return
                 parent = Cursor(sprint, sprint.frame["node"])
-                parent.exit = NEXT if run["status"] == COMPLETED else FAILURE
+                parent.exit = NEXT if run["status"] == RunStatus.COMPLETED else FAILURE
                 if not fire(sprint.flow, parent, "advance"):
-                    sprint.end_all(FAILED, f"no exit from {parent.state!r}")
+                    sprint.end_all(RunStatus.FAILED, f"no exit from {parent.state!r}")
                     return
                 cursor = parent
                 continue
             if cursor.exit is not None:
                 if not fire(sprint.flow, cursor, "advance"):
-                    sprint.end_all(FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}")
+                    sprint.end_all(
+                        RunStatus.FAILED, f"no exit {cursor.exit!r} from {cursor.state!r}"
+                    )
                     return
                 continue
             subflow = sprint.take_subflow()

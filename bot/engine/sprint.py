@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.core import counters as flowstats
+from bot.core.records import Message, Run
+from bot.core.runstatus import RunStatus
 from bot.engine.optout import OptOut
 from bot.flow.expressions import compile_text
 from bot.flow.files import Flow
@@ -24,8 +26,6 @@ from bot.flow.files import Flow
 if TYPE_CHECKING:
     from bot.engine.apply import Engine
 
-ACTIVE, WAITING = "active", "waiting"
-COMPLETED, EXPIRED, INTERRUPTED, FAILED = "completed", "expired", "interrupted", "failed"
 MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
 
 
@@ -92,7 +92,7 @@ REFUSED = {
 """What each refusal decided here means, in words (a start's failed contacts show it)."""
 
 
-def _refuse(message: dict[str, Any], error: str) -> None:
+def _refuse(message: Message, error: str) -> None:
     """A message that cannot go at all: failed here, it never reaches a channel."""
     message["status"] = "failed"
     message["error"] = {"code": error}
@@ -124,11 +124,11 @@ class Sprint:
     # effects, committed together by the worker
     contact_dirty: bool = False
     session_dirty: bool = False
-    ended_runs: list[dict[str, Any]] = field(default_factory=list)
-    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    ended_runs: list[Run] = field(default_factory=list)
+    new_runs: list[Run] = field(default_factory=list)
     # (flow id, counter field) -> change, for the flow's stats (bot/core/counters.py)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     timers_remove: list[str] = field(default_factory=list)
     group_changes: dict[str, bool] = field(default_factory=dict)  # name -> added (or removed)
@@ -287,7 +287,7 @@ class Sprint:
         }
         self.count(flow, flowstats.waiting(node))
         self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
-        self.run["status"] = WAITING
+        self.run["status"] = RunStatus.WAITING
 
     def rearm_expiry(self) -> None:
         """The wait's timer fired as a timeout the flow no longer has: the same wait now ends
@@ -340,9 +340,10 @@ class Sprint:
 
     def _outgoing(
         self, route: tuple[Route, str] | None, content: dict[str, Any], **extra: Any
-    ) -> dict[str, Any]:
-        """The record of a message to send: whom, through which channel, what, and why."""
-        return {
+    ) -> Message:
+        """The record of a message to send: whom, through which channel, what, and why (the
+        content's keys are those a node sends: see :class:`~bot.core.records.Message`)."""
+        message: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
             "direction": "out",
             "contact": self.contact["uuid"],
@@ -353,6 +354,7 @@ class Sprint:
             "status": "queued",
             "created_on": self.now,
         }
+        return cast(Message, message)
 
     def _unsendable(self, route: tuple[Route, str] | None, content: dict[str, Any]) -> str | None:
         if route is None:
@@ -396,12 +398,12 @@ class Sprint:
                 self.count(wait["flow"], flowstats.waiting(wait["node"]), -1)
             self.session.wait = None
 
-    def new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> dict[str, Any]:
-        run: dict[str, Any] = {
+    def new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> Run:
+        run: Run = {
             "uuid": str(uuid.uuid4()),
             "flow": flow.id,
             "version": flow.version,
-            "status": ACTIVE,
+            "status": RunStatus.ACTIVE,
             "created_on": self.now,
             "modified_on": self.now,
             "path": [],
@@ -415,9 +417,9 @@ class Sprint:
         self.count(flow.id, flowstats.started())
         return run
 
-    def end_top(self, status: str, reason: str | None = None) -> dict[str, Any]:
+    def end_top(self, status: str, reason: str | None = None) -> Run:
         frame = self.session.frames.pop()
-        run: dict[str, Any] = frame["run"]
+        run: Run = frame["run"]
         run["status"] = status
         run["exited_on"] = self.now
         run["modified_on"] = self.now

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.counters import ended, started
+from bot.core.runstatus import ENDED
 from bot.flow.files import Flow, Node
-
-ENDED = ("completed", "expired", "interrupted", "failed")
 
 
 def _category(node: Node, exit_name: str) -> str | None:

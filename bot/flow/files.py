@@ -10,14 +10,15 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bot.core.durations import parse_duration
+from bot.core.durations import Duration, parse_duration
+from bot.core.validation import location, message
 from bot.flow.expressions import ExpressionError, compile_text
 from bot.flow.nodes import NODE_KINDS, NodeBody
 from bot.flow.nodes.base import FAILURE
@@ -84,30 +85,8 @@ class _Header(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
     language: str = "en"
-    expire_after: str = DEFAULT_EXPIRE
+    expire_after: Duration = DEFAULT_EXPIRE
     nodes: list[Any] = Field(min_length=1)
-
-    @field_validator("expire_after")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-
-def _loc(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _pydantic_message(err: Any) -> str:
-    if err["type"] == "missing":
-        return "required, but missing"
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 class _FlowChecker:
@@ -158,10 +137,10 @@ class _FlowChecker:
         except ValidationError as exc:
             for err in exc.errors():
                 self.problem(
-                    _pydantic_message(err),
+                    message(err),
                     [*path, kind, *err["loc"]],
                     where,
-                    _loc([kind, *err["loc"]]),
+                    location([kind, *err["loc"]]),
                 )
             return None
         for key in ("next", "on_failure"):
@@ -307,7 +286,7 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
         header = _Header.model_validate(plain(tree))
     except ValidationError as exc:
         for err in exc.errors():
-            checker.problem(_pydantic_message(err), list(err["loc"]), None, _loc(err["loc"]))
+            checker.problem(message(err), list(err["loc"]), None, location(err["loc"]))
         raise FlowError(checker.problems) from None
     nodes: dict[str, Node] = {}
     declared = {

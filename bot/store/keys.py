@@ -8,6 +8,7 @@ timer set, the URN index) are few and named below. Layout, with why, in docs/red
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # -- work: streams, consumer groups, timers ------------------------------------------------------
@@ -104,7 +105,7 @@ def created_prefix(value: Any) -> str:
     return f"{created:017.3f}"
 
 
-def run_member(cid: str, run: dict[str, Any]) -> str:
+def run_member(cid: str, run: Mapping[str, Any]) -> str:
     """A run's entry in its flow's index: creation time (as in CONTACTS), contact, run -- lex
     order is creation order, and the entry says where the run is kept."""
     return f"{created_prefix(run.get('created_on'))}|{cid}|{run['uuid']}"

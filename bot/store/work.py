@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from bot.core.records import Message, Run
 from bot.store.base import StoreBase, dumps
 from bot.store.keys import (
     GROUP_SEQ,
@@ -59,9 +60,9 @@ class Commit:
     consumed: int
     contact: dict[str, Any] | None = None  # None: unchanged
     session: str | None = None  # None: unchanged
-    new_runs: list[dict[str, Any]] = field(default_factory=list)
-    ended_runs: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    new_runs: list[Run] = field(default_factory=list)
+    ended_runs: list[Run] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     timers_remove: list[str] = field(default_factory=list)
     timers_add: dict[str, float] = field(default_factory=dict)
     # group name -> True (add) / False (remove): the group sets follow the contact's groups
@@ -225,7 +226,7 @@ class WorkStore(StoreBase):
         return int(fired)
 
 
-def _outbox_flag(message: dict[str, Any]) -> str:
+def _outbox_flag(message: Mapping[str, Any]) -> str:
     """commit.lua's flag: '1' to send, 's' refused here and counted for its start, '0' kept."""
     if message.get("status") == "queued":
         return "1"

@@ -179,6 +179,8 @@ def public(record: dict[str, str]) -> dict[str, Any]:
         "skipped_by_reason": {r: num.get(f"skipped:{r}", 0) for r in SKIP_REASONS},
         "failed": num.get("failed", 0),
     }
+    # started contacts whose first message has no outcome yet (sent or failed)
+    out["sending"] = max(0, num.get("accepted", 0) - num.get("opened", 0))
     out["messages"] = {
         "sent": num.get("msg_sent", 0),
         "delivered": num.get("msg_delivered", 0),
@@ -191,7 +193,7 @@ def public(record: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-_COUNTS = ("targeted", "started", "skipped", "failed")
+_COUNTS = ("targeted", "started", "skipped", "failed", "accepted", "opened")
 
 
 async def failed_contacts(store: Store, sid: str) -> AsyncIterator[list[str]]:

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bot.core.clock import Clock
+from bot.core.runstatus import RunStatus
 from bot.engine.apply import Engine
 from bot.engine.events import WebhookAnswered, decode
-from bot.engine.sprint import FAILED, Session, Sprint
+from bot.engine.sprint import Session, Sprint
 from bot.store import Claim, Commit, SendOutcome, Store
 from bot.store.redisconn import UNREACHABLE, once_reachable
 from bot.work.starts import Starter
@@ -284,7 +285,7 @@ class Worker:
         sprint = Sprint(engine, self._contact_of(claim), Session(), self.clock.now())
         try:
             sprint.session = Session.from_json(claim.session_raw)
-            sprint.end_all(FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            sprint.end_all(RunStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         except Exception:  # the stored session itself is unreadable: start the contact afresh
             sprint.session = Session()
             sprint.ended_runs.clear()

@@ -36,6 +36,7 @@ from channels.protocol import (
     WebhookError,
     loads,
     parse_duration,
+    validation_summary,
 )
 from channels.whatsapp.config import WhatsAppConfig
 from channels.whatsapp.events import inbound_message
@@ -418,10 +419,7 @@ def _settings(config: ChannelConfig) -> WhatsAppConfig:
         return WhatsAppConfig.model_validate(config.model_dump())
     except ValidationError as exc:
         raise ValueError(
-            "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'channel'}: {e['msg']}"
-                for e in exc.errors()
-            )
+            validation_summary(exc, root="channel", unknown=None, missing=None, plain=False)
         ) from None
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from channels.protocol import parse_duration
+from channels.protocol import Duration
 
 SANDBOX = "sandbox"
 META_GRAPH_URL = "https://graph.facebook.com"
@@ -26,16 +26,10 @@ class WhatsAppConfig(BaseModel):
     api_version: str = Field("v24.0", pattern=r"^v\d+\.\d+$")
     max_mps: float = Field(80.0, ge=0)  # sends per second for this number (0: no limit)
     concurrency: int = Field(64, ge=1)  # requests in flight to the Graph API
-    request_timeout: str = "15s"
-    template_sync: str = "1h"  # how often templates are read again from Meta
+    request_timeout: Duration = "15s"
+    template_sync: Duration = "1h"  # how often templates are read again from Meta
     list_button: str = "Options"  # the label of the button that opens a list of choices
     mark_read: bool = False  # mark each inbound message read (blue ticks) once it is queued
-
-    @field_validator("request_timeout", "template_sync")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
 
     @model_validator(mode="after")
     def _secret_outside_the_sandbox(self) -> WhatsAppConfig:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from bot.core.durations import parse_duration
+from bot.core.durations import Duration, parse_duration
 from bot.flow.nodes.base import FAILURE, NEXT, NodeBody
 
 if TYPE_CHECKING:
@@ -27,12 +27,12 @@ class CallWebhook(NodeBody):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
-    timeout: str = "10s"
+    timeout: Duration = "10s"
     result: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @field_validator("timeout")
     @classmethod
-    def _duration(cls, value: str) -> str:
+    def _at_most_30s(cls, value: str) -> str:
         if parse_duration(value) > 30:
             raise ValueError("a webhook timeout longer than 30s would hold the contact too long")
         return value

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from bot.core.durations import parse_duration
+from bot.core.durations import Duration, parse_duration
 from bot.flow.nodes.base import OTHER, TIMEOUT, NodeBody
 from bot.flow.nodes.routing import Case, Exit, route, route_exits
 
@@ -20,17 +20,10 @@ class WaitForReply(NodeBody):
     WAITS = True
 
     result: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    timeout: str | None = None
+    timeout: Duration | None = None
     cases: list[Case] = Field(default_factory=list)
     other: Exit = Exit(category="Other")
     on_timeout: Exit | None = None
-
-    @field_validator("timeout")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
 
     @property
     def timeout_seconds(self) -> int | None:

@@ -35,6 +35,9 @@ if result ~= 'ignored' and result ~= 'queued' and ARGV[7] and ARGV[7] ~= '' then
   local msg = cjson.decode(redis.call('HGET', KEYS[1], id))
   if type(msg.start) == 'string' then
     local skey = string.format(ARGV[7], msg.start)
+    if msg.opening and current == 'queued' then  -- the contact's first message has its outcome
+      redis.call('HINCRBY', skey, 'opened', 1)
+    end
     if result == 'failed' then
       local code = state.error and state.error.code
       redis.call('HINCRBY', skey, 'msg_failed', 1)

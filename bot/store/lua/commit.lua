@@ -86,6 +86,7 @@ for _, msg in ipairs(refused) do
   local skey, code = string.format(start_hash, msg.start), tostring(msg.error.code)
   redis.call('HINCRBY', skey, 'msg_failed', 1)
   redis.call('HINCRBY', skey, 'msg_failed:' .. code, 1)
+  if msg.opening then redis.call('HINCRBY', skey, 'opened', 1) end
   local ckey = string.format(start_contacts, msg.start)
   if msg.opening and redis.call('HGET', ckey, ARGV[5]) == 'started' then
     redis.call('HSET', ckey, ARGV[5], 'failed:' .. code)

@@ -9,6 +9,7 @@ if ARGV[2] == 'started' then
   redis.call('RPUSH', KEYS[4], ARGV[4])
   redis.call('XADD', KEYS[5], '*', 'c', ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'started', 1)
+  redis.call('HINCRBY', KEYS[2], 'accepted', 1)  -- started at first: its first message is due
   redis.call('HSET', KEYS[3], ARGV[1], 'started')
 else
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
