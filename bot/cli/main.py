@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("start", help="send a flow to contacts and groups, and follow it")
     p.add_argument("flow", help="flow id")
-    p.add_argument("--group", action="append", help="a group name (repeatable)")
+    p.add_argument("--group", action="append", help="a group, by name or uuid (repeatable)")
     p.add_argument("--urn", action="append", help="a contact URN, created if new (repeatable)")
     p.add_argument("--contact", action="append", help="a contact uuid (repeatable)")
     p.add_argument("--param", action="append", help="key=value for @trigger.params")

@@ -163,8 +163,11 @@ def cmd_starts(config: Config, args: argparse.Namespace) -> int:
                 _failed(config, uuid)
                 return 0
             return follow(config, uuid)
-        for start in _call(config, "GET", "/api/v1/starts")["starts"]:
+        page = _call(config, "GET", "/api/v1/starts?limit=50")
+        for start in page["starts"]:
             print(f"{start['uuid']}  {start['flow']:<20} {_line(start)}")
+        if page["next"]:
+            print("(the latest 50; GET /api/v1/starts?cursor=<next> for more)")
         return 0
     except ApiFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
