@@ -14,45 +14,26 @@ from typing import Any
 
 import pytest
 
+from bot.api.app import OPS
+from bot.api.openapi import openapi_document
 from bot.cli.main import main
+from tests.support.api import GREETING
 from tests.support.waiting import wait_for
 from tests.support.whatsapp import ADMIN, WA
 
-ASK = """\
-    next: ask
-  - id: ask
-    wait_for_reply:
-      result: answer
-      cases: [{has_text: true, category: Any, next: bye}]
-  - id: bye
-    send_message: {text: Chau}
-"""
 
-OPEN_TEXT = f"""\
-name: Open text
-language: es
-nodes:
-  - id: hello
-    send_message: {{text: "Hola"}}
-{ASK}"""
-
-DELIVERED = f"""\
-name: Delivered
-language: es
-nodes:
-  - id: hello
-    send_message:
-      template: {{name: order_delivered, body: ["@contact.first_name", "@fields.order"]}}
-{ASK}"""
-
-
-def opening(template: str) -> str:
-    return f"name: T\nlanguage: es\nnodes:\n  - id: hello\n    send_message: {template}\n{ASK}"
+def opening(message: str) -> str:
+    """The greeting flow (hello, ask, bye) opening with ``message`` (a send_message body)."""
+    hello = 'send_message: {text: "Hola @contact.first_name"}'
+    assert hello in GREETING
+    return GREETING.replace(hello, f"send_message: {message}")
 
 
 FLOWS = {
-    "open_text": OPEN_TEXT,
-    "delivered": DELIVERED,
+    "open_text": opening('{text: "Hola"}'),
+    "delivered": opening(
+        '{template: {name: order_delivered, body: ["@contact.first_name", "@fields.order"]}}'
+    ),
     "typo": opening("{template: {name: order_delivred, body: [a, b]}}"),
     "rejected": opening("{template: {name: promo_rejected, body: [a, b]}}"),
     "params": opening("{template: {name: order_delivered, body: [a]}}"),
@@ -214,3 +195,17 @@ async def test_the_cli_fails_when_every_contact_failed_and_finds_a_start_by_pref
     assert all(s in err for s in sids if s[0] == first)
     code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", "zz")
     assert code == 1 and "unknown_start" in err
+
+
+def test_the_openapi_document_describes_what_starts_now_say() -> None:
+    doc = openapi_document(OPS)
+    schemas = doc["components"]["schemas"]
+    assert {"retry", "retry_of", "sending"} <= set(schemas["Start"]["properties"])
+    assert "message" in schemas["Outcome"]["properties"]
+    assert "template_problems" in schemas["Preview"]["properties"]
+    assert "template_problems" in schemas["ReloadReport"]["properties"]
+    refused = doc["paths"]["/api/v1/starts"]["post"]["responses"]["422"]["description"]
+    for code in ("template_not_found", "template_not_approved", "template_params_mismatch"):
+        assert code in refused
+    retry = doc["paths"]["/api/v1/starts/{uuid}/retry"]["post"]["responses"]
+    assert "template_not_found" in retry["422"]["description"]
