@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -190,3 +192,32 @@ def test_the_data_directory_and_the_aof_are_private(tmp_path: Path) -> None:
     assert {mode for name, mode in modes.items() if name not in ("appendonlydir", ".")} == {
         0o600
     }, modes
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "bot.example.com"])
+def test_the_sandbox_refuses_a_host_reachable_from_elsewhere(host: str, tmp_path: Path) -> None:
+    standalone = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "sandbox", "--host", host, "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert standalone.returncode == 2, standalone.stderr
+    assert "loopback only" in standalone.stderr
+    (tmp_path / "flows").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nhost = "{host}"\nport = 1\nadmin_token = "t"\n'
+        f'[redis]\nurl = "redis://127.0.0.1:1/0"\n'
+        '[channels.whatsapp]\ntype = "whatsapp"\ngraph_url = "sandbox"\n'
+        'phone_number_id = "1"\nwaba_id = "2"\naccess_token = "a"\n'
+        'app_secret = "s"\nverify_token = "v"\n'
+    )
+    served = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.returncode == 2, served.stderr
+    assert "loopback only" in served.stderr and f"server.host = '{host}'" in served.stderr

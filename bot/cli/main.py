@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -71,10 +72,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     logging.info("flows loaded: %s", ", ".join(sorted(runtime.registry.flows)) or "none")
     processes = config.server.processes
-    if processes > 1 and any(
+    sandboxed = any(
         c.model_extra and c.model_extra.get("graph_url") == "sandbox"
         for c in config.channels.values()
-    ):
+    )
+    if sandboxed and not _loopback(config.server.host):
+        print(_SANDBOX_LOOPBACK.format(f"server.host = {config.server.host!r}"), file=sys.stderr)
+        return 2
+    if processes > 1 and sandboxed:
         print(
             "server.processes > 1 cannot share an in-process sandbox: run `chasqui sandbox` "
             "and point graph_url at it",
@@ -188,8 +193,28 @@ def cmd_contacts(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+_SANDBOX_LOOPBACK = (
+    "refusing to serve the WhatsApp sandbox on {}: its /_fake controls inject signed inbound "
+    "messages from any number, so it listens on loopback only (127.0.0.1, ::1, localhost)"
+)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` (a listening address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from channels.whatsapp.sandbox import demo_config, run_sandbox
+
+    if not _loopback(args.host):
+        print(_SANDBOX_LOOPBACK.format(f"--host {args.host}"), file=sys.stderr)
+        return 2
 
     sandbox = demo_config(
         args.webhook_url,

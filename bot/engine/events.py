@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 def _opt_str(raw: dict[str, Any], key: str) -> str | None:
@@ -133,27 +133,26 @@ INBOUND_DETAILS = (
 
 
 @dataclass(slots=True, kw_only=True)
-class Timeout(_Event):
-    """A wait's timeout timer fired. ``token`` names the wait it was set for."""
-
-    TYPE = "timeout"
-    token: str | None = None
+class _TimerFired(_Event):
+    token: str | None = None  # the wait it was set for (None: whatever the contact waits in)
 
     @classmethod
-    def decode(cls, raw: dict[str, Any]) -> Timeout:
+    def decode(cls, raw: dict[str, Any]) -> Self:
         return cls(at=_at(raw), token=_opt_str(raw, "token"))
 
 
 @dataclass(slots=True, kw_only=True)
-class Expire(_Event):
+class Timeout(_TimerFired):
+    """A wait's timeout timer fired."""
+
+    TYPE = "timeout"
+
+
+@dataclass(slots=True, kw_only=True)
+class Expire(_TimerFired):
     """A wait's expiry timer fired: the run ends as expired."""
 
     TYPE = "expire"
-    token: str | None = None
-
-    @classmethod
-    def decode(cls, raw: dict[str, Any]) -> Expire:
-        return cls(at=_at(raw), token=_opt_str(raw, "token"))
 
 
 @dataclass(slots=True, kw_only=True)

@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import aiohttp
 
-from channels.whatsapp.inbound import ErrorDetail, StatusUpdate, error_detail
+from channels.whatsapp.inbound import error_detail
+from channels.whatsapp.inbound_records import ErrorDetail, StatusUpdate
 
 Kind = Literal["retry", "retry_recipient", "never", "credentials"]
 MAX_RETRY_AFTER = 900.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from channels.protocol import Message
-from channels.whatsapp.inbound import InboundMessage
+from channels.whatsapp.inbound_records import InboundMessage
 
 
 def inbound_message(channel: str, m: InboundMessage) -> Message:

@@ -19,7 +19,8 @@ from channels.whatsapp.errors import (
     classify_error,
     classify_failed_status,
 )
-from channels.whatsapp.inbound import (
+from channels.whatsapp.inbound import normalise_language, parse_webhook
+from channels.whatsapp.inbound_records import (
     ErrorDetail,
     InboundMessage,
     Media,
@@ -28,10 +29,6 @@ from channels.whatsapp.inbound import (
     StatusUpdate,
     TemplateStatusUpdate,
     WebhookBatch,
-    normalise_language,
-    parse_webhook,
-    valid_signature,
-    verify_challenge,
 )
 from channels.whatsapp.outbound import (
     OutboundError,
@@ -43,6 +40,7 @@ from channels.whatsapp.outbound import (
     parse_send_response,
     window_open,
 )
+from channels.whatsapp.signature import valid_signature, verify_challenge
 from channels.whatsapp.templates import (
     ButtonInfo,
     HeaderInfo,
