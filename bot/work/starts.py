@@ -28,6 +28,7 @@ from typing import Any
 
 from bot.core.clock import Clock
 from bot.engine.apply import Engine
+from bot.engine.events import Start
 from bot.engine.sprint import REFUSED
 from bot.flow.files import Flow
 from bot.store import Store
@@ -363,8 +364,7 @@ class Starter:
                 outcome, reason = decide(
                     engine, flow_id, contact, session, flows_run, restart, exclude
                 )
-                event = {"type": "start", "flow": flow_id, "params": params, "start": sid}
-                event["at"] = now
+                event = Start(flow=flow_id, params=params, start=sid, at=now).encode()
                 decisions.append((cid, outcome, reason, event))
             if not await self.store.decide_contacts(sid, decisions):
                 return "done"  # cancelled meanwhile: nothing after it was queued
