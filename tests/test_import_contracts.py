@@ -28,3 +28,11 @@ def test_every_channel_package_is_under_the_channel_contracts() -> None:
     only_protocol = by_name["A channel imports only the channel protocol and its own package"]
     assert sorted(only_protocol["source_modules"]) == packages
     assert sorted(by_name["Channel packages are independent of each other"]["modules"]) == packages
+
+
+def test_every_package_of_bot_is_in_a_layer() -> None:
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c for c in contracts["contracts"] if c["type"] == "layers"]
+    named = {name.strip() for layer in layers["layers"] for name in layer.split("|")}
+    packages = {p.name for p in (ROOT / "bot").iterdir() if (p / "__init__.py").exists()}
+    assert packages == named, "a package of bot/ that no layer names is held by no contract"

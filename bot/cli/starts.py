@@ -77,8 +77,10 @@ def follow(config: Config, uuid: str, interval: float = 0.5, settle: float = SET
         line = _line(start)
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         if start["status"] in ("completed", "failed", "cancelled"):
-            deadline = deadline or time.monotonic() + settle
-            if not start.get("sending") or time.monotonic() > deadline:
+            if deadline is None:  # counted from when it finished: an old start does not wait
+                ended = start.get("completed_on") or start.get("cancelled_on") or time.time()
+                deadline = time.monotonic() + max(0.0, float(ended) + settle - time.time())
+            if not start.get("sending") or time.monotonic() >= deadline:
                 break
         time.sleep(interval)
     if tty:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from bot.core import counters as flowstats
 from bot.core.records import Message, Run
@@ -22,9 +22,6 @@ from bot.core.runstatus import RunStatus
 from bot.engine.optout import OptOut
 from bot.flow.expressions import compile_text
 from bot.flow.files import Flow
-
-if TYPE_CHECKING:
-    from bot.engine.apply import Engine
 
 MAX_PATH = 500  # path entries kept per run; a longer run records that it was truncated
 
@@ -113,11 +110,27 @@ def _for_channel(content: dict[str, Any], route: Route) -> dict[str, Any]:
     return content  # a template alone stays: the channel shows or refuses it
 
 
+class Rules(Protocol):
+    """What a sprint asks of the engine that runs it: the flows, the limits, the routes.
+
+    A protocol, not the :class:`~bot.engine.apply.Engine` itself, so that the engine imports the
+    sprint and not the other way round.
+    """
+
+    @property
+    def flows(self) -> Mapping[str, Flow]: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    def route_for(self, contact: dict[str, Any]) -> tuple[Route, str] | None: ...
+
+
 @dataclass
 class Sprint:
     """One contact's batch of events: state in, effects out. Node kinds call its methods."""
 
-    engine: Engine
+    engine: Rules
     contact: dict[str, Any]
     session: Session
     now: float

@@ -11,7 +11,8 @@ from typing import Any
 
 from bot.core.counters import ended, started
 from bot.core.runstatus import ENDED
-from bot.flow.files import Flow, Node
+from bot.flow.files import Flow
+from bot.flow.nodes.base import Node
 
 
 def _category(node: Node, exit_name: str) -> str | None:

@@ -10,10 +10,18 @@ costs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bot.flow.files import Flow
+
+class FlowView(Protocol):
+    """What a node reads of the flow it runs in (a protocol, not ``bot.flow.files.Flow``, so that
+    node kinds and the flow loader that builds them do not import each other)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def language(self) -> str: ...
 
 
 class RunContext(Protocol):
@@ -25,7 +33,7 @@ class RunContext(Protocol):
         """The contact record; a node that changes it calls :meth:`contact_changed`."""
 
     @property
-    def flow(self) -> Flow:
+    def flow(self) -> FlowView:
         """The flow the innermost run is in."""
 
     @property

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.core.durations import Duration, parse_duration
 from bot.core.validation import location, message
 from bot.flow.expressions import ExpressionError, compile_text
-from bot.flow.nodes import NODE_KINDS, NodeBody
-from bot.flow.nodes.base import FAILURE
+from bot.flow.nodes import NODE_KINDS
+from bot.flow.nodes.base import FAILURE, Node
 from bot.flow.yamlsource import YamlError, line_of, load_documents, plain
 
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -49,20 +49,6 @@ class FlowError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class Node:
-    id: str
-    kind: str
-    body: NodeBody
-    next: str | None = None
-    on_failure: str | None = None
-    index: int = 0
-    line: int | None = None  # of the node's kind key, for problems found after parsing
-
-    def exits(self) -> dict[str, str | None]:
-        return self.body.exits(self)
 
 
 @dataclass

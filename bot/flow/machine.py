@@ -22,7 +22,8 @@ from bot.flow.nodes.base import FAILURE, TIMEOUT
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Flow, Node
+    from bot.flow.files import Flow
+    from bot.flow.nodes.base import Node
 
 # transitions logs every callback at INFO: noise for operators, and a cost on the hot path.
 logging.getLogger("transitions").setLevel(logging.WARNING)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from bot.core.config import Config
 from bot.engine.optout import OptOut
 from bot.flow import casetests
-from bot.flow.files import Flow, Node, Problem
+from bot.flow.files import Flow, Problem
+from bot.flow.nodes.base import Node
 from bot.work.host import StoreHost
 from channels.protocol import Channel, build_channels, channel_class
 

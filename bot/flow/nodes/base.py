@@ -10,13 +10,13 @@ outbox) and never does I/O, because a retried commit re-runs it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Node
 
 NEXT = "next"
 FAILURE = "failure"
@@ -59,3 +59,19 @@ class NodeBody(BaseModel):
     def on_response(self, node: Node, ctx: RunContext, response: dict[str, Any]) -> str:
         """The HTTP answer it asked for arrived (``call_webhook``): the exit to take."""
         raise NotImplementedError(f"{self.KIND} makes no HTTP calls")
+
+
+# A node as a flow holds it: its id and wiring around the kind's body. Here, beside the body,
+# so that node kinds and the flow loader both import it without a cycle between them.
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: str
+    body: NodeBody
+    next: str | None = None
+    on_failure: str | None = None
+    index: int = 0
+    line: int | None = None  # of the node's kind key, for problems found after parsing
+
+    def exits(self) -> dict[str, str | None]:
+        return self.body.exits(self)

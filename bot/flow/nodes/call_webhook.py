@@ -16,7 +16,7 @@ from bot.flow.nodes.base import FAILURE, NEXT, NodeBody
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Node
+    from bot.flow.nodes.base import Node
 
 
 class CallWebhook(NodeBody):

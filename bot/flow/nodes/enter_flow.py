@@ -14,7 +14,7 @@ from bot.flow.nodes.base import NodeBody
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Node
+    from bot.flow.nodes.base import Node
 
 
 class EnterFlow(NodeBody):

@@ -11,7 +11,7 @@ from bot.flow.nodes.base import FAILURE, NEXT, NodeBody
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Node
+    from bot.flow.nodes.base import Node
 
 
 class TemplateSpec(BaseModel):

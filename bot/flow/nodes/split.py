@@ -12,7 +12,7 @@ from bot.flow.nodes.routing import Case, Exit, route, route_exits
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Node
+    from bot.flow.nodes.base import Node
 
 
 class Split(NodeBody):

@@ -11,7 +11,7 @@ from bot.flow.nodes.base import NEXT, NodeBody
 
 if TYPE_CHECKING:
     from bot.flow.context import RunContext
-    from bot.flow.files import Node
+    from bot.flow.nodes.base import Node
 
 
 class UpdateContact(NodeBody):
