@@ -131,6 +131,10 @@ class GuardedRunner(web.AppRunner):
         return _GuardedServer(await super()._make_server(), self._read_timeout)
 
 
+class CannotListen(Exception):
+    """The address to serve on cannot be had (taken by another process, or not allowed)."""
+
+
 async def serve(
     app: web.Application,
     *,
@@ -148,7 +152,10 @@ async def serve(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # EADDRINUSE, EACCES, EADDRNOTAVAIL: the operator's to fix
+            raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         log.info("serving on %s", site.name)
         await asyncio.Event().wait()
     finally:

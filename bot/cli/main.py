@@ -59,6 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.api.serving import CannotListen
     from bot.work.runtime import Runtime, admin_token
 
     config = _config(args)
@@ -90,6 +91,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     children = [pid for pid in (_fork_server(config, args) for _ in range(processes - 1)) if pid]
     try:
         _serve(config, runtime, args, reuse_port=processes > 1)
+    except CannotListen as exc:
+        print(
+            f"error: {exc}. Is another `chasqui serve` running? Stop it, or set server.port "
+            "in the config (or CHASQUI_SERVER__PORT).",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
