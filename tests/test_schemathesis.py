@@ -104,6 +104,11 @@ def test_the_api_answers_as_its_document_says(
         suppress_health_check=list(HealthCheck),
     )
     def check(case: Any) -> None:
+        if mode is GenerationMode.NEGATIVE and "Authorization" not in (case.headers or {}):
+            # the invalid part is the missing token, which AUTH below puts back: what is sent
+            # may then be valid (a one-element array query is the scalar on the wire), and
+            # schemathesis would call its acceptance a failure. Tokens are tested elsewhere.
+            return
         case.call_and_validate(headers=AUTH, checks=CHECKS, timeout=10)
 
     try:

@@ -252,7 +252,19 @@ def cmd_starts(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.convtest.simulate import simulate
 
-    return asyncio.run(simulate(_config(args), args.flow, args.name, args.urn))
+    fields = dict(args.field or [])
+    return asyncio.run(
+        simulate(
+            _config(args), args.flow, name=args.name, urn=args.urn, fields=fields, live=args.live
+        )
+    )
+
+
+def _field(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: write KEY=VALUE, e.g. order_id=A-1")
+    return key.strip(), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,10 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="list its failed contacts, each with why")
     p.set_defaults(func=cmd_starts)
 
-    p = sub.add_parser("simulate", help="chat with a flow in the terminal")
+    p = sub.add_parser(
+        "simulate",
+        help="chat with a flow in the terminal (on a throwaway store unless --live)",
+    )
     p.add_argument("flow", help="flow id (the file name without .yaml)")
     p.add_argument("--name", default="Ana", help="the simulated contact's name")
     p.add_argument("--urn", help="the simulated contact's URN (default console:<name>)")
+    p.add_argument(
+        "--field",
+        action="append",
+        type=_field,
+        metavar="KEY=VALUE",
+        help="a contact field, for @fields.KEY (repeatable)",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="use the configured Redis and the real channels: the contact and its runs are "
+        "kept and count in flow stats, and a whatsapp: URN is really sent to",
+    )
     p.set_defaults(func=cmd_simulate)
     return parser
 

@@ -44,6 +44,7 @@ from bot.convtest.cases import Case, CaseFileError, case_files, load_cases, show
 from bot.convtest.show import compare, default_view, show
 from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig, Config
+from bot.engine.apply import Engine
 from bot.engine.events import Reply, Start
 from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Route, Session
@@ -185,22 +186,20 @@ class Runner:
             return CaseResult(case, False, [f"crashed: {type(exc).__name__}: {exc}"])
 
 
-class _Play:
-    """One case being played."""
+class Driver:
+    """Applies a contact's queued events and sends, on ``store``, without background loops:
+    what conversation tests and the simulator drive the real worker with."""
 
-    def __init__(self, runner: Runner, case: Case) -> None:
-        self.runner, self.case, self.store = runner, case, runner.store
-        self.clock = ManualClock()
-        self.worker = Worker(
-            self.store,
-            lambda: runner.registry.engine,
-            runner.channels,
-            self.clock,
-            webhooks=runner.webhooks,
-        )
-        self.seen = 0  # messages of runner.sent already taken
-        self.cid = ""
-        self.reply_channel: str | None = None
+    def __init__(
+        self,
+        store: Store,
+        engine: Callable[[], Engine],
+        channels: dict[str, Channel],
+        clock: ManualClock,
+        webhooks: WebhookCaller,
+    ) -> None:
+        self.store, self.clock = store, clock
+        self.worker = Worker(store, engine, channels, clock, webhooks=webhooks)
 
     async def drain(self) -> None:
         """Apply queued events and send queued messages until nothing is left to do."""
@@ -215,12 +214,7 @@ class _Play:
                 return
         raise RuntimeError(f"still busy after {MAX_DRAIN_ROUNDS} rounds of events")
 
-    def new_messages(self) -> list[dict[str, Any]]:
-        sent = self.runner.sent[self.seen :]
-        self.seen = len(self.runner.sent)
-        return sent
-
-    async def pass_time(self, seconds: int) -> None:
+    async def pass_time(self, seconds: float) -> None:
         """Move the clock ``seconds`` ahead; each timer due meanwhile fires at its due time."""
         target = self.clock.now() + seconds
         for _ in range(MAX_TIMER_FIRINGS):
@@ -231,6 +225,28 @@ class _Play:
             await self.store.fire_timers(self.clock.now())
             await self.drain()
         self.clock.advance(target - self.clock.now())
+
+
+class _Play(Driver):
+    """One case being played."""
+
+    def __init__(self, runner: Runner, case: Case) -> None:
+        super().__init__(
+            runner.store,
+            lambda: runner.registry.engine,
+            runner.channels,
+            ManualClock(),
+            runner.webhooks,
+        )
+        self.runner, self.case = runner, case
+        self.seen = 0  # messages of runner.sent already taken
+        self.cid = ""
+        self.reply_channel: str | None = None
+
+    def new_messages(self) -> list[dict[str, Any]]:
+        sent = self.runner.sent[self.seen :]
+        self.seen = len(self.runner.sent)
+        return sent
 
     async def run(self) -> CaseResult:
         case, store = self.case, self.store
@@ -281,21 +297,10 @@ class _Play:
             result.actual.append(f"bot: {show(default_view(message))}")
             result.passed = False
 
-    async def _root_run(self) -> dict[str, Any] | None:
-        session = Session.from_json(await self.store.session_raw(self.cid))
-        for frame in session.frames:
-            if "parent" not in frame["run"]:
-                run: dict[str, Any] = frame["run"]
-                return run
-        for run in await self.store.ended_runs(self.cid):  # newest first
-            if "parent" not in run:
-                return run
-        return None
-
     async def _check_end(self, result: CaseResult) -> None:
         case = self.case
         problems = result.problems
-        run = await self._root_run()
+        run = await root_run(self.store, self.cid)
         if run is None:
             problems.append(f"no run of {case.flow} was started")
             result.passed = False
@@ -334,6 +339,19 @@ class _Play:
                 )
 
 
+async def root_run(store: Store, cid: str) -> dict[str, Any] | None:
+    """The contact's top-level run: the one under way, else the one that ended last."""
+    session = Session.from_json(await store.session_raw(cid))
+    for frame in session.frames:
+        if "parent" not in frame["run"]:
+            run: dict[str, Any] = frame["run"]
+            return run
+    for run in await store.ended_runs(cid):  # newest first
+        if "parent" not in run:
+            return run
+    return None
+
+
 def _contact_problems(want: dict[str, Any], contact: dict[str, Any]) -> list[str]:
     problems = []
     for key in ("name", "language"):
@@ -356,7 +374,7 @@ def _contact_problems(want: dict[str, Any], contact: dict[str, Any]) -> list[str
 
 
 @contextlib.asynccontextmanager
-async def _store(redis_url: str | None) -> AsyncIterator[Store]:
+async def throwaway_store(redis_url: str | None) -> AsyncIterator[Store]:
     """A store on ``redis_url`` (a throwaway database: it is flushed), else a private Valkey."""
     with tempfile.TemporaryDirectory(prefix="chasqui-test-") as folder:
         async with Connector(redis_url or "", Path(folder), port=0) as redis:
@@ -377,7 +395,7 @@ async def run_cases(
     config = config or Config()
     schemes = {case.urn.split(":", 1)[0] for case in cases}
     results: list[CaseResult] = []
-    async with _store(redis_url) as store:
+    async with throwaway_store(redis_url) as store:
         runner = Runner(flows_folder, store, config, schemes)
         try:
             for case in cases:
