@@ -64,7 +64,7 @@ async def api(
 async def start_sandbox(http: aiohttp.ClientSession, setup: wab.Setup, records: int) -> None:
     argv = [wab.PYTHON, "-m", "bot.cli", "sandbox", "--port", str(setup.sandbox_port)]
     argv += ["--webhook-url", setup.webhook_url, "--max-mps", "0", "--no-pair-rate"]
-    argv += ["--no-statuses", "--record-limit", str(records)]
+    argv += ["--no-statuses", "--record-limit", str(records), "--admin-token", wab.ADMIN]
     setup.procs["sandbox"] = proc = wab.Proc("sandbox", argv, setup.tmp / "sandbox.log")
     await wab.wait_http(http, f"{setup.sandbox}/_fake/clock", proc)
 

@@ -59,7 +59,7 @@ async def api(
 
 
 async def sandbox_records(http: aiohttp.ClientSession, setup: wab.Setup) -> list[dict[str, Any]]:
-    async with http.get(f"{setup.sandbox}/_fake/sent") as response:
+    async with http.get(f"{setup.sandbox}/_fake/sent", headers=AUTH) as response:
         data: list[dict[str, Any]] = (await response.json())["data"]
         return data
 
@@ -86,6 +86,8 @@ async def main(args: argparse.Namespace) -> bool:
                 "--no-statuses",
                 "--record-limit",
                 str(4 * n),
+                "--admin-token",
+                wab.ADMIN,
             ]
             setup.procs["sandbox"] = proc = wab.Proc("sandbox", argv, tmp / "sandbox.log")
             await wab.wait_http(http, f"{setup.sandbox}/_fake/clock", proc)

@@ -62,7 +62,8 @@ from channels.whatsapp.sandbox.state import SandboxState  # noqa: E402
 from channels.whatsapp.sandbox.webhooks import inbound_value, messages_envelope  # noqa: E402
 
 PYTHON = sys.executable
-ADMIN = "bench-admin-token"
+ADMIN = "bench-admin-token"  # the server's, and the one the sandbox's /_fake controls take
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
 CHANNEL = "whatsapp"
 
 ECHO_FLOW = """\
@@ -242,6 +243,7 @@ max_mps = {max_mps}
 
     async def start_sandbox(self, http: aiohttp.ClientSession, *, statuses: bool) -> None:
         argv = [PYTHON, "-m", "bot.cli", "sandbox", "--port", str(self.sandbox_port)]
+        argv += ["--admin-token", ADMIN]
         argv += ["--webhook-url", self.webhook_url, "--max-mps", "0", "--no-pair-rate"]
         if not statuses:
             argv.append("--no-statuses")
@@ -254,9 +256,7 @@ max_mps = {max_mps}
         self.procs["server"] = proc = Proc("server", argv, self.tmp / "server.log")
         await wait_http(http, f"{self.server}/healthz", proc, limit=60)
         # templates: synced at start already; once more so that we know they are there
-        async with http.post(
-            f"{self.server}/api/v1/templates/sync", headers={"Authorization": f"Bearer {ADMIN}"}
-        ) as r:
+        async with http.post(f"{self.server}/api/v1/templates/sync", headers=AUTH) as r:
             synced = await r.json()
         got = synced.get("synced", {}).get(CHANNEL, {})
         if not got.get("templates"):
@@ -311,7 +311,7 @@ async def drained(redis: Redis, limit: float = 120.0, poll: float = 0.02) -> flo
 
 
 async def sandbox_sent(http: aiohttp.ClientSession, setup: Setup) -> list[dict[str, Any]]:
-    async with http.get(f"{setup.sandbox}/_fake/sent") as r:
+    async with http.get(f"{setup.sandbox}/_fake/sent", headers=AUTH) as r:
         data: list[dict[str, Any]] = (await r.json())["data"]
     return data
 
@@ -320,7 +320,7 @@ async def sandbox_quiet(http: aiohttp.ClientSession, setup: Setup, limit: float 
     """Wait until the sandbox has no status webhooks left to post."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        async with http.get(f"{setup.sandbox}/_fake/webhooks?kind=none") as r:
+        async with http.get(f"{setup.sandbox}/_fake/webhooks?kind=none", headers=AUTH) as r:
             if (await r.json())["pending"] == 0:
                 return
         await asyncio.sleep(0.1)
@@ -349,7 +349,9 @@ async def prepare_senders(http: aiohttp.ClientSession, setup: Setup, store: Stor
             {"from": wa_of(i), "name": f"Ana {i}", "text": "hola"}
             for i in range(lo, min(lo + 100, n))
         ]
-        async with http.post(f"{setup.sandbox}/_fake/inbound", json={"messages": specs}) as r:
+        async with http.post(
+            f"{setup.sandbox}/_fake/inbound", json={"messages": specs}, headers=AUTH
+        ) as r:
             body = await r.json()
             if body["delivery"]["status"] != 200:
                 raise SystemExit(f"setup webhook refused: {body}")

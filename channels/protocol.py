@@ -255,8 +255,13 @@ class Channel(ABC):
         return None
 
     @classmethod
-    def mounts(cls, name: str, config: ChannelConfig, base_url: str) -> list[Mount]:
-        """Extra apps this channel asks the server to serve (none unless its settings say)."""
+    def mounts(
+        cls, name: str, config: ChannelConfig, base_url: str, admin_token: str
+    ) -> list[Mount]:
+        """Extra apps this channel asks the server to serve (none unless its settings say).
+
+        ``admin_token`` is the server's: a mounted app with controls of its own (the WhatsApp
+        sandbox's ``/_fake``) requires it, as the server's API does."""
         return []
 
     def health(self) -> dict[str, Any]:

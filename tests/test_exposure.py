@@ -26,6 +26,11 @@ from bot.api.app import create_app
 from bot.api.serving import serve
 from bot.core.config import Config
 from bot.store.embedded import EmbeddedValkey
+from tests.support.serve import http_json
+from tests.support.waiting import until
+from tests.support.whatsapp import AUTH as WA_AUTH
+from tests.support.whatsapp import PNID as WA_PNID
+from tests.support.whatsapp import WA
 
 TOKEN = "s3cret-admin-token"
 READ_TIMEOUT = 1.0
@@ -221,3 +226,46 @@ def test_the_sandbox_refuses_a_host_reachable_from_elsewhere(host: str, tmp_path
     )
     assert served.returncode == 2, served.stderr
     assert "loopback only" in served.stderr and f"server.host = '{host}'" in served.stderr
+
+
+async def test_the_mounted_sandbox_controls_take_the_servers_admin_token(wa: WA) -> None:
+    """`chasqui serve` hands its admin token to the sandbox it mounts (the channel mount hook)."""
+    inbound = {"from": "51987650123", "text": "hola"}
+    url = f"{wa.sandbox}/_fake/inbound"
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "Bearer "}):
+        async with wa.http.post(url, json=inbound, headers=headers) as r:
+            assert r.status == 401, await r.text()
+            assert (await r.json())["error"]["code"] == "unauthorized"
+    async with wa.http.post(url, json=inbound, headers=WA_AUTH) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["delivery"]["status"] == 200  # signed, posted, accepted
+    # the server's own API is unchanged, and the sandbox's Graph routes keep their access token
+    async with wa.http.get(f"{wa.sandbox}/v24.0/{WA_PNID}", headers=WA_AUTH) as r:
+        assert r.status == 401
+
+
+def _refused(url: str) -> bool:
+    try:
+        return http_json(url, headers={})[0] == 401
+    except OSError:  # not listening yet
+        return False
+
+
+def test_chasqui_sandbox_takes_the_given_token_else_the_servers(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[redis]\ndata_dir = "var"\n')
+    for args in (["--admin-token", "given-token"], []):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/_fake/clock"
+        argv = [sys.executable, "-m", "bot.cli", "--config", str(config), "sandbox"]
+        proc = subprocess.Popen([*argv, "--port", str(port), *args], stdout=subprocess.DEVNULL)
+        try:
+            until(lambda: proc.poll() is not None or _refused(url), "the sandbox")  # noqa: B023
+            assert proc.poll() is None
+            # no flag: the token `chasqui serve` would use, generated into the data dir
+            token = args[1] if args else (tmp_path / "var" / "admin-token").read_text().strip()
+            assert http_json(url, headers={"Authorization": "Bearer guess"})[0] == 401
+            assert http_json(url, headers={"Authorization": f"Bearer {token}"})[0] == 200
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -160,12 +160,21 @@ async def test_kill9_mid_conversation_loses_and_repeats_nothing(tmp_path: Path) 
                 return await r.json()
 
         async def fake_api(method: str, path: str, body: Any = None) -> Any:
-            async with http.request(method, f"{sandbox}/_fake/{path}", json=body) as r:
+            url = f"{sandbox}/_fake/{path}"  # the admin token: `chasqui sandbox` reads the server's
+            async with http.request(method, url, json=body, headers=AUTH) as r:
                 assert r.status == 200, await r.text()
                 return await r.json()
 
+        async def sandbox_up() -> bool:
+            assert fake.p.poll() is None, fake.log.read_text()
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{sandbox}/_fake/clock", headers=AUTH) as r:
+                    return r.status == 200
+            return False
+
         try:
             server = await serve()
+            await wait_for(sandbox_up, "the sandbox", timeout=30, every=0.05)
             valkey_pid = int((tmp_path / "var" / "valkey.pid").read_text())
             # each contact opens its window through the sandbox, then is started in the flow
             for i in range(CONTACTS):

@@ -25,6 +25,8 @@ from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandb
 SECRET = "chasqui_test_app_secret"
 TOKEN = "sandbox-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN = "sandbox-admin-token"  # what the /_fake controls take
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 WABA = "230918475512034"
 PNID = "318207746650091"
 DISPLAY = "15550142200"
@@ -81,7 +83,8 @@ class Sandbox:
     async def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"headers": AUTH if headers is None else headers}
+        default = ADMIN_AUTH if path.startswith("/_fake/") else AUTH
+        kwargs: dict[str, Any] = {"headers": default if headers is None else headers}
         if body is not None:
             kwargs["json"] = body
         async with self.client.request(method, path, **kwargs) as resp:
@@ -117,6 +120,7 @@ async def make_sandbox(aiohttp_server: AiohttpServer, aiohttp_client: AiohttpCli
             "numbers": [
                 SandboxNumber(PNID, DISPLAY, str(server.make_url("/webhooks/whatsapp/wa")))
             ],
+            "admin_token": ADMIN,
             "status_delays": (LATER, LATER + 1, LATER + 2),
             "review_delay": LATER,
             "retry_delays": (LATER,),
@@ -270,7 +274,7 @@ async def test_verification_get_and_mounting_under_a_prefix(
     # Mounted inside another app (as `chasqui serve` may do), same routes under the prefix.
     parent = web.Application()
     config = SandboxConfig(
-        "s", "v", {TOKEN}, WABA, [SandboxNumber(PNID, DISPLAY, "http://127.0.0.1:9/")]
+        "s", "v", {TOKEN}, WABA, [SandboxNumber(PNID, DISPLAY, "http://127.0.0.1:9/")], ADMIN
     )
     parent.add_subapp("/sandbox/", create_sandbox_app(config))
     client = await aiohttp_client(parent)
@@ -278,11 +282,87 @@ async def test_verification_get_and_mounting_under_a_prefix(
         assert resp.status == 401
     async with client.post(f"/sandbox{V}/{PNID}/messages", json=text(), headers=AUTH) as resp:
         assert resp.status == 200  # accepted; the closed window fails it later
-    async with client.post("/sandbox/_fake/inbound", json={"from": ANA, "text": "x"}) as resp:
-        assert resp.status == 200  # no token for the controls
+    inbound = {"from": ANA, "text": "x"}
+    async with client.post("/sandbox/_fake/inbound", json=inbound) as resp:
+        assert resp.status == 401  # the controls take the admin token under a prefix too
+    async with client.post("/sandbox/_fake/inbound", json=inbound, headers=ADMIN_AUTH) as resp:
+        assert resp.status == 200
         assert (await resp.json())["delivery"]["status"] is None  # nothing listens on port 9
-    async with client.get("/sandbox/_fake/sent") as resp:
+    async with client.get("/sandbox/_fake/sent", headers=ADMIN_AUTH) as resp:
         assert len((await resp.json())["data"]) == 1
+
+
+FAKE_CONTROLS = [
+    ("POST", "/_fake/inbound", {"from": ANA, "text": "hola"}),
+    ("GET", "/_fake/errors", None),
+    ("POST", "/_fake/errors", {"code": 131026}),
+    ("DELETE", "/_fake/errors", None),
+    ("POST", "/_fake/clock", {"advance": 60}),
+    ("GET", "/_fake/templates", None),
+    ("POST", "/_fake/webhook-faults", {"duplicate": 1}),
+    ("GET", "/_fake/sent", None),
+    ("GET", "/_fake/webhooks", None),
+    ("POST", "/_fake/flush", None),
+    ("POST", "/_fake/reset", None),
+    ("POST", "/_fake/verify", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), FAKE_CONTROLS)
+async def test_fake_controls_take_the_admin_token_only(
+    sandbox: Sandbox, method: str, path: str, body: Any
+) -> None:
+    refused = [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {ADMIN}x"},
+        {"Authorization": f"Bearer {ADMIN[:-1]}"},
+        {"Authorization": f"Basic {ADMIN}"},
+        AUTH,  # a Graph access token is not the admin token
+    ]
+    for headers in refused:
+        status, answer = await sandbox.call(method, path, body, headers=headers)
+        assert status == 401, (headers, answer)
+        assert answer["error"]["code"] == "unauthorized", answer
+    # nor in the query string, where the Graph routes take their token
+    status, _ = await sandbox.call(method, f"{path}?access_token={ADMIN}", body, headers={})
+    assert status == 401
+    status, answer = await sandbox.call(method, path, body, headers=ADMIN_AUTH)
+    assert status == 200, answer
+
+
+async def test_refused_controls_change_nothing(sandbox: Sandbox) -> None:
+    assert (await sandbox.send(text()))[0] == 200
+    wrong = {"Authorization": "Bearer guess"}
+    assert (await sandbox.call("POST", "/_fake/inbound", {"from": ANA}, headers=wrong))[0] == 401
+    assert (await sandbox.call("POST", "/_fake/reset", headers=wrong))[0] == 401
+    assert (await sandbox.call("POST", "/_fake/clock", {"advance": 9e9}, headers=wrong))[0] == 401
+    assert (await sandbox.call("GET", "/_fake/no-such-control", headers=wrong))[0] == 401
+    assert sandbox.receiver.raw == []  # no inbound webhook was signed and posted
+    _, sent = await sandbox.call("GET", "/_fake/sent")
+    assert len(sent["data"]) == 1  # not reset
+    _, clock = await sandbox.call("GET", "/_fake/clock")
+    assert clock["offset"] == 0
+
+
+async def test_graph_routes_keep_their_own_token(sandbox: Sandbox) -> None:
+    # the admin token opens no Graph route, and a Graph node named "_fake" is a Graph route
+    status, answer = await sandbox.send(text(), headers=ADMIN_AUTH)
+    assert_meta_error(status, answer, 190, http_status=401)
+    status, answer = await sandbox.call("POST", f"{V}/_fake/messages", text(), headers=ADMIN_AUTH)
+    assert_meta_error(status, answer, 190, http_status=401)
+    status, answer = await sandbox.call("POST", f"{V}/_fake/messages", text())
+    assert_meta_error(status, answer, 100)
+    status, _ = await sandbox.call(
+        "GET", f"{V}/{WABA}/message_templates?access_token={TOKEN}", headers={}
+    )
+    assert status == 200
+
+
+def test_the_sandbox_will_not_run_without_an_admin_token() -> None:
+    config = SandboxConfig("s", "v", {TOKEN}, WABA, [SandboxNumber(PNID, DISPLAY, "http://x/")])
+    with pytest.raises(ValueError, match="admin_token"):
+        create_sandbox_app(config)
 
 
 # -- send validation, code by code (reference 12.1) ------------------------------------------

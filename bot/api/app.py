@@ -85,7 +85,7 @@ def create_app(config: Config, runtime: Runtime | None = None) -> web.Applicatio
     app.router.add_get("/api/v1/openapi.json", serve_openapi)
     setup_routes(app, OPS)
     for name, cfg in config.channels.items():  # e.g. a WhatsApp sandbox (graph_url = "sandbox")
-        for mount in channel_class(cfg.type).mounts(name, cfg, config.server.url):
+        for mount in channel_class(cfg.type).mounts(name, cfg, config.server.url, app[TOKEN]):
             app.add_subapp(mount.prefix, mount.app)
     app.cleanup_ctx.append(lifetime)
     return app

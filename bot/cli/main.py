@@ -224,8 +224,20 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print(_SANDBOX_LOOPBACK.format(f"--host {args.host}"), file=sys.stderr)
         return 2
 
+    if args.admin_token:
+        token = args.admin_token
+    else:  # the server's: one token for `chasqui serve` and `chasqui sandbox` beside it
+        from bot.work.runtime import admin_token
+
+        config = _config(args)
+        token = admin_token(config)
+        where = str(config.resolve(config.redis.data_dir) / "admin-token")
+        if config.server.admin_token.get_secret_value():
+            where = "server.admin_token"
+        print(f"its /_fake controls take the server's admin token ({where})")
     sandbox = demo_config(
         args.webhook_url,
+        admin_token=token,
         max_mps=args.max_mps,
         pair_rate=not args.no_pair_rate,
         statuses=not args.no_statuses,
@@ -311,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="sends and webhooks kept for /_fake/sent and /_fake/webhooks",
+    )
+    p.add_argument(
+        "--admin-token",
+        help="the token its /_fake controls require (default: the server's, as `chasqui serve` "
+        "reads it: server.admin_token, else var/admin-token, generated if missing)",
     )
     p.set_defaults(func=cmd_sandbox)
 

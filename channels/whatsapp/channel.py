@@ -110,15 +110,18 @@ class WhatsAppChannel(Channel):
         _settings(config)
 
     @classmethod
-    def mounts(cls, name: str, config: ChannelConfig, base_url: str) -> list[Mount]:
-        """With ``graph_url = "sandbox"``, this server also serves a Graph API stand-in; the
-        sandbox package is imported only then (production never loads it)."""
+    def mounts(
+        cls, name: str, config: ChannelConfig, base_url: str, admin_token: str
+    ) -> list[Mount]:
+        """With ``graph_url = "sandbox"``, this server also serves a Graph API stand-in (its
+        ``/_fake`` controls take the server's admin token); the sandbox package is imported only
+        then (production never loads it)."""
         s = _settings(config)
         if not s.sandbox:
             return []
         from channels.whatsapp.sandbox.mount import sandbox_for
 
-        return [Mount(sandbox_prefix(name), sandbox_for(name, s, base_url))]
+        return [Mount(sandbox_prefix(name), sandbox_for(name, s, base_url, admin_token))]
 
     @property
     def capabilities(self) -> Capabilities:

@@ -92,7 +92,8 @@ class WA:
 
     # -- the sandbox ---------------------------------------------------------------------------
     async def fake(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.http.request(method, f"{self.sandbox}/_fake/{path}", json=body) as r:
+        url = f"{self.sandbox}/_fake/{path}"
+        async with self.http.request(method, url, json=body, headers=AUTH) as r:
             assert r.status == 200, await r.text()
             return await r.json()
 
@@ -168,6 +169,7 @@ async def start_wa(
             access_tokens={ACCESS},
             waba_id=WABA,
             numbers=[SandboxNumber(PNID, DISPLAY, base + WEBHOOK)],
+            admin_token=ADMIN,
             **separate_sandbox,
         )
         await aiohttp_server(create_sandbox_app(sandbox_config), port=sandbox_port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import secrets
@@ -40,17 +41,44 @@ class FakeError(Exception):
     """A bad request to a ``/_fake`` control: 400 with a plain message."""
 
 
-def _token(request: web.Request) -> str | None:
+def _bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
-    return request.query.get("access_token")
+    return None
+
+
+def _token(request: web.Request) -> str | None:
+    """A Graph access token: the bearer header, or ``?access_token=`` as Meta also takes."""
+    return _bearer(request) or request.query.get("access_token")
+
+
+def _admin(request: web.Request) -> bool:
+    """Whether a /_fake request carries the admin token (header only; compared in constant time)."""
+    given = _bearer(request) or ""
+    expected = request.app[SANDBOX_STATE].config.admin_token
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+UNAUTHORIZED = {
+    "error": {
+        "code": "unauthorized",
+        "message": "the sandbox's /_fake controls take the admin token: "
+        "'Authorization: Bearer <token>'",
+    }
+}
 
 
 @web.middleware
 async def graph_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer token on every Graph route; errors in Meta's shape (or plain, under /_fake)."""
-    fake = FAKE in request.path  # also under a prefix, when mounted as a sub-application
+    """Bearer token on every route: a Graph access token in Meta's error shape, the admin token
+    on /_fake (401 ``unauthorized``, plain errors)."""
+    # By the matched route's pattern, so a Graph node named "_fake" stays a Graph route; also
+    # under a prefix, when mounted as a sub-application. Unmatched paths go by the path itself.
+    resource = request.match_info.route.resource
+    fake = FAKE in (resource.canonical if resource is not None else request.path)
+    if fake and not _admin(request):
+        return web.json_response(UNAUTHORIZED, status=401)
     try:
         if not fake and _token(request) not in request.app[SANDBOX_STATE].config.access_tokens:
             raise invalid_token()
@@ -500,6 +528,8 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
         raise ValueError("window_mode is 'async' or 'sync'")
     if not config.numbers:
         raise ValueError("the sandbox needs at least one number")
+    if not config.admin_token:
+        raise ValueError("the sandbox needs an admin_token: its /_fake controls require it")
     state = SandboxState(config)
     dispatcher = Dispatcher(config, state.now, state.faults)
     app = web.Application(middlewares=[graph_middleware])

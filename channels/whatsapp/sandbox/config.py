@@ -24,6 +24,9 @@ class SandboxConfig:
     access_tokens: set[str]
     waba_id: str
     numbers: list[SandboxNumber]
+    # ``Authorization: Bearer <admin_token>`` on every /_fake control (never empty: the app refuses
+    # to build without one). Mounted in ``chasqui serve`` it is the server's admin token.
+    admin_token: str = ""
     templates: list[dict[str, Any]] | None = None  # seed; None -> the demo set
     # Seconds after an accepted send at which its sent, delivered and read statuses are emitted.
     status_delays: tuple[float, float, float] = (0.05, 0.2, 0.5)

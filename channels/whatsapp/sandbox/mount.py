@@ -13,8 +13,11 @@ from channels.whatsapp.sandbox.app import create_sandbox_app
 from channels.whatsapp.sandbox.config import SandboxConfig, SandboxNumber
 
 
-def sandbox_for(name: str, settings: WhatsAppConfig, base_url: str) -> web.Application:
-    """A stand-in of the Graph API for the channel ``name``, posting webhooks back to us."""
+def sandbox_for(
+    name: str, settings: WhatsAppConfig, base_url: str, admin_token: str
+) -> web.Application:
+    """A stand-in of the Graph API for the channel ``name``, posting webhooks back to us; its
+    ``/_fake`` controls take ``admin_token`` (the server's)."""
     number = SandboxNumber(
         settings.phone_number_id,
         settings.display_phone_number or "15550142200",
@@ -26,5 +29,6 @@ def sandbox_for(name: str, settings: WhatsAppConfig, base_url: str) -> web.Appli
         access_tokens={settings.access_token.get_secret_value()},
         waba_id=settings.waba_id,
         numbers=[number],
+        admin_token=admin_token,
     )
     return create_sandbox_app(sandbox)
