@@ -383,8 +383,8 @@ async def test_flow_nodes_keep_group_sets_in_step(api: Api, redis: Redis) -> Non
 CSV = """\
 urn,name,language,field:city,groups
 whatsapp:+5511987650010,Ana,pt,São Paulo,Clientes;VIP
-tel:+5511987650011,"Bruno ""B""
-Silva",es,,Clientes
+tel:+5511987650011,"Bruno ""B"" Silva",es,"Rua 1
+Apto 2",Clientes
 whatsapp:+5511,Bad,pt,,
 telegram:77,Carla,xx-not-a-language,,
 ext:crm-1,Dora,,Lima,
@@ -407,7 +407,8 @@ async def test_import_reports_rows_and_is_idempotent(api: Api, redis: Redis) -> 
     cid = await store.contact_id_for_urn("tel:+5511987650011")
     bruno = await store.get_contact(cid)  # type: ignore[arg-type]
     assert bruno is not None
-    assert (bruno["name"], bruno["language"]) == ('Bruno "B"\nSilva', "es")
+    assert (bruno["name"], bruno["language"]) == ('Bruno "B" Silva', "es")
+    assert bruno["fields"] == {"city": "Rua 1\nApto 2"}  # a quoted cell across lines
     assert bruno["groups"] == ["Imported", "Clientes"]
     status, groups = await api.request("GET", "/api/v1/groups")
     counts = {g["name"]: g["count"] for g in groups["groups"]}

@@ -8,6 +8,8 @@ the address guard and the JSON loader are also checked on their own.
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 from typing import Any
 
 import pytest
@@ -15,9 +17,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.core.jsonin import loads
+from bot.work.ingest import Ingest
 from bot.work.webhook_calls import WebhookCaller, _public
+from channels.protocol import Message, Status
+from channels.whatsapp.inbound import parse_webhook
 from channels.whatsapp.sandbox import encode
 from tests.support.api import AUTH, MAX_BODY, Api, assert_error, new_contact
+from tests.support.harness import CapturingChannel, MakeBot
 from tests.support.whatsapp import ANA, PNID, WA
 from tests.support.whatsapp import AUTH as WA_AUTH
 
@@ -140,3 +146,118 @@ async def test_call_webhook_refuses_an_address_literal_hiding_loopback(host: str
         await caller.close()
     assert answer["status"] == 0
     assert "non-public address" in answer["error"]
+
+
+# -- inbound times and numbers -------------------------------------------------------------------
+async def test_an_inbound_time_from_the_future_is_clamped_to_the_receive_time(
+    make_bot: MakeBot,
+) -> None:
+    bot = await make_bot()
+    bot.channels["cap"] = CapturingChannel("cap", bot.store)
+    bot.worker = bot.new_worker()
+    ingest = Ingest(bot.store, bot.channels, clock=bot.clock.now)
+    now = bot.clock.now()
+    await ingest.accept(
+        [
+            Message("cap", "tel:+15550001", "m1", 1e20, "hola"),
+            Message("cap", "tel:+15550002", "m2", math.inf, "hola"),
+            Message("cap", "tel:+15550003", "m3", math.nan, "hola"),
+        ]
+    )
+    await ingest.accept([Status("cap", "wamid.x", "read", 1e20)])  # unknown: no harm either
+    await bot.drain()
+    for urn in ("tel:+15550001", "tel:+15550002", "tel:+15550003"):
+        cid = await bot.store.contact_id_for_urn(urn)
+        assert cid is not None
+        contact = await bot.get_contact(cid)
+        # the 24-hour window counts from when the message could at the latest have been sent
+        assert contact["created_on"] == now, urn
+        assert contact["last_inbound"]["cap"] == now, urn
+    # an honest past time is kept as it is (Meta's time, not the receive time)
+    await ingest.accept([Message("cap", "tel:+15550001", "m4", now - 30, "again")])
+    await bot.drain()
+    cid = await bot.store.contact_id_for_urn("tel:+15550001")
+    assert cid is not None
+    assert (await bot.get_contact(cid))["last_inbound"]["cap"] == now
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity", "1e999"])
+def test_a_location_with_a_non_finite_number_in_a_string_is_skipped(value: str) -> None:
+    """JSON itself refuses NaN (above); Meta's numbers may come as strings, read here."""
+    payload = _webhook(type="location", location={"latitude": value, "longitude": 2.0})
+    batch = parse_webhook(payload)
+    assert batch.messages == [] and "latitude" in " ".join(batch.skipped)
+    fine = _webhook(type="location", location={"latitude": "-12.5", "longitude": 2.0})
+    (message,) = parse_webhook(fine).messages
+    assert message.location is not None and message.location.latitude == -12.5
+
+
+# -- names, send_at, spread_over -------------------------------------------------------------------
+CONTROL = ["Ana\x00", "Ana\nLee", "Ana\tLee", "Ana\x1b[31m", "Ana\x7f", "Ana\x85", "Ana\u2028Lee"]
+
+
+@pytest.mark.parametrize("name", CONTROL)
+async def test_a_name_with_a_control_character_is_refused(api: Api, name: str) -> None:
+    status, body = await api.post("/api/v1/contacts", {"urn": "ext:ctl", "name": name})
+    assert status == 400 and "control" in json.dumps(body), body
+    cid = await new_contact(api, "ext:ctl-ok", "Ana")
+    status, body = await api.request("PATCH", f"/api/v1/contacts/{cid}", {"name": name})
+    assert status == 400 and "control" in json.dumps(body), body
+    status, body = await api.post("/api/v1/groups", {"name": name.replace(" ", "")})
+    assert status == 400, body
+    # emoji sequences (joined by ZWJ, a format character) and accents are names
+    status, body = await api.post(
+        "/api/v1/contacts", {"urn": "ext:fam", "name": "Zoë 👨\u200d👩\u200d👧"}
+    )
+    assert status == 201, body
+
+
+async def test_an_imported_name_with_a_control_character_is_a_bad_row(api: Api) -> None:
+    data = b"urn,name\next:c1,Ana\x07\next:c2,Bea\n"
+    headers = {**AUTH, "Content-Type": "text/csv"}
+    status, body = await api.request("POST", "/api/v1/contacts/import", data, headers=headers)
+    assert status == 200, body
+    assert (body["created"], [(e["row"], e["code"]) for e in body["errors"]]) == (
+        1,
+        [(2, "bad_row")],
+    )
+    assert "control" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("send_at", "spread_over", "ok"),
+    [
+        (0, None, False),  # 1970: a mistake
+        ("past-day", None, False),
+        ("past-minutes", None, True),  # a little late: goes now
+        ("ahead-year", None, True),
+        ("ahead-2-years", None, False),
+        ("milliseconds", None, False),  # now in ms: year 57,000
+        (None, "7d", True),
+        (None, "8d", False),
+        (None, 8 * 86400, False),
+    ],
+)
+async def test_send_at_and_spread_over_have_bounds(
+    api: Api, send_at: Any, spread_over: Any, ok: bool
+) -> None:
+    now = api.runtime.clock.now()
+    when = {
+        "past-day": now - 86400,
+        "past-minutes": now - 600,
+        "ahead-year": now + 365 * 86400,
+        "ahead-2-years": now + 730 * 86400,
+        "milliseconds": now * 1000,
+    }.get(send_at, send_at)
+    cid = await new_contact(api, "ext:sched")
+    spec: dict[str, Any] = {"flow": "greeting", "contacts": [cid]}
+    if when is not None:
+        spec["send_at"] = when
+    if spread_over is not None:
+        spec["spread_over"] = spread_over
+    status, body = await api.post("/api/v1/starts", spec)
+    if ok:
+        assert status == 202, body
+    else:
+        assert_error(status, body, 400, "invalid_body")
+        assert ("send_at" if send_at is not None else "spread_over") in body["error"]["message"]

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from bot.core.contacts import STATUSES
+from bot.core.contacts import STATUSES, name_problem
 from bot.core.runstatus import ENDED, LIVE
 from bot.store.paging import MAX_PAGE
 from bot.work.starts import SKIP_REASONS
@@ -31,6 +38,16 @@ FIELD_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 LANGUAGE = r"^([a-z]{2,3}([_-][A-Za-z0-9]{2,8})?)?$"  # empty: none
 FieldKey = Annotated[str, StringConstraints(pattern=FIELD_KEY)]
 GroupName = Field(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")
+
+
+def _no_control(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Name = Annotated[str, AfterValidator(_no_control)]  # a contact's or group's name
 MAX_TARGETS = 10_000  # contacts + URNs named in one request (groups are unbounded)
 
 
@@ -148,7 +165,7 @@ class ContactCreate(Body):
         None, min_length=1, max_length=1, description="The contact's URN (one, for now)."
     )
     urn: str | None = Field(None, description="Shorthand for `urns: [urn]`.")
-    name: str = ""
+    name: Name = ""
     language: str | None = Field(None, pattern=LANGUAGE)
     fields: dict[FieldKey, FieldValue] = {}
     groups: list[str] = Field([], description="Group uuids or names; a missing name is created.")
@@ -167,7 +184,7 @@ class ContactCreate(Body):
 class ContactUpdate(Body):
     """Only the keys given change."""
 
-    name: str = ""
+    name: Name = ""
     language: str | None = Field(None, pattern=LANGUAGE, description="null or empty: none.")
     status: ContactStatus = "active"
     fields: dict[FieldKey, FieldValue | None] = Field(
@@ -245,11 +262,11 @@ class GroupPage(Answer):
 
 
 class GroupCreate(Body):
-    name: str = GroupName
+    name: Name = GroupName
 
 
 class GroupRename(Body):
-    name: str = GroupName
+    name: Name = GroupName
 
 
 class Members(Body):

@@ -67,6 +67,26 @@ def _send_at(value: str | float | None) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
+# A start's times (docs/starts.md): a send_at a little late goes now, older is a mistake (0,
+# a date typed wrong); over a year ahead is too (unix milliseconds read as seconds: year 57,000).
+SEND_AT_LATE = 3600
+SEND_AT_AHEAD = 366 * 86400
+SPREAD_MAX = 7 * 86400
+
+
+def _within_bounds(send_at: float | None, spread_over: int | None, at: float) -> None:
+    if send_at is not None and not at - SEND_AT_LATE <= send_at <= at + SEND_AT_AHEAD:
+        raise ApiError(
+            400,
+            "invalid_body",
+            "send_at: from an hour ago (a late one goes now) to 366 days ahead, in unix seconds"
+            " or ISO 8601",
+            {"send_at": send_at, "now": at},
+        )
+    if spread_over is not None and not 0 <= spread_over <= SPREAD_MAX:
+        raise ApiError(400, "invalid_body", "spread_over: at most 7 days (7d)")
+
+
 def _known_flow(request: web.Request, flow: str) -> str:
     flows = runtime(request).registry.flows
     if flow not in flows:
@@ -93,6 +113,7 @@ async def _parse(request: web.Request) -> StartBody:
     except ValueError as exc:
         raise ApiError(400, "invalid_body", f"spread_over: {exc}") from None
     send_at = _send_at(spec.send_at)
+    _within_bounds(send_at, spread_over, now(request))
     flow = _known_flow(request, spec.flow)
     urns = list(dict.fromkeys(valid_urn(u) for u in spec.urns))
     groups = await groups_or_404(st, spec.groups)

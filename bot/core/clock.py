@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 
@@ -19,3 +20,10 @@ class ManualClock(Clock):
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+def no_later_than(claimed: float, received: float) -> float:
+    """A sender's claimed time for something that reached us at ``received``: kept when it is
+    earlier, else ``received`` (nothing is sent from the future; a 1e20 timestamp would keep a
+    contact's 24-hour window open forever). Not a finite number: ``received``."""
+    return claimed if math.isfinite(claimed) and claimed < received else received

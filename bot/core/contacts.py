@@ -18,6 +18,9 @@ PHONE_SCHEMES = ("whatsapp", "tel")
 SCHEMES = ("whatsapp", "tel", "telegram", "ext", "console")
 LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
 FIELD_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# C0, DEL, C1 (Unicode "Cc": NUL, tab, line breaks, ESC...) and the line/paragraph separators. Not
+# format characters: the zero-width joiner holds emoji sequences together.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class UrnError(ValueError):
@@ -58,11 +61,18 @@ def normalize_urn(urn: str) -> str:
     return f"{scheme}:{path}"
 
 
+def name_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a contact's or a group's name; None if fine."""
+    if CONTROL.search(value):
+        return "a name holds no control characters (line breaks, tabs, NUL, escapes)"
+    return None
+
+
 def group_name_problem(value: Any) -> str | None:
     """What is wrong with ``value`` as a group name, for the person who typed it; None if fine."""
     if not isinstance(value, str) or not value.strip() or len(value) > 64 or value != value.strip():
         return "a group name is 1 to 64 characters, no leading/trailing spaces"
-    return None
+    return name_problem(value)
 
 
 def new_record(urn: str, now: float) -> dict[str, Any]:

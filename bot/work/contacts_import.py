@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.core.contacts import FIELD_KEY, LANGUAGE, UrnError, new_record, normalize_urn
+from bot.core.contacts import (
+    FIELD_KEY,
+    LANGUAGE,
+    UrnError,
+    name_problem,
+    new_record,
+    normalize_urn,
+)
 from bot.core.errors import ApiError
 from bot.store import ContactBusy, Store
 from bot.work.csvread import CsvReader, CsvRefused
@@ -185,6 +192,10 @@ class Importer:
             groups += [g.strip() for g in cell.split(";") if g.strip()]
         if any(len(g) > 64 for g in groups):
             self.report.error(line, "bad_row", "a group name is at most 64 characters")
+            return None
+        problem = next(filter(None, map(name_problem, [values.get("name") or "", *groups])), None)
+        if problem:
+            self.report.error(line, "bad_row", problem)
             return None
         fields = {k[6:]: v for k, v in values.items() if k.startswith("field:") and v}
         return _Row(

@@ -16,11 +16,14 @@ Redis errors propagate: the webhook is then not acknowledged and the provider de
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from bot.core.clock import no_later_than
 from bot.engine.events import Reply
 from bot.store import Store
 from channels.protocol import (
@@ -37,6 +40,7 @@ from channels.protocol import (
 log = logging.getLogger("chasqui.ingest")
 
 StatusRow = tuple[str, str, float, ErrorInfo | None]
+Stamped = TypeVar("Stamped", Message, Status)
 
 
 @dataclass(slots=True)
@@ -51,22 +55,30 @@ class Outcome:
 
 
 class Ingest:
-    def __init__(self, store: Store, channels: Mapping[str, Channel]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.channels = channels
+        self.clock = clock  # the receive time: no event's own time may be later
 
     async def accept(self, events: Sequence[InboundEvent]) -> Outcome:
         """Apply one webhook's events: messages first, then statuses, then template updates."""
         outcome = Outcome()
         statuses: dict[str, list[StatusRow]] = {}
         updates: list[TemplateUpdate] = []
+        now = self.clock()
         for event in events:
             if isinstance(event, Message):
-                if await self.message(event):
+                if await self.message(_no_later(event, now)):
                     outcome.queued += 1
                 else:
                     outcome.duplicates += 1
             elif isinstance(event, Status):
+                event = _no_later(event, now)
                 statuses.setdefault(event.channel, []).append(
                     (event.external_id, event.status, event.timestamp, event.error)
                 )
@@ -123,6 +135,13 @@ class Ingest:
         await self.store.update_template(update.channel, item)
         if channel is not None:
             await channel.templates_changed(resync=False)
+
+
+def _no_later(event: Stamped, now: float) -> Stamped:
+    """``event`` with its time no later than ``now``, the time it was received."""
+    if event.timestamp == no_later_than(event.timestamp, now):
+        return event
+    return dataclasses.replace(event, timestamp=now)
 
 
 def reply_event(message: Message) -> dict[str, Any]:

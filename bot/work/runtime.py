@@ -117,7 +117,7 @@ class Runtime:
         """Connect, build channels and routes; with ``work``, run the event/send/timer loops."""
         store = await self.connect()
         self.channels = build_channels(self.config.channels, StoreHost(store))
-        self._ingest = Ingest(store, self.channels)
+        self._ingest = Ingest(store, self.channels, self.clock.now)
         for channel in self.channels.values():
             channel.base_url = self.config.server.url
             await channel.start()

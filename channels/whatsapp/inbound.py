@@ -6,6 +6,7 @@ described in ``WebhookBatch.skipped`` (``"<path>: <reason>"``), and the rest is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -75,9 +76,12 @@ def _float(obj: Mapping[str, Any], key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise _Skip(f"{key} missing or not a number")
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise _Skip(f"{key} is not a number") from None
+    if not math.isfinite(number):  # "NaN", "inf", "1e999": stored, then served as invalid JSON
+        raise _Skip(f"{key} is not a finite number")
+    return number
 
 
 def _opt_dict(obj: Mapping[str, Any], key: str) -> dict[str, Any] | None:
