@@ -5,13 +5,9 @@ Chasqui's WhatsApp channel talks to it over real HTTP exactly as it would to
 signed webhooks (user messages, statuses, template reviews) back to Chasqui.
 """
 
-from channels.whatsapp.sandbox.app import (
-    SANDBOX_DISPATCHER,
-    SANDBOX_STATE,
-    create_sandbox_app,
-    run_sandbox,
-)
+from channels.whatsapp.sandbox.app import create_sandbox_app, run_sandbox
 from channels.whatsapp.sandbox.config import SandboxConfig, SandboxNumber, demo_config
+from channels.whatsapp.sandbox.context import SANDBOX_DISPATCHER, SANDBOX_STATE
 from channels.whatsapp.sandbox.webhooks import encode, sign
 
 __all__ = [

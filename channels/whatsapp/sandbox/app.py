@@ -6,39 +6,34 @@ import asyncio
 import hmac
 import json
 import logging
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from channels.whatsapp.sandbox.config import SandboxConfig, SandboxNumber
+from channels.whatsapp.sandbox.config import SandboxConfig
+from channels.whatsapp.sandbox.context import (
+    SANDBOX_DISPATCHER,
+    SANDBOX_STATE,
+    dispatcher_of,
+    state_of,
+    template_posts,
+)
+from channels.whatsapp.sandbox.controls import FakeError, add_controls
 from channels.whatsapp.sandbox.errors import GraphError, invalid_token
-from channels.whatsapp.sandbox.inbound import InboundError, build_message
 from channels.whatsapp.sandbox.send import handle_send
-from channels.whatsapp.sandbox.state import FAULTS, ErrorRule, SandboxState
+from channels.whatsapp.sandbox.state import SandboxState
 from channels.whatsapp.sandbox.templates import render, review, status_value, validate_new
 from channels.whatsapp.sandbox.webhooks import (
-    Delivery,
     Dispatcher,
     Post,
-    inbound_value,
-    messages_envelope,
-    template_envelope,
 )
 
 log = logging.getLogger("chasqui.sandbox")
 
-SANDBOX_STATE = web.AppKey("sandbox_state", SandboxState)
-SANDBOX_DISPATCHER = web.AppKey("sandbox_dispatcher", Dispatcher)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 VER = r"{ver:v[0-9]+\.[0-9]+}"
 FAKE = "/_fake/"
-
-
-class FakeError(Exception):
-    """A bad request to a ``/_fake`` control: 400 with a plain message."""
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -96,14 +91,6 @@ async def graph_middleware(request: web.Request, handler: Handler) -> web.Stream
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _state(request: web.Request) -> SandboxState:
-    return request.app[SANDBOX_STATE]
-
-
-def _dispatcher(request: web.Request) -> Dispatcher:
-    return request.app[SANDBOX_DISPATCHER]
-
-
 def _unknown_object(node: str, method: str = "get") -> GraphError:
     return GraphError(
         100,
@@ -115,7 +102,7 @@ def _unknown_object(node: str, method: str = "get") -> GraphError:
 
 def _waba(request: web.Request, method: str) -> None:
     node = request.match_info["node"]
-    if node != _state(request).config.waba_id:
+    if node != state_of(request).config.waba_id:
         raise _unknown_object(node, method)
 
 
@@ -124,25 +111,11 @@ def _fields(request: web.Request) -> list[str] | None:
     return [f.strip() for f in raw.split(",") if f.strip()] if raw else None
 
 
-async def _fake_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise FakeError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise FakeError("the body must be a JSON object")
-    return body
-
-
-def _all_urls(state: SandboxState) -> list[str]:
-    return list(dict.fromkeys(n.webhook_url for n in state.config.numbers))
-
-
 # -- Graph API -------------------------------------------------------------------------------
 
 
 async def send_message(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     pnid = request.match_info["node"]
     raw = await request.read()
     record: dict[str, Any] = {"at": state.now(), "phone_number_id": pnid, "raw": raw}
@@ -155,7 +128,7 @@ async def send_message(request: web.Request) -> web.Response:
             body = json.loads(raw)
         except ValueError:
             raise GraphError(100, "The request body is not valid JSON.") from None
-        answer = handle_send(state, _dispatcher(request), number, body)
+        answer = handle_send(state, dispatcher_of(request), number, body)
     except GraphError as exc:
         error = exc.body()
         record["http_status"], record["response"] = exc.http_status, error
@@ -171,7 +144,7 @@ async def list_templates(request: web.Request) -> web.Response:
         limit = max(1, min(1000, int(q.get("limit", "25"))))
     except ValueError:
         raise GraphError(100, "limit must be an integer") from None
-    page = _state(request).templates.page(
+    page = state_of(request).templates.page(
         limit=limit,
         after=q.get("after"),
         before=q.get("before"),
@@ -195,7 +168,7 @@ async def list_templates(request: web.Request) -> web.Response:
 
 async def create_template(request: web.Request) -> web.Response:
     _waba(request, "post")
-    state = _state(request)
+    state = state_of(request)
     try:
         body = json.loads(await request.read())
     except ValueError:
@@ -215,21 +188,15 @@ async def create_template(request: web.Request) -> web.Response:
         tpl.data["status"] = status
         if status == "REJECTED":
             tpl.data["rejected_reason"] = reason
-        return _template_posts(state, status_value(tpl, status, reason, info))
+        return template_posts(state, status_value(tpl, status, reason, info))
 
-    _dispatcher(request).schedule(state.config.review_delay, ("call", decide))
+    dispatcher_of(request).schedule(state.config.review_delay, ("call", decide))
     return web.json_response({"id": tpl.id, "status": tpl.status, "category": tpl.category})
-
-
-def _template_posts(state: SandboxState, value: dict[str, Any]) -> list[Post]:
-    obj = template_envelope(state.config.waba_id, state.now(), value)
-    summary = [f"template:{value['message_template_id']}:{value['event']}"]
-    return [(url, "template", obj, summary) for url in _all_urls(state)]
 
 
 async def delete_template(request: web.Request) -> web.Response:
     _waba(request, "delete")
-    state = _state(request)
+    state = state_of(request)
     name = request.query.get("name")
     if not name:
         raise GraphError(131008, "The parameter name is required.")
@@ -254,7 +221,7 @@ PHONE_FIELDS: dict[str, Any] = {
 
 
 async def get_node(request: web.Request) -> web.Response:
-    state = _state(request)
+    state = state_of(request)
     node = request.match_info["node"]
     fields = _fields(request)
     number = state.numbers.get(node)
@@ -290,233 +257,13 @@ async def get_node(request: web.Request) -> web.Response:
 
 
 async def download_media(request: web.Request) -> web.Response:
-    media = _state(request).media.get(request.match_info["media_id"])
+    media = state_of(request).media.get(request.match_info["media_id"])
     if media is None:
         return web.Response(status=404, text="not found")
     return web.Response(body=media.content, content_type=media.mime_type.split(";")[0])
 
 
 # -- /_fake controls -------------------------------------------------------------------------
-
-
-async def fake_inbound(request: web.Request) -> web.Response:
-    state, dispatcher = _state(request), _dispatcher(request)
-    body = await _fake_body(request)
-    specs = body["messages"] if isinstance(body.get("messages"), list) else [body]
-    if not specs or not all(isinstance(s, dict) for s in specs):
-        raise FakeError("give one message, or 'messages': [message, ...] for one POST")
-    default = state.config.numbers[0].phone_number_id
-    pnid = str(specs[0].get("phone_number_id") or body.get("phone_number_id") or default)
-    number = state.numbers.get(pnid)
-    if number is None:
-        raise FakeError(f"unknown phone_number_id {pnid}")
-    # One change per user, holding that user's messages, all in one POST.
-    changes: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    ids = []
-    try:
-        for spec in specs:
-            contact, message = build_message(state, number, spec)
-            who = str(contact.get("wa_id") or contact.get("user_id"))
-            changes.setdefault(who, ([contact], []))[1].append(message)
-            ids.append(message["id"])
-    except InboundError as exc:
-        raise FakeError(str(exc)) from None
-    obj = messages_envelope(
-        state.config.waba_id,
-        [inbound_value(number, contacts, messages) for contacts, messages in changes.values()],
-    )
-    deliveries = dispatcher.post(number.webhook_url, "messages", obj, ids)
-    if body.get("wait", True):
-        await dispatcher.wait(deliveries)
-    return web.json_response(
-        {
-            "id": ids[0],
-            "ids": ids,
-            "delivery": deliveries[0].public(with_payload=False),
-        }
-    )
-
-
-async def fake_errors(request: web.Request) -> web.Response:
-    state = _state(request)
-    if request.method == "DELETE":
-        state.rules.clear()
-    elif request.method == "POST":
-        body = await _fake_body(request)
-        for spec in body.get("rules", [body]):
-            state.rules.append(_rule(spec))
-    return web.json_response({"rules": [r.public() for r in state.rules]})
-
-
-def _rule(spec: Any) -> ErrorRule:
-    if not isinstance(spec, dict) or not isinstance(spec.get("code"), int):
-        raise FakeError("a rule needs an integer 'code'")
-    match = spec.get("match") or {}
-    if not isinstance(match, dict):
-        raise FakeError("'match' must be an object")
-    mode = spec.get("mode", "sync")
-    if mode not in ("sync", "async"):
-        raise FakeError("'mode' is 'sync' or 'async'")
-    times = spec.get("times", 1)
-    if times is not None and (not isinstance(times, int) or times < 1):
-        raise FakeError("'times' is a positive integer, or null for every matching send")
-    to = match.get("to")
-    return ErrorRule(
-        code=spec["code"],
-        mode=mode,
-        http_status=int(spec.get("http_status", 400)),
-        to="".join(ch for ch in str(to) if ch.isalnum() or ch == ".") if to else None,
-        type=match.get("type"),
-        template=match.get("template"),
-        times=times,
-        details=spec.get("details"),
-    )
-
-
-async def fake_clock(request: web.Request) -> web.Response:
-    state = _state(request)
-    if request.method == "POST":
-        body = await _fake_body(request)
-        advance, at = body.get("advance"), body.get("set")
-        for value in (advance, at):
-            if value is not None and not isinstance(value, int | float):
-                raise FakeError("'advance' and 'set' take seconds")
-        state.set_clock(advance=advance, at=at)
-    return web.json_response({"now": state.now(), "offset": state.offset})
-
-
-async def fake_templates(request: web.Request) -> web.Response:
-    state, dispatcher = _state(request), _dispatcher(request)
-    if request.method == "GET":
-        return web.json_response({"data": [t.data for t in state.templates.by_id.values()]})
-    body = await _fake_body(request)
-    out: dict[str, Any] = {}
-    if "seed" in body:
-        if not isinstance(body["seed"], list):
-            raise FakeError("'seed' is a list of templates as the Graph API lists them")
-        try:
-            out["seeded"] = [t.id for t in state.templates.seed(body["seed"])]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise FakeError(f"bad template: {exc!r}") from None
-    if "review" in body:
-        spec = body["review"]
-        if not isinstance(spec, dict) or "name" not in spec:
-            raise FakeError("'review' is {name, status, reason?}")
-        state.reviews[str(spec["name"])] = (
-            str(spec.get("status", "REJECTED")).upper(),
-            str(spec.get("reason", "INVALID_FORMAT")),
-        )
-    if "set_status" in body:
-        spec = body["set_status"]
-        if not isinstance(spec, dict) or "name" not in spec or "status" not in spec:
-            raise FakeError("'set_status' is {name, language?, status, reason?}")
-        found = state.templates.find(str(spec["name"]), spec.get("language"))
-        if not found:
-            raise FakeError(f"no template named {spec['name']!r}")
-        deliveries: list[Delivery] = []
-        status = str(spec["status"]).upper()
-        for tpl in found:
-            tpl.data["status"] = status
-            value = status_value(tpl, status, spec.get("reason", "NONE"))
-            for url, kind, obj, summary in _template_posts(state, value):
-                deliveries += dispatcher.post(url, kind, obj, summary)
-        await dispatcher.wait(deliveries)
-        out["updated"] = [t.id for t in found]
-        out["deliveries"] = [d.public(with_payload=False) for d in deliveries]
-    return web.json_response(out)
-
-
-async def fake_webhook_faults(request: web.Request) -> web.Response:
-    state = _state(request)
-    if request.method == "POST":
-        body = await _fake_body(request)
-        if body.get("clear"):
-            state.faults.clear()
-        for name, count in body.items():
-            if name == "clear":
-                continue
-            if name not in FAULTS or not isinstance(count, int) or count < 0:
-                raise FakeError(f"faults are counts of: {', '.join(FAULTS)}")
-            state.faults[name] = state.faults.get(name, 0) + count
-    return web.json_response({"faults": {k: v for k, v in state.faults.items() if v}})
-
-
-def _limit(request: web.Request) -> int | None:
-    raw = request.query.get("limit")
-    return int(raw) if raw and raw.isdigit() else None
-
-
-async def fake_sent(request: web.Request) -> web.Response:
-    q = request.query
-    out = []
-    for record in _state(request).sent:
-        raw: bytes = record["raw"]
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        item = {**record, "raw": raw.decode(errors="replace"), "body": body}
-        if isinstance(body, dict):
-            if "to" in q and "".join(c for c in str(body.get("to")) if c.isdigit()) != q["to"]:
-                continue
-            if "type" in q and body.get("type", "text") != q["type"]:
-                continue
-        if "status" in q and str(item.get("http_status")) != q["status"]:
-            continue
-        out.append(item)
-    limit = _limit(request)
-    return web.json_response({"data": out[-limit:] if limit else out})
-
-
-async def fake_webhooks(request: web.Request) -> web.Response:
-    q = request.query
-    since = int(q["since"]) if q.get("since", "").isdigit() else 0
-    records = [
-        d.public()
-        for d in _dispatcher(request).records
-        if d.seq > since and ("kind" not in q or d.kind == q["kind"])
-    ]
-    limit = _limit(request)
-    return web.json_response(
-        {"data": records[-limit:] if limit else records, "pending": _dispatcher(request).pending}
-    )
-
-
-async def fake_flush(request: web.Request) -> web.Response:
-    return web.json_response({"posted": await _dispatcher(request).flush()})
-
-
-async def fake_reset(request: web.Request) -> web.Response:
-    _state(request).reset()
-    _dispatcher(request).clear()
-    return web.json_response({"reset": True})
-
-
-async def fake_verify(request: web.Request) -> web.Response:
-    """Play the dashboard's verification GET against one number's webhook URL."""
-    state, dispatcher = _state(request), _dispatcher(request)
-    body = await _fake_body(request)
-    number: SandboxNumber | None = state.numbers.get(
-        str(body.get("phone_number_id") or state.config.numbers[0].phone_number_id)
-    )
-    if number is None:
-        raise FakeError("unknown phone_number_id")
-    challenge = str(secrets.randbelow(10**10))
-    params = {
-        "hub.mode": "subscribe",
-        "hub.challenge": challenge,
-        "hub.verify_token": str(body.get("verify_token") or state.config.verify_token),
-    }
-    assert dispatcher.session is not None
-    try:
-        async with dispatcher.session.get(number.webhook_url, params=params) as resp:
-            text = await resp.text()
-            status = resp.status
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return web.json_response({"verified": False, "error": repr(exc)})
-    return web.json_response(
-        {"verified": status == 200 and text == challenge, "status": status, "body": text[:200]}
-    )
 
 
 # -- the application -------------------------------------------------------------------------
@@ -549,16 +296,7 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     r.add_delete(f"/{VER}/{{node}}/message_templates", delete_template)
     r.add_get(f"/{VER}/{{node}}", get_node)
     r.add_get("/_media/{media_id}", download_media, name="media")
-    r.add_post("/_fake/inbound", fake_inbound)
-    r.add_route("*", "/_fake/errors", fake_errors)
-    r.add_route("*", "/_fake/clock", fake_clock)
-    r.add_route("*", "/_fake/templates", fake_templates)
-    r.add_route("*", "/_fake/webhook-faults", fake_webhook_faults)
-    r.add_get("/_fake/sent", fake_sent)
-    r.add_get("/_fake/webhooks", fake_webhooks)
-    r.add_post("/_fake/flush", fake_flush)
-    r.add_post("/_fake/reset", fake_reset)
-    r.add_post("/_fake/verify", fake_verify)
+    add_controls(r)
     return app
 
 
