@@ -189,6 +189,10 @@ class OutboxStore(StoreBase):
             templates_key(channel), f"{template['name']}|{template['language']}", dumps(template)
         )
 
+    async def has_templates(self, channel: str) -> bool:
+        """Whether ``channel`` has any synced template (one HLEN: no template is read)."""
+        return bool(await self._r.hlen(templates_key(channel)))
+
     async def templates(self, channel: str) -> list[dict[str, Any]]:
         raws = await self._r.hvals(templates_key(channel))
         return sorted((json.loads(r) for r in raws), key=lambda t: (t["name"], t["language"]))

@@ -167,4 +167,4 @@ def flow_template_problems(
 async def synced_channels(store: Store, channels: Iterable[Channel]) -> list[Channel]:
     """The channels that send provider templates and have some synced (a channel with none
     synced yet is not judged: the check would refuse every template)."""
-    return [c for c in channels if c.capabilities.templates and await store.templates(c.name)]
+    return [c for c in channels if c.capabilities.templates and await store.has_templates(c.name)]
