@@ -20,8 +20,6 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.core.jsonin import JsonRefused, loads
-
 
 class ApiError(Exception):
     def __init__(
@@ -35,16 +33,3 @@ class ApiError(Exception):
         if self.details:
             body["details"] = self.details
         return web.json_response({"error": body}, status=self.status)
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, or a 400 ``bad_request`` saying what is wrong with it."""
-    try:
-        body = loads(await request.read())
-    except JsonRefused as exc:
-        raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        raise ApiError(400, "bad_request", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_request", "the body must be a JSON object")
-    return body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot.core.errors import ApiError
@@ -31,16 +31,6 @@ def decode_cursor(cursor: str, shape: re.Pattern[str]) -> str:
     if not shape.match(member):
         raise ApiError(400, "bad_request", "cursor is not one this API gave")
     return member
-
-
-def page_limit(query: Mapping[str, str], default: int = 50) -> int:
-    try:
-        limit = int(query.get("limit", str(default)))
-    except ValueError:
-        raise ApiError(400, "bad_request", "limit must be a number") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "bad_request", f"limit must be 1 to {MAX_PAGE}")
-    return limit
 
 
 async def filtered_page(
