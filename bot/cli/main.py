@@ -1,4 +1,4 @@
-"""The ``chasqui`` command: serve, check, test, simulate.
+"""The ``chasqui`` command: serve, check, test, simulate, channels, ...
 
 Every command takes ``--config PATH`` (default ``$CHASQUI_CONFIG`` or ``./config.toml``).
 Exit codes: 0 fine, 1 problems found (invalid flows, failing tests), 2 usage or config error.
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.cli import channels as channels_cli
 from bot.core.config import Config, ConfigError, load_config
 from bot.flow.files import check_references, flow_files, load_folder
 from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
@@ -307,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", action="append", default=[], help="also add every row to G")
     p.set_defaults(func=cmd_contacts)
 
+    channels_cli.add_parser(sub)
+
     p = sub.add_parser("sandbox", help="run the WhatsApp Graph API sandbox on its own")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8090)
@@ -379,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "start",
         "starts",
         "contacts",
+        "channels",
     )
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
