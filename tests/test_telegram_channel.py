@@ -303,8 +303,12 @@ async def test_a_blocked_bot_fails_the_message_for_good(tg: TG) -> None:
     assert message["status"] == "failed" and message.get("attempts", 1) == 1
     assert message["error"]["code"] == "contact_unreachable"
     assert "blocked the bot" in message["error"]["message"]
-    _, contact = await tg.api.get(f"/api/v1/contacts/{bruno}")
-    assert contact["groups"] == ["Unreachable"]  # the flow took on_failure
+
+    async def groups() -> list[str]:
+        _, contact = await tg.api.get(f"/api/v1/contacts/{bruno}")
+        return list(contact["groups"])
+
+    assert await wait_for(groups, "on_failure") == ["Unreachable"]  # the flow took on_failure
 
     async def failed() -> list[dict[str, Any]]:
         _, body = await tg.api.get(f"/api/v1/starts/{start['uuid']}/contacts?status=failed")
