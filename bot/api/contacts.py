@@ -28,6 +28,7 @@ from bot.api.lookup import busy, contact_or_404, group_or_404, valid_urn
 from bot.api.routes import Op, body, query
 from bot.core.contacts import group_name_problem
 from bot.core.errors import ApiError
+from bot.engine.sprint import Route
 from bot.store import ContactBusy, Store
 from bot.store.paging import decode_cursor, filtered_page
 from bot.store.search import matches, query_words, scan_order
@@ -180,6 +181,29 @@ async def import_rows(
         if problem is not None:
             raise ApiError(400, "bad_request", f"group: {problem}")
     return await import_csv(Importer(st, at, groups), chunks)
+
+
+@dataclass
+class Window:
+    """A channel's conversation window with a contact (WhatsApp's 24 hours since its last
+    message): free text may go until ``until``; None when the contact never wrote there."""
+
+    channel: str
+    until: float | None
+
+    def open(self, now: float) -> bool:
+        return self.until is not None and now < self.until
+
+
+def windows(contact: dict[str, Any], routes: Sequence[Route]) -> list[Window]:
+    """The contact's window on each channel that has one (as the engine decides sends)."""
+    last = contact.get("last_inbound") or {}
+    found = []
+    for route in routes:
+        if route.window is not None:
+            at = last.get(route.name)
+            found.append(Window(route.name, None if at is None else float(at) + route.window))
+    return found
 
 
 # -- the JSON API --------------------------------------------------------------------------------
