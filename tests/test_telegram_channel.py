@@ -164,6 +164,19 @@ async def test_a_typed_reply_is_answered_by_the_flow(tg: TG) -> None:
     assert runs["runs"][0]["results"]["delivery"]["category"] == "Received"
 
 
+async def test_a_new_contact_who_writes_a_keyword_gets_the_flow(tg: TG) -> None:
+    tg.api.flows.joinpath("pedido.yaml").write_text(
+        "triggers: [{keywords: [pedido]}]\n"
+        "nodes:\n"
+        "  - id: a\n    send_message: {text: 'Tu pedido @trigger.keyword está en camino'}\n",
+        encoding="utf-8",
+    )
+    assert not tg.api.runtime.load_flows().problems
+    assert await tg.bot.text(BRUNO, "¡Pedido! A-1042", name="Bruno") == 200
+    assert await tg.sent_texts(1) == ["Tu pedido pedido está en camino"]
+    assert tg.bot.sent()[0]["chat_id"] == BRUNO
+
+
 async def test_a_tap_is_answered_and_routed_like_a_typed_reply(tg: TG) -> None:
     await tg.bot.text(ANA, "hola")
     cid = await tg.start(ANA)
