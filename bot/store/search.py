@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from bot.store.base import StoreBase
 from bot.store.keys import CONTACTS, SEARCH, SEARCH_BUILT, contact_key
@@ -52,12 +52,12 @@ def urn_words(urn: str) -> list[str]:
     digits = re.sub(r"\D", "", path)
     found = [digits[:WORD_LEN]]
     if path.startswith("+"):
-        try:
-            national = str(phonenumbers.parse(path, None).national_number)
-        except phonenumbers.NumberParseException:
-            national = ""
-        if national and national != digits:
-            found.append(national[:WORD_LEN])
+        # country calling codes are a prefix code (1 to 3 digits): the first that is one
+        for n in (1, 2, 3):
+            if int(digits[:n] or 0) in COUNTRY_CODE_TO_REGION_CODE:
+                if digits[n:]:
+                    found.append(digits[n:][:WORD_LEN])
+                break
     return found
 
 
