@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ from channels.protocol import (
     RateLimit,
     SendResult,
     Status,
+    StudioPage,
     TemplateUpdate,
     WebhookError,
     loads,
@@ -122,6 +123,18 @@ class WhatsAppChannel(Channel):
         from channels.whatsapp.sandbox.mount import sandbox_for
 
         return [Mount(sandbox_prefix(name), sandbox_for(name, s, base_url, admin_token))]
+
+    @classmethod
+    def studio_pages(
+        cls, name: str, config: ChannelConfig, mounts: Sequence[Mount]
+    ) -> list[StudioPage]:
+        """On the sandbox, Studio gets the sandbox phone: you are the contact of this number."""
+        sandbox = next((m.app for m in mounts if m.prefix == sandbox_prefix(name)), None)
+        if sandbox is None:
+            return []
+        from channels.whatsapp.sandbox.phone import create_phone_app
+
+        return [StudioPage("Sandbox phone", "phone", create_phone_app(sandbox))]
 
     @property
     def capabilities(self) -> Capabilities:
