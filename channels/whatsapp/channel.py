@@ -197,6 +197,16 @@ class WhatsAppChannel(Channel):
             return {"status": "unhealthy", "reason": self._problem}
         return {"status": "ok"}
 
+    def facts(self) -> list[tuple[str, str]]:
+        s = self.settings
+        number = s.display_phone_number or s.phone_number_id
+        provider = "sandbox (a stand-in of Meta's Graph API)" if s.sandbox else s.graph_url
+        return [
+            ("Number", f"+{number}" if number.isdigit() else number),
+            ("Graph API", provider),
+            ("Templates synced", str(len(self._templates))),
+        ]
+
     def _url(self, path: str) -> str:
         return f"{self.graph_base}/{self.settings.api_version}/{path}"
 
