@@ -38,6 +38,8 @@ def idempotency_key(key: str) -> str:
 
 # -- contacts and groups -------------------------------------------------------------------------
 CONTACTS = "chasqui:contacts"  # sorted set, all scores 0: "<created_on>|<uuid>", listed by lex
+SEARCH = "chasqui:contacts:search"  # sorted set, all scores 0: "<word> <uuid>" (search.py)
+SEARCH_BUILT = "chasqui:contacts:search:version"  # the words' version the index was built with
 GROUPS = "chasqui:groups"  # hash: group name -> group id
 GROUP_SEQ = "chasqui:groups:seq"  # counter: the next group id
 
@@ -134,3 +136,9 @@ def seen_key(key: str) -> str:
 
 
 START_PATTERNS = (start_key("%s"), start_key("%s", "contacts"))
+
+
+# -- Studio --------------------------------------------------------------------------------------
+def session_key(sid: str) -> str:
+    """A Studio sign-in (hash: user, role, csrf, flash), expiring when idle (docs/studio.md)."""
+    return f"chasqui:session:{sid}"
