@@ -37,7 +37,9 @@ async def some_data(wa: WA) -> None:
     that list things have something to list and link to."""
     ana = await wa.contact("Ana Quispe", order_id="A-1042")
     await wa.start(ana, "order_followup")
-    await wa.fake("POST", "/_fake/errors", {"match": {"to": "51987650999"}, "code": 131026, "mode": "async"})
+    await wa.fake(
+        "POST", "errors", {"match": {"to": "51987650999"}, "code": 131026, "mode": "async"}
+    )
     bad = await wa.contact("Luis <script>alert(1)</script>", phone="51987650999", order_id="A-7")
     await wa.start(bad, "order_followup")
 
@@ -54,14 +56,18 @@ async def test_every_page_linked_from_the_menu_answers_and_logs_no_error(
         visit = list(menu)
         for path in menu:
             response = await page.goto(path)
-            assert response is not None and response.status < 400, f"{path}: {response and response.status}"
+            assert response is not None and response.status < 400, (
+                f"{path}: {response and response.status}"
+            )
             for link in await links(page):
                 if shape(link) not in seen:
                     seen.add(shape(link))
                     visit.append(link)
         for path in visit:
             response = await page.goto(path)
-            assert response is not None and response.status < 400, f"{path}: {response and response.status}"
+            assert response is not None and response.status < 400, (
+                f"{path}: {response and response.status}"
+            )
             await page.wait_for_load_state("networkidle")
             await shot(page, name_of(path) + suffix)
         await page.context.close()

@@ -8,8 +8,8 @@ import re
 from playwright.async_api import expect
 
 from tests.browser.conftest import SignedIn, shot
-from tests.support.whatsapp import ANA, WA
 from tests.support.waiting import wait_for
+from tests.support.whatsapp import ANA, WA
 
 
 async def test_reply_as_a_contact_from_the_sandbox_phone_by_tapping_a_button(
@@ -30,13 +30,18 @@ async def test_reply_as_a_contact_from_the_sandbox_phone_by_tapping_a_button(
     await template.get_by_role("button", name="Sí, lo recibí").click()
     await expect(page.locator("article.bubble.me").last).to_contain_text("Sí, lo recibí")
     # the flow answers (live, without reloading): thanks, then the rating as a list
-    await expect(page.locator("article.bubble.bot").filter(has_text="¡Gracias, Ana!")).to_be_visible()
+    await expect(
+        page.locator("article.bubble.bot").filter(has_text="¡Gracias, Ana!")
+    ).to_be_visible()
     rating = page.locator("article.bubble.bot").filter(has_text="del 1 al 5")
     await expect(rating).to_be_visible()
     await shot(page, "phone-chat")
 
     async def received() -> bool:
         runs = await wa.runs(cid)
-        return bool(runs) and runs[0].get("results", {}).get("delivery", {}).get("category") == "Received"
+        return (
+            bool(runs)
+            and runs[0].get("results", {}).get("delivery", {}).get("category") == "Received"
+        )
 
     await wait_for(received)

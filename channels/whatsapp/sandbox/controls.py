@@ -82,7 +82,7 @@ async def play_user(
             who = str(contact.get("wa_id") or contact.get("user_id"))
             changes.setdefault(who, ([contact], []))[1].append(message)
             ids.append(message["id"])
-            _show(state, number.phone_number_id, who, contact, message)
+            _show(state, number.phone_number_id, who, spec, message)
     except InboundError as exc:
         raise FakeError(str(exc)) from None
     obj = messages_envelope(
@@ -107,11 +107,12 @@ def _ticks(state: SandboxState, delivery: Delivery, ids: list[str]) -> Callable[
 
 
 def _show(
-    state: SandboxState, pnid: str, who: str, contact: dict[str, Any], message: dict[str, Any]
+    state: SandboxState, pnid: str, who: str, spec: dict[str, Any], message: dict[str, Any]
 ) -> None:
-    """The user's message, as their own bubble on the sandbox phone."""
+    """The user's message, as their own bubble on the sandbox phone (named as the spec named
+    the user; the profile's stand-in name is not worth showing)."""
     chat = state.chats.chat(pnid, who)
-    chat.name = str(contact.get("profile", {}).get("name") or chat.name)
+    chat.name = str(spec.get("name") or chat.name)
     at = float(message.get("timestamp") or state.now())
     state.chats.add(chat, Bubble(message["id"], out=False, at=at, view=inbound_view(message)))
 

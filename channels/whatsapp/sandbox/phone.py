@@ -271,8 +271,8 @@ def _back(request: web.Request, notice: str = "") -> web.HTTPSeeOther:
 async def _play(request: web.Request, spec: dict[str, Any]) -> web.HTTPSeeOther:
     """Post the user's message (signed, as Meta would) and go back to the chat."""
     chat = _chat(request)
-    name = await _field(request, "name") or chat.name or "Sandbox User"
-    spec = {"from": _user(request), "name": name, **spec}
+    name = await _field(request, "name") or chat.name
+    spec = {"from": _user(request), **({"name": name} if name else {}), **spec}
     try:
         await play_user(state_of(request), request.app[SANDBOX_DISPATCHER], [spec], chat.number)
     except FakeError as exc:
