@@ -188,7 +188,7 @@ async def discover(http: aiohttp.ClientSession, base: str) -> list[str]:
     for path in menu:
         _, _, html = await fetch(http, base + path)
         for link in LINK.findall(html):
-            if link.startswith(SKIP) or shape(link) in seen:
+            if link.startswith(SKIP) or "/static/" in link or shape(link) in seen:
                 continue
             seen.add(shape(link))
             pages.append(link)

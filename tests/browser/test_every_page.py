@@ -29,7 +29,8 @@ def name_of(path: str) -> str:
 
 async def links(page: Page, selector: str = "a[href^='/studio/']") -> list[str]:
     hrefs = await page.locator(selector).evaluate_all("els => els.map(e => e.getAttribute('href'))")
-    return [h.split("#")[0].split("?")[0] for h in hrefs if h and not h.startswith(SKIP)]
+    paths = [h.split("#")[0].split("?")[0] for h in hrefs if h]
+    return [p for p in paths if not p.startswith(SKIP) and "/static/" not in p]
 
 
 async def some_data(wa: WA) -> None:
