@@ -340,3 +340,12 @@ async def test_unknown_static_files_and_odd_users_are_404(phone: Phone) -> None:
     assert status == 404
     status, _ = await phone.get("/chat/ana%3Cx%3E")
     assert status == 404
+
+
+async def test_the_list_shows_the_newest_chats_and_how_many_more(phone: Phone) -> None:
+    for n in range(33):
+        await phone.graph(order_delivered("Ana", f"A-{n}") | {"to": f"5198765{n:04d}"})
+    _, html = await phone.get("/")
+    assert html.count('<li><a href="/studio/channels/wa/phone/chat/') == 30
+    assert "5198765" + "0032" in html and "5198765" + "0000" not in html  # newest first
+    assert "3 more chats: type a number to open one." in html

@@ -15,8 +15,8 @@ import pytest
 from bot.cli.where import where
 from bot.core.config import load_config
 from bot.work.starts import COMPLETED, STARTING
-from tests.support.whatsapp import ADMIN, WA
 from tests.support.waiting import wait_for
+from tests.support.whatsapp import ADMIN, WA
 
 FLOWS = Path(__file__).resolve().parents[1] / "flows"
 PAUSED = """\

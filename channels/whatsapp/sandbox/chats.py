@@ -85,8 +85,18 @@ class Chats:
             self.chats.move_to_end(key)
         return found
 
-    def recent(self, number: str) -> list[Chat]:
-        return [c for c in reversed(self.chats.values()) if c.number == number]
+    def recent(self, number: str, limit: int) -> list[Chat]:
+        """The ``limit`` most recent chats of ``number``, newest first."""
+        found: list[Chat] = []
+        for chat in reversed(self.chats.values()):
+            if chat.number == number:
+                found.append(chat)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def count(self, number: str) -> int:
+        return sum(1 for c in self.chats.values() if c.number == number)
 
     def auto_read(self, number: str, user: str) -> bool:
         found = self.chats.get((number, user))

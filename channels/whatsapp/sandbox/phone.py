@@ -34,6 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENV = web.AppKey("phone_templates", jinja2.Environment)
 STATIC = ("phone.css", "phone.js")
 MAX_TEXT = 4096
+LISTED = 30  # the most recent chats listed; any other is opened by typing its number
 
 # The phone's own labels in Spanish and Portuguese (English is the key); the browser chooses.
 WORDS: dict[str, dict[str, str]] = {
@@ -46,6 +47,7 @@ WORDS: dict[str, dict[str, str]] = {
         "Name (optional)": "Nombre (opcional)",
         "Open chat": "Abrir chat",
         "Chats": "Chats",
+        "more chats: type a number to open one.": "chats más: escribe un número para abrir uno.",
         "No chat yet: send a flow to a contact, or open a number and write first.": (
             "Aún no hay chats: envía un flujo a un contacto, o abre un número y escribe primero."
         ),
@@ -221,7 +223,9 @@ def _q(value: str) -> str:
 
 def _chats(request: web.Request) -> dict[str, Any]:
     state = state_of(request)
-    return {"chats": state.chats.recent(_number(request)), "version": state.chats.version}
+    chats = state.chats.recent(_number(request), LISTED)
+    more = max(0, state.chats.count(_number(request)) - len(chats))
+    return {"chats": chats, "more": more, "version": state.chats.version}
 
 
 async def chats_live(request: web.Request) -> web.StreamResponse:

@@ -10,7 +10,6 @@ Everything here is read through the same code as the JSON API and ``/healthz``: 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +71,7 @@ async def recent_starts(request: web.Request) -> list[dict[str, Any]]:
     """The newest starts, as the API shows them."""
     st = store(request)
     newest = await st.start_page(None, RECENT)
-    records = await asyncio.gather(*(st.start_record(sid) for sid, _ in newest))
+    records = await st.start_records([sid for sid, _ in newest])
     return [public(r) for r in records if r is not None]
 
 
