@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from channels.protocol import STUDIO_CAN_WRITE, STUDIO_CSRF
 from channels.whatsapp.sandbox import SandboxConfig, SandboxNumber, create_sandbox_app, sign
 from channels.whatsapp.sandbox.phone import create_phone_app
-from tests.test_sandbox import (
+from tests.support.sandbox import (
     ADMIN_AUTH,
     ANA,
     AUTH,
