@@ -21,7 +21,17 @@ from bot.flow.yamlsource import YamlError, line_of, load_documents, plain
 
 STEP_KINDS = ("bot", "user", "wait")
 BOT_KEYS = ("text", "template", "header", "body", "buttons", "quick_replies", "attachment")
-CASE_KEYS = ("flow", "name", "contact", "params", "steps", "results", "status", "contact_after")
+CASE_KEYS = (
+    "flow",
+    "name",
+    "channel",
+    "contact",
+    "params",
+    "steps",
+    "results",
+    "status",
+    "contact_after",
+)
 CONTACT_KEYS = ("name", "urn", "fields", "language", "groups")
 CONTACT_AFTER_KEYS = ("name", "language", "fields", "groups")
 RESULT_KEYS = ("category", "value")
@@ -48,6 +58,9 @@ class Case:
     results: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {category, value}
     status: str | None = None
     contact_after: dict[str, Any] = field(default_factory=dict)
+    # the channel the case runs on: a configured channel's name or a channel type (its URN
+    # scheme makes the contact's default URN); None: whichever reaches the contact's URN
+    channel: str | None = None
 
     @property
     def label(self) -> str:
@@ -134,6 +147,9 @@ class _DocChecker:
         name = raw.get("name")
         if name is not None and not isinstance(name, str | int | float):
             self.problem("must be a text", ["name"], "name")
+        channel = raw.get("channel")
+        if channel is not None and (not isinstance(channel, str) or not channel):
+            self.problem("must be a channel's name or type", ["channel"], "channel")
         contact = self.contact(self.mapping(raw, "contact"))
         params = self.mapping(raw, "params")
         steps = self.steps(raw.get("steps"))
@@ -157,11 +173,12 @@ class _DocChecker:
             results=results,
             status=status,
             contact_after=after,
+            channel=channel,
         )
 
     def contact(self, raw: dict[str, Any]) -> dict[str, Any]:
         self.unknown_keys(raw, CONTACT_KEYS, ["contact"], "contact")
-        contact: dict[str, Any] = {"name": "", "urn": DEFAULT_URN}
+        contact: dict[str, Any] = {"name": ""}  # no urn: the channel's default (Case.urn)
         for key in ("name", "language", "urn"):
             if raw.get(key) is not None:
                 value = _text(raw[key])
@@ -169,7 +186,7 @@ class _DocChecker:
                     self.problem("must be a text", ["contact", key], f"contact.{key}")
                 else:
                     contact[key] = value
-        urn = contact["urn"]
+        urn = contact.get("urn", DEFAULT_URN)
         if ":" not in urn or not urn.split(":", 1)[0] or not urn.split(":", 1)[1]:
             self.problem(
                 f"{urn!r} is not a URN (write scheme:path, e.g. whatsapp:+5511988887777)",
