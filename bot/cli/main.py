@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("contacts", help="import contacts from a CSV file")
     p.add_argument("action", choices=["import"])
-    p.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
+    p.add_argument(
+        "file", help="CSV: urn (or phone), urn:<scheme>, name, language, field:<key>, group(s)"
+    )
     p.add_argument("--group", action="append", default=[], help="also add every row to G")
     p.set_defaults(func=cmd_contacts)
 
