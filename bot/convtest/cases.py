@@ -31,7 +31,9 @@ CASE_KEYS = (
     "results",
     "status",
     "contact_after",
+    "writes_first",
 )
+WRITES_FIRST = ("new", "known")  # the contact is new (its first message ever), or known
 CONTACT_KEYS = ("name", "urn", "fields", "language", "groups")
 CONTACT_AFTER_KEYS = ("name", "language", "fields", "groups")
 RESULT_KEYS = ("category", "value")
@@ -58,6 +60,7 @@ class Case:
     results: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {category, value}
     status: str | None = None
     contact_after: dict[str, Any] = field(default_factory=dict)
+    writes_first: str | None = None  # no start: the contact writes first (new | known)
     # the channel the case runs on: a configured channel's name or a channel type (its URN
     # scheme makes the contact's default URN); None: whichever reaches the contact's URN
     channel: str | None = None
@@ -160,6 +163,17 @@ class _DocChecker:
                 f"unknown status {status!r} (one of {', '.join(STATUSES)})", ["status"], "status"
             )
         after = self.contact_after(self.mapping(raw, "contact_after"))
+        writes_first = raw.get("writes_first")
+        if writes_first is not None and writes_first not in WRITES_FIRST:
+            self.problem(
+                f"{writes_first!r}: new (the contact's first message ever) or known",
+                ["writes_first"],
+                "writes_first",
+            )
+        elif writes_first and params:
+            self.problem(
+                "a contact who writes first starts no start: no params", ["params"], "params"
+            )
         if self.problems:
             return None
         return Case(
@@ -173,6 +187,7 @@ class _DocChecker:
             results=results,
             status=status,
             contact_after=after,
+            writes_first=writes_first,
             channel=channel,
         )
 
