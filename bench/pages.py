@@ -215,7 +215,7 @@ async def measure(
 
 
 async def main(args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="chasqui-bench-pages-"))
+    tmp = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="chasqui-bench-pages-"))
     port = wab.free_port()
     base = f"http://127.0.0.1:{port}"
     config = write_config(tmp, port)
@@ -225,17 +225,18 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
             await wab.wait_http(http, f"{base}/healthz", server, limit=60)
-            redis = await wab.redis_of(tmp)
-            try:
-                took = await load_contacts(Store(redis), tmp, args.contacts)
-                print(f"loaded {args.contacts:,} contacts in {took:.1f} s")
-                took = await make_starts(http, base, args.contacts, args.starts, args.per_start)
-                runs = args.starts * args.per_start
-                print(f"made {args.starts:,} starts ({runs:,} runs) in {took:.1f} s")
-                info = await redis.info("memory")
-                print(f"Valkey used_memory: {int(info['used_memory']) / 2**20:.0f} MiB")
-            finally:
-                await redis.aclose()
+            if not args.reuse:
+                redis = await wab.redis_of(tmp)
+                try:
+                    took = await load_contacts(Store(redis), tmp, args.contacts)
+                    print(f"loaded {args.contacts:,} contacts in {took:.1f} s")
+                    took = await make_starts(http, base, args.contacts, args.starts, args.per_start)
+                    runs = args.starts * args.per_start
+                    print(f"made {args.starts:,} starts ({runs:,} runs) in {took:.1f} s")
+                    info = await redis.info("memory")
+                    print(f"Valkey used_memory: {int(info['used_memory']) / 2**20:.0f} MiB")
+                finally:
+                    await redis.aclose()
             await sign_in(http, base)
             pages = await discover(http, base)
             print(f"\n{len(pages)} pages, each fetched {args.repeat} times, one at a time:\n")
@@ -257,8 +258,8 @@ async def main(args: argparse.Namespace) -> None:
         with contextlib.suppress(OSError, ValueError):
             pid = int((tmp / "var" / "valkey.pid").read_text().strip())
             os.kill(pid, 15)
-        if args.keep:
-            print(f"kept {tmp}")
+        if args.keep or args.reuse:
+            print(f"kept {tmp} (measure again without loading: --reuse {tmp})")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -270,6 +271,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-start", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--reuse", metavar="DIR", help="measure a directory kept by --keep again")
     parser.add_argument("--quick", action="store_true", help="2k contacts, 50 starts, 10 fetches")
     args = parser.parse_args(argv)
     if args.quick:
