@@ -94,6 +94,11 @@ async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA
     assert "24-hour window" in failed["message"]
     (started,) = await contacts_of(wa, start["uuid"], "started")
     assert started["contact"] == inside
+    # the outcomes over time: the refusal here and the send, each in the minute it happened
+    (minute, counts), *later = await wa.runtime.store.start_timeline(start["uuid"])
+    assert minute % 60 == 0 and abs(minute - done["created_on"]) < 120
+    total = {k: counts[k] + sum(c[k] for _, c in later) for k in counts}
+    assert total["sent"] == 1 and total["failed"] == 1
 
     # a template whose parameter is empty is refused by our channel before Meta: the same
     # rule, with the channel's message naming the parameter
@@ -108,6 +113,8 @@ async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA
     (failed,) = await contacts_of(wa, start["uuid"], "failed")
     assert failed["reason"] == "template_param_empty"
     assert "parameter 2" in failed["message"] and "empty" in failed["message"]
+    timeline = await wa.runtime.store.start_timeline(start["uuid"])  # refused by the channel
+    assert sum(c["failed"] for _, c in timeline) == 1 and sum(c["sent"] for _, c in timeline) == 1
 
 
 @pytest.mark.parametrize(
