@@ -161,10 +161,10 @@ async def test_reload_reports_template_problems(wa: WA) -> None:
     }
 
 
-def cli(wa: WA, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
+def cli(wa: WA, tmp_path: Path, *argv: str, token: str = ADMIN) -> tuple[int, str, str]:
     """``chasqui <argv>`` against the running server, in this process (in a thread)."""
     config = tmp_path / "cli.toml"
-    config.write_text(f'[server]\npublic_url = "{wa.base}"\nadmin_token = "{ADMIN}"\n')
+    config.write_text(f'[server]\npublic_url = "{wa.base}"\nadmin_token = "{token}"\n')
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["--config", str(config), *argv])
@@ -216,3 +216,72 @@ def test_the_openapi_document_describes_what_starts_now_say() -> None:
         assert code in refused
     retry = doc["paths"]["/api/v1/starts/{uuid}/retry"]["post"]["responses"]
     assert "template_not_found" in retry["422"]["description"]
+
+
+async def test_the_cli_previews_schedules_spreads_cancels_and_retries(
+    wa: WA, tmp_path: Path
+) -> None:
+    await wa.sync_templates()
+    caro = await wa.contact("Caro Paz", PHONES[2], order="A-7")
+    dani = await wa.contact("Dani Sol", PHONES[3], order="A-8")
+    status, group = await wa.api("POST", "/api/v1/groups", {"name": "clientes"})
+    assert status == 201, group
+    status, added = await wa.api(
+        "POST", f"/api/v1/groups/{group['uuid']}/members", {"contacts": [caro, dani]}
+    )
+    assert status == 200 and added["added"] == 2, added
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        return cli(wa, tmp_path, *argv)
+
+    code, out, err = await asyncio.to_thread(run, "start", "delivered")
+    assert code == 1 and "--group NAME, --urn URN or --contact UUID" in err
+    code, out, err = await asyncio.to_thread(run, "start", "delivered", "--group", "clientas")
+    assert code == 1 and "unknown_group" in err and "the groups are: 'clientes'" in err
+    code, out, err = await asyncio.to_thread(run, "start", "delivred", "--group", "clientes")
+    assert code == 1 and "the flows loaded: delivered, open_text" in err
+
+    code, out, err = await asyncio.to_thread(
+        run, "start", "delivered", "--group", "clientes", "--preview"
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == "delivered: would start 2 of 2 contacts"
+    assert "opens with the template order_delivered (es)" in out
+    code, out, err = await asyncio.to_thread(
+        run, "start", "typo", "--group", "clientes", "--preview"
+    )
+    assert code == 1 and "template_not_found" in out and "every contact would fail" in out
+    assert (await wa.api("GET", "/api/v1/starts"))[1]["starts"] == []  # a preview starts nothing
+
+    code, out, err = await asyncio.to_thread(
+        run, "start", "delivered", "--group", "clientes", "--send-at", "+1h", "--exclude-active"
+    )
+    assert code == 0 and " at " in out.splitlines()[0], (out, err)
+    scheduled = out.split()[1]
+    status, start = await wa.api("GET", f"/api/v1/starts/{scheduled}")
+    assert start["status"] == "pending" and start["exclude_active"] is True
+    assert abs(start["send_at"] - (start["created_on"] + 3600)) < 5
+    code, out, err = await asyncio.to_thread(run, "starts", "cancel", scheduled[:13])
+    assert code == 0 and f"start {scheduled} cancelled" in out, err
+    assert (await wa.api("GET", f"/api/v1/starts/{scheduled}"))[1]["status"] == "cancelled"
+
+    code, out, err = await asyncio.to_thread(
+        run, "start", "delivered", "--contact", caro, "--spread-over", "2m", "--no-wait"
+    )
+    assert code == 0, err
+    status, start = await wa.api("GET", f"/api/v1/starts/{out.split()[1]}")
+    assert start["spread_over"] == 120
+
+    # Beto never wrote: free text fails for him; the retry is a new start of the failed contact
+    beto = await wa.contact("Beto Ruiz", PHONES[1])
+    code, out, err = await asyncio.to_thread(run, "start", "open_text", "--contact", beto)
+    failed = out.split()[1]
+    code, out, err = await asyncio.to_thread(run, "starts", "retry", failed, "--no-wait")
+    assert code == 0 and "retries 1 failed contacts" in out, (out, err)
+    status, retry = await wa.api("GET", f"/api/v1/starts/{out.split()[1]}")
+    assert retry["retry_of"] == failed
+    code, out, err = await asyncio.to_thread(run, "starts", "cancel")
+    assert code == 1 and "chasqui starts cancel UUID" in err
+
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", token="not-it")
+    assert code == 1 and "refused the admin token read from server.admin_token" in err
