@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from bot.api import models as m
+from bot.api import start_service as svc
 from bot.api.app import OPS
 from bot.api.openapi import openapi_document
 from bot.cli.main import main
@@ -285,3 +287,27 @@ async def test_the_cli_previews_schedules_spreads_cancels_and_retries(
 
     code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", token="not-it")
     assert code == 1 and "refused the admin token read from server.admin_token" in err
+
+
+async def test_a_preview_shows_the_opening_as_a_sample_contact_sees_it(wa: WA) -> None:
+    await wa.sync_templates()
+    caro = await wa.contact("Caro Paz", PHONES[2], order="A-7")
+    dani = await wa.contact("Dani Sol", PHONES[3])  # no order: the template's parameter is empty
+    rt = wa.runtime
+
+    async def opening(flow: str, cid: str) -> svc.Opening:
+        spec = await svc.resolve(rt, m.StartCreate(flow=flow, contacts=[cid]))
+        shown = await svc.opening_for(rt, spec)
+        assert shown is not None and shown.contact["uuid"] == cid
+        return shown
+
+    shown = await opening("delivered", caro)
+    assert shown.template is not None and shown.template.problem is None
+    assert shown.template.body == "Hola Caro, tu pedido A-7 fue entregado. ¿Lo recibiste?"
+    assert shown.channel == "whatsapp" and shown.error is None
+    shown = await opening("delivered", dani)
+    assert shown.template is not None and shown.template.problem is not None
+    shown = await opening("open_text", dani)  # never wrote: free text cannot reach her
+    assert shown.template is None and shown.text == "Hola"
+    assert shown.error == "outside_24h_window"
+    assert await wa.messages(caro) == [] and await wa.messages(dani) == []  # nothing was sent

@@ -23,6 +23,8 @@ from bot.api import models as m
 from bot.api.lookup import contacts_for_urns, groups_or_404, valid_urn
 from bot.core.durations import parse_duration
 from bot.core.errors import ApiError
+from bot.engine.events import Start
+from bot.engine.sprint import Session
 from bot.store import Store
 from bot.store.paging import decode_cursor, filtered_page
 from bot.work.flowcheck import flow_template_problems, synced_channels
@@ -39,7 +41,7 @@ from bot.work.starts import (
     public,
     standing_failures,
 )
-from channels.protocol import Channel
+from channels.protocol import Channel, TemplatePreview
 
 IDEMPOTENCY_TTL = 7 * 86400
 START_MEMBER = re.compile(r"^[0-9.e+-]+\|[0-9a-f-]{36}$")
@@ -243,6 +245,54 @@ async def sample_contacts(rt: Runtime, spec: StartSpec, count: int = 1) -> list[
         async with aclosing(batches):  # one batch is enough: stop the scan there
             found += (await anext(batches, []))[: count - len(found)]
     return list(dict.fromkeys(found))[:count]
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The first message a start would send one contact, as that contact would see it: a
+    template previewed by its channel (header, body with the parameters filled, buttons, why
+    the provider would refuse it), else the text and its quick replies; ``error``: the code
+    when it could not go at all (``no_route``, ``outside_24h_window``, an opted-out contact)."""
+
+    contact: dict[str, Any]
+    template: TemplatePreview | None = None
+    text: str | None = None
+    quick_replies: tuple[str, ...] = ()
+    error: str | None = None
+    channel: str | None = None
+
+
+async def opening_for(rt: Runtime, spec: StartSpec) -> Opening | None:
+    """What the start's flow sends first to a sample contact of the start (None: no contact to
+    show, or the flow sends nothing before it waits). The engine is pure: its sprint for a
+    fresh session is run and thrown away, nothing is stored or sent."""
+    contact: dict[str, Any] | None = None
+    sample = await sample_contacts(rt, spec)
+    if sample:
+        contact = await rt.store.get_contact(sample[0])
+    elif spec.urns:
+        contact = {"uuid": "", "urns": [spec.urns[0]], "name": "", "fields": {}}
+    if contact is None:
+        return None
+    event = Start(flow=spec.flow, params=spec.params, at=float(rt.clock.now()))
+    sprint = rt.engine.sprint(dict(contact), Session(), float(rt.clock.now()))
+    rt.engine.apply(sprint, event)
+    first = next((msg for msg in sprint.messages if msg.get("run")), None)
+    if first is None:
+        return None
+    sent: dict[str, Any] = dict(first)
+    channel = rt.channels.get(str(sent.get("channel") or ""))
+    error = sent.get("error", {}).get("code") if sent.get("status") == "failed" else None
+    block = sent.get("template")
+    shown = channel.preview_template(block) if channel is not None and block else None
+    return Opening(
+        contact=contact,
+        template=shown,
+        text=sent.get("text") if shown is None else None,
+        quick_replies=tuple(sent.get("quick_replies") or ()),
+        error=error,
+        channel=channel.name if channel is not None else None,
+    )
 
 
 async def preview(rt: Runtime, spec: StartSpec) -> m.Preview:
