@@ -139,3 +139,9 @@ def seen_key(key: str) -> str:
 # the start's hash, its per-contact outcomes, its outcome buckets (%s = start uuid): the scripts
 # that move a start's message counters take these three, in this order
 START_PATTERNS = (start_key("%s"), start_key("%s", "contacts"), start_key("%s", "minutes"))
+
+
+# -- Studio --------------------------------------------------------------------------------------
+def session_key(sid: str) -> str:
+    """A Studio sign-in (hash: user, role, csrf, flash), expiring when idle (docs/studio.md)."""
+    return f"chasqui:session:{sid}"
