@@ -204,9 +204,11 @@ async def sendable(rt: Runtime, flow_id: str) -> None:
         raise ApiError(422, code, message, details)
 
 
-async def create(rt: Runtime, spec: StartSpec, idempotency_key: str = "") -> tuple[m.Start, bool]:
+async def create(
+    rt: Runtime, spec: StartSpec, idempotency_key: str = "", *, by: str = ""
+) -> tuple[m.Start, bool]:
     """The start made (True), or the one an earlier request with the same ``idempotency_key``
-    made (False)."""
+    made (False). ``by``: the Studio user who made it (the API records none)."""
     await sendable(rt, spec.flow)
     st = rt.store
     key = idempotency_key.strip()
@@ -227,7 +229,7 @@ async def create(rt: Runtime, spec: StartSpec, idempotency_key: str = "") -> tup
             record = await st.start_record(existing) if existing else None
             if record is not None:
                 return typed(record), False
-    record = await _create(rt, spec, targets)
+    record = await _create(rt, spec, targets, {"by": by} if by else None)
     if key:
         await st.set_idempotency(key, record["uuid"], IDEMPOTENCY_TTL)
     return typed(record), True
@@ -435,6 +437,13 @@ async def outcomes(
     return explain(found), str(cursor) if cursor else None
 
 
+async def expected(rt: Runtime, sid: str) -> int:
+    """How many contacts a start's sources hold now (a contact in two groups counted twice):
+    what a running start's progress is measured against."""
+    record = await start_or_404(rt.store, sid)
+    return await rt.store.source_sizes(json.loads(record.get("sources") or "[]"))
+
+
 async def cancel(rt: Runtime, sid: str) -> m.Start:
     """Cancel the start (again: no change); 409 once it finished otherwise."""
     st = rt.store
@@ -446,7 +455,7 @@ async def cancel(rt: Runtime, sid: str) -> m.Start:
     return typed(await start_or_404(st, sid))
 
 
-async def retry(rt: Runtime, sid: str) -> m.Start:
+async def retry(rt: Runtime, sid: str, *, by: str = "") -> m.Start:
     """A new start of the same flow (same params and options) for the failed contacts whose
     failure still stands (see :func:`bot.work.starts.standing_failures`)."""
     st = rt.store
@@ -475,5 +484,6 @@ async def retry(rt: Runtime, sid: str) -> m.Start:
         "skipped": sum(skipped.values()),
         "skipped_by_reason": skipped,
     }
-    new = await _create(rt, spec, targets, {"retry_of": sid, "retry": json.dumps(report)})
+    extra = {"retry_of": sid, "retry": json.dumps(report), **({"by": by} if by else {})}
+    new = await _create(rt, spec, targets, extra)
     return typed(new)
