@@ -72,7 +72,7 @@ async def test_the_send_page_previews_then_sends_to_a_group(make_api: MakeApi) -
     assert start["status"] == "completed" and start["counts"]["started"] == 2
     assert start["by"] == "admin" and start["groups"] == ["clientes"]
     status, html = await pages.get(where)
-    assert status == 200 and "Started." in html and "completed" in html
+    assert status == 200 and "Started." in html and "completed" in html and "by admin" in html
 
     later = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 7200))
     status, where, _ = await pages.post(
@@ -159,7 +159,7 @@ def test_the_chart_draws_running_totals_in_utc() -> None:
     ]
     svg = str(outcome_chart(timeline, lambda s, **_: s, now=1_700_000_400))
     assert svg.startswith("<svg") and svg.endswith("</svg>")
-    assert "sent: 3" in svg and "delivered: 3" in svg and "failed: 1" in svg
+    assert "Sent: 3" in svg and "Delivered: 3" in svg and "Failed: 1" in svg
     assert ">3</text>" in svg  # the y axis tops at the biggest total
     assert "22:14" in svg and "22:20 UTC" in svg
     assert outcome_chart([], lambda s, **_: s) == ""

@@ -71,10 +71,10 @@ def outcome_chart(
             steps.append(f"{x(when):.1f},{y(total):.1f}")
             previous = total
         steps.append(f"{x(last):.1f},{y(previous):.1f}")
+        label = escape(translate(kind.capitalize()))
         parts.append(
             f'<polyline class="series-{kind}" fill="none" stroke="{colour}" stroke-width="2" '
-            f'points="{" ".join(steps)}"><title>{escape(translate(kind))}: {int(previous)}'
-            "</title></polyline>"
+            f'points="{" ".join(steps)}"><title>{label}: {int(previous)}</title></polyline>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
