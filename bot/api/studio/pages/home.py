@@ -98,9 +98,9 @@ async def problems(request: web.Request, starts: list[dict[str, Any]]) -> Proble
                 {"flow": flow_id, "node": node.id, "channel": why.channel, "why": why.message}
             )
     for start in starts:
-        failures = start["counts"]["failed"] + start["messages"]["failed"]
-        if start["status"] == FAILED or failures:
-            found.starts.append({**start, "failures": failures, "created": _at(start)})
+        # a contact whose opening message failed counts in both: failed contacts, failed messages
+        if start["status"] == FAILED or start["counts"]["failed"] or start["messages"]["failed"]:
+            found.starts.append({**start, "created": _at(start)})
     return found
 
 
