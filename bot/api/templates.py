@@ -1,5 +1,5 @@
 """Message templates: every channel's synced templates, filtered and paged; a sync from the
-providers."""
+providers. The service functions (:func:`find`, :func:`sync`) serve these handlers and Studio."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from aiohttp import web
 from bot.api import models as m
 from bot.api.context import runtime, store
 from bot.api.routes import Op, query
+from bot.store import Store
 from bot.store.paging import decode_cursor, encode_cursor
+from bot.work.runtime import Runtime
 
 TEMPLATE_MEMBER = re.compile(r"^[^\x00]*\x00[^\x00]*\x00[^\x00]*$")
 
@@ -20,16 +22,15 @@ def _key(template: dict[str, Any]) -> str:
     return "\x00".join(str(template.get(k) or "") for k in ("channel", "name", "language"))
 
 
-async def list_templates(request: web.Request) -> web.Response:
+async def find(rt: Runtime, store: Store, q: m.TemplateQuery) -> m.TemplatePage:
     """Synced templates of every channel, filtered by channel, status, language and name,
     in (channel, name, language) order, paged like every list."""
-    q = query(request, m.TemplateQuery)
-    rt, found = runtime(request), []
+    found: list[dict[str, Any]] = []
     after = decode_cursor(q.cursor, TEMPLATE_MEMBER) if q.cursor else None
     for name in rt.channels:
         if q.channel and q.channel != name:
             continue
-        for t in await store(request).templates(name):
+        for t in await store.templates(name):
             if q.status and t.get("status") != q.status.upper():
                 continue
             if q.language and t.get("language") != q.language:
@@ -42,22 +43,34 @@ async def list_templates(request: web.Request) -> web.Response:
     found.sort(key=_key)
     page = found[: q.limit]
     more = len(found) > q.limit
-    return web.json_response(
-        {"templates": page, "next": encode_cursor(_key(page[-1])) if more else None}
+    return m.TemplatePage(
+        templates=[m.Template.model_construct(**t) for t in page],  # the items as stored
+        next=encode_cursor(_key(page[-1])) if more else None,
     )
 
 
-async def sync_templates(request: web.Request) -> web.Response:
+async def sync(rt: Runtime) -> m.Synced:
+    """Sync every channel's templates from its provider; one channel's failure is reported and
+    the others still sync."""
     synced: dict[str, Any] = {}
-    for name, channel in runtime(request).channels.items():
+    for name, channel in rt.channels.items():
         try:
             count = await channel.sync_templates()
-        except Exception as exc:  # one channel's failure is reported, the others still sync
+        except Exception as exc:
             synced[name] = {"error": str(exc)}
             continue
         if count is not None:
             synced[name] = {"templates": count}
-    return web.json_response({"synced": synced})
+    return m.Synced(synced=synced)
+
+
+async def list_templates(request: web.Request) -> web.Response:
+    page = await find(runtime(request), store(request), query(request, m.TemplateQuery))
+    return web.json_response(page.model_dump(mode="json"))
+
+
+async def sync_templates(request: web.Request) -> web.Response:
+    return web.json_response((await sync(runtime(request))).model_dump(mode="json"))
 
 
 OPS = [
