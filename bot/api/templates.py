@@ -4,6 +4,7 @@ providers. The service functions (:func:`find`, :func:`sync`) serve these handle
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,75 @@ from bot.store.paging import decode_cursor, encode_cursor
 from bot.work.runtime import Runtime
 
 TEMPLATE_MEMBER = re.compile(r"^[^\x00]*\x00[^\x00]*\x00[^\x00]*$")
+
+
+PLACEHOLDER = re.compile(r"(\{\{\s*[A-Za-z0-9_]+\s*\}\})")
+SHOWN_STATUS = "APPROVED"  # a template in any other status shows why, where the provider said
+
+
+@dataclass(frozen=True)
+class Button:
+    type: str  # QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, ...
+    text: str
+    target: str | None = None  # a URL button's URL, a call button's number
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A synced template as a person reads it: what its components say."""
+
+    header: str | None  # a text header's text; a media header's format in brackets
+    body: str
+    footer: str | None
+    buttons: list[Button]
+    reason: str | None  # why it is not approved, as the provider said
+
+    @property
+    def placeholders(self) -> list[str]:
+        texts = [self.header or "", self.body, *(b.target or "" for b in self.buttons)]
+        found: list[str] = []
+        for placeholder in PLACEHOLDER.findall(" ".join(texts)):
+            if placeholder not in found:
+                found.append(placeholder)
+        return found
+
+
+def segments(text: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is a placeholder such as ``{{1}}`` or ``{{name}}``)."""
+    return [(piece, i % 2 == 1) for i, piece in enumerate(PLACEHOLDER.split(text)) if piece]
+
+
+def parts(item: dict[str, Any]) -> Parts:
+    """The header, body, footer and buttons of a provider's template item."""
+    found: dict[str, dict[str, Any]] = {}
+    for component in item.get("components") or []:
+        if isinstance(component, dict):
+            found.setdefault(str(component.get("type", "")).upper(), component)
+    header = found.get("HEADER")
+    header_text = None
+    if header is not None:
+        fmt = str(header.get("format") or "TEXT").upper()
+        header_text = str(header.get("text") or "") if fmt == "TEXT" else f"[{fmt.lower()}]"
+    buttons = [
+        Button(
+            str(b.get("type", "")).upper(),
+            str(b.get("text") or ""),
+            str(b.get("url") or b.get("phone_number") or "") or None,
+        )
+        for b in (found.get("BUTTONS") or {}).get("buttons") or []
+        if isinstance(b, dict)
+    ]
+    reason = item.get("rejected_reason")
+    if str(item.get("status", "")).upper() == SHOWN_STATUS or reason in (None, "", "NONE"):
+        reason = None
+    footer = found.get("FOOTER")
+    return Parts(
+        header=header_text,
+        body=str((found.get("BODY") or {}).get("text") or ""),
+        footer=str(footer.get("text") or "") if footer else None,
+        buttons=buttons,
+        reason=str(reason) if reason is not None else None,
+    )
 
 
 def _key(template: dict[str, Any]) -> str:
