@@ -1,5 +1,6 @@
-"""A synced template as Studio and ``chasqui templates show`` lay it out: its parts, its
-placeholders, and the provider's reason only where it is not approved."""
+"""A synced template as Studio and ``chasqui templates show`` lay it out: what its channel type
+shows of it (placeholders in place), its placeholders, and the provider's reason only where it
+is not approved."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bot.api.templates import Button, parts, segments
+from bot.api.templates import describe, segments
+from channels.console import ConsoleChannel
+from channels.whatsapp.channel import WhatsAppChannel
 
 ITEMS: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "whatsapp" / "templates.json").read_text()
@@ -15,32 +18,43 @@ ITEMS: list[dict[str, Any]] = json.loads(
 
 
 def item(name: str) -> dict[str, Any]:
-    return next(i for i in ITEMS if i["name"] == name)
+    return {"channel": "wa", **next(i for i in ITEMS if i["name"] == name)}
 
 
 def test_header_body_footer_buttons_and_placeholders() -> None:
-    shown = parts(item("order_ready"))
-    assert shown.header == "Hola {{1}}"
-    assert shown.body == "Tu pedido {{1}} por {{2}} estará listo el {{3}}."
-    assert shown.footer == "Chasqui Demo"
-    assert shown.buttons and all(isinstance(b, Button) for b in shown.buttons)
+    shown = describe(WhatsAppChannel, item("order_ready"))
+    assert shown.preview is not None
+    assert shown.preview.header == "Hola {{1}}"
+    assert shown.preview.body == "Tu pedido {{1}} por {{2}} estará listo el {{3}}."
+    assert shown.preview.footer == "Chasqui Demo"
+    assert shown.preview.buttons and shown.preview.problem is None
     assert shown.placeholders == ["{{1}}", "{{2}}", "{{3}}"]
     assert shown.reason is None
 
 
-def test_a_media_header_names_its_format_and_named_placeholders_count_once() -> None:
-    shown = parts(item("booking_reminder"))
-    assert shown.header == "[image]"
+def test_a_media_header_names_its_kind_and_placeholders_count_once() -> None:
+    shown = describe(WhatsAppChannel, item("booking_reminder"))
+    assert shown.preview is not None and shown.preview.header_media == "image"
     assert shown.placeholders == ["{{first_name}}", "{{slot}}"]
-    assert parts(item("pickup_notice")).placeholders == ["{{1}}", "{{2}}"]  # lower-case "body"
+    assert describe(WhatsAppChannel, item("pickup_notice")).placeholders == ["{{1}}", "{{2}}"]
 
 
 def test_the_reason_shows_only_when_not_approved() -> None:
-    assert parts(item("promo_semana")).reason == "INVALID_FORMAT"
+    assert describe(WhatsAppChannel, item("promo_semana")).reason == "INVALID_FORMAT"
     approved = {**item("order_ready"), "rejected_reason": "NONE"}
-    assert parts(approved).reason is None
+    assert describe(WhatsAppChannel, approved).reason is None
     paused = {**item("pickup_notice"), "rejected_reason": "low quality"}
-    assert parts(paused).reason == "low quality"
+    assert describe(WhatsAppChannel, paused).reason == "low quality"
+
+
+def test_a_type_without_templates_lays_nothing_out() -> None:
+    shown = describe(ConsoleChannel, item("order_ready"))
+    assert shown.preview is None and shown.placeholders == []
+
+
+def test_an_item_the_type_cannot_read_still_shows_what_it_has() -> None:
+    shown = describe(WhatsAppChannel, {"channel": "wa", "name": "x", "language": "es"})
+    assert shown.preview is not None and shown.preview.body == ""
 
 
 def test_segments_mark_the_placeholders() -> None:
@@ -52,8 +66,3 @@ def test_segments_mark_the_placeholders() -> None:
         (".", False),
     ]
     assert segments("") == [] and segments("plain") == [("plain", False)]
-
-
-def test_a_broken_item_still_shows_what_it_has() -> None:
-    shown = parts({"name": "x", "components": ["junk", {"type": "BODY"}, {"type": "BUTTONS"}]})
-    assert (shown.header, shown.body, shown.footer, shown.buttons) == (None, "", None, [])

@@ -15,34 +15,29 @@ from bot.api.routes import Op, query
 from bot.store import Store
 from bot.store.paging import decode_cursor, encode_cursor
 from bot.work.runtime import Runtime
+from channels.protocol import Channel, TemplatePreview
 
 TEMPLATE_MEMBER = re.compile(r"^[^\x00]*\x00[^\x00]*\x00[^\x00]*$")
 
 
 PLACEHOLDER = re.compile(r"(\{\{\s*[A-Za-z0-9_]+\s*\}\})")
-SHOWN_STATUS = "APPROVED"  # a template in any other status shows why, where the provider said
+APPROVED = "APPROVED"  # a template in any other status shows why, where the provider said
 
 
 @dataclass(frozen=True)
-class Button:
-    type: str  # QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE, ...
-    text: str
-    target: str | None = None  # a URL button's URL, a call button's number
+class Shown:
+    """A synced template for a person to read: the item as synced (with its ``channel``), what
+    it says as its channel type lays it out (placeholders in place), and why it is not approved
+    when the provider said."""
 
-
-@dataclass(frozen=True)
-class Parts:
-    """A synced template as a person reads it: what its components say."""
-
-    header: str | None  # a text header's text; a media header's format in brackets
-    body: str
-    footer: str | None
-    buttons: list[Button]
-    reason: str | None  # why it is not approved, as the provider said
+    item: dict[str, Any]
+    preview: TemplatePreview | None  # None: the channel type cannot lay it out
+    reason: str | None
 
     @property
     def placeholders(self) -> list[str]:
-        texts = [self.header or "", self.body, *(b.target or "" for b in self.buttons)]
+        p = self.preview
+        texts = [p.header or "", p.body, *(b.target or "" for b in p.buttons)] if p else []
         found: list[str] = []
         for placeholder in PLACEHOLDER.findall(" ".join(texts)):
             if placeholder not in found:
@@ -50,42 +45,16 @@ class Parts:
         return found
 
 
+def describe(channel_type: type[Channel], item: dict[str, Any]) -> Shown:
+    reason = item.get("rejected_reason")
+    if str(item.get("status", "")).upper() == APPROVED or reason in (None, "", "NONE"):
+        reason = None
+    return Shown(item, channel_type.show_template(item), str(reason) if reason else None)
+
+
 def segments(text: str) -> list[tuple[str, bool]]:
     """``text`` cut into (piece, is a placeholder such as ``{{1}}`` or ``{{name}}``)."""
     return [(piece, i % 2 == 1) for i, piece in enumerate(PLACEHOLDER.split(text)) if piece]
-
-
-def parts(item: dict[str, Any]) -> Parts:
-    """The header, body, footer and buttons of a provider's template item."""
-    found: dict[str, dict[str, Any]] = {}
-    for component in item.get("components") or []:
-        if isinstance(component, dict):
-            found.setdefault(str(component.get("type", "")).upper(), component)
-    header = found.get("HEADER")
-    header_text = None
-    if header is not None:
-        fmt = str(header.get("format") or "TEXT").upper()
-        header_text = str(header.get("text") or "") if fmt == "TEXT" else f"[{fmt.lower()}]"
-    buttons = [
-        Button(
-            str(b.get("type", "")).upper(),
-            str(b.get("text") or ""),
-            str(b.get("url") or b.get("phone_number") or "") or None,
-        )
-        for b in (found.get("BUTTONS") or {}).get("buttons") or []
-        if isinstance(b, dict)
-    ]
-    reason = item.get("rejected_reason")
-    if str(item.get("status", "")).upper() == SHOWN_STATUS or reason in (None, "", "NONE"):
-        reason = None
-    footer = found.get("FOOTER")
-    return Parts(
-        header=header_text,
-        body=str((found.get("BODY") or {}).get("text") or ""),
-        footer=str(footer.get("text") or "") if footer else None,
-        buttons=buttons,
-        reason=str(reason) if reason is not None else None,
-    )
 
 
 def _key(template: dict[str, Any]) -> str:

@@ -8,10 +8,11 @@ import sys
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.api.templates import Parts, parts, segments
+from bot.api.templates import Shown, describe, segments
 from bot.cli.flows import call
 from bot.cli.starts import ApiFailed
 from bot.core.config import Config
+from channels.protocol import Channel, channel_class
 
 
 def _marked(text: str, tty: bool) -> str:
@@ -35,23 +36,41 @@ def _all(config: Config, **query: str) -> list[dict[str, Any]]:
             return found
 
 
-def _print(item: dict[str, Any], shown: Parts, tty: bool) -> None:
+def _print(shown: Shown, tty: bool) -> None:
+    item, preview = shown.item, shown.preview
     print(
-        f"{item['name']}  {item['language']}  {item.get('status', '?')}  "
-        f"{item.get('category') or ''}  (channel {item['channel']})".replace("    ", "  ")
+        "  ".join(
+            str(v)
+            for v in (item["name"], item["language"], item.get("status", "?"), item.get("category"))
+            if v
+        )
+        + f"  (channel {item['channel']})"
     )
     if shown.reason:
         print(f"  why: {shown.reason}")
-    if shown.header:
-        print(f"  header:  {_marked(shown.header, tty)}")
-    print(f"  body:    {_marked(shown.body, tty)}")
-    if shown.footer:
-        print(f"  footer:  {shown.footer}")
-    for button in shown.buttons:
+    if preview is None:
+        print("  (this channel's type does not lay templates out)")
+        return
+    if preview.header_media:
+        print(f"  header:  [{preview.header_media}]")
+    elif preview.header:
+        print(f"  header:  {_marked(preview.header, tty)}")
+    print(f"  body:    {_marked(preview.body, tty)}")
+    if preview.footer:
+        print(f"  footer:  {preview.footer}")
+    for button in preview.buttons:
         target = f" -> {_marked(button.target, tty)}" if button.target else ""
-        print(f"  button:  [{button.text}] {button.type.lower()}{target}")
+        print(f"  button:  [{button.text}] {button.kind}{target}")
     if shown.placeholders:
         print(f"  placeholders: {', '.join(shown.placeholders)}")
+
+
+def _channel_type(config: Config, channel: str) -> type[Channel] | None:
+    found = config.channels.get(channel)
+    try:
+        return channel_class(found.type) if found is not None else None
+    except ValueError:
+        return None
 
 
 def show(config: Config, name: str) -> int:
@@ -79,5 +98,6 @@ def show(config: Config, name: str) -> int:
     for i, item in enumerate(found):
         if i:
             print()
-        _print(item, parts(item), tty)
+        kind = _channel_type(config, item["channel"])
+        _print(describe(kind, item) if kind else Shown(item, None, None), tty)
     return 0
