@@ -182,24 +182,6 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_contacts(args: argparse.Namespace) -> int:
-    """``chasqui contacts import FILE [--group G]``: straight into Redis, streamed."""
-    from bot.cli.contacts import import_file
-    from bot.work.runtime import Runtime
-
-    async def run() -> int:
-        runtime = Runtime(_config(args))
-        await runtime.connect()
-        try:
-            return await import_file(
-                runtime.store, Path(args.file), args.group, runtime.clock.now()
-            )
-        finally:
-            await runtime.stop()
-
-    return asyncio.run(run())
-
-
 class _CommandContext:
     """What a channel type's command may ask of ``chasqui`` (``channels.protocol``)."""
 
@@ -289,11 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_flows(sub).set_defaults(func=cmd_flows)
 
-    p = sub.add_parser("contacts", help="import contacts from a CSV file")
-    p.add_argument("action", choices=["import"])
-    p.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
-    p.add_argument("--group", action="append", default=[], help="also add every row to G")
-    p.set_defaults(func=cmd_contacts)
+    from bot.cli.contactargs import add_parsers as contacts_parsers
+
+    contacts_parsers(sub, _config)  # contacts import|list|show|history, runs
 
     for type_name in channel_types():  # commands the channel types bring (`chasqui sandbox`)
         for command in channel_class(type_name).commands():
@@ -350,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "start",
         "starts",
         "contacts",
+        "runs",
     )
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
