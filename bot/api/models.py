@@ -138,6 +138,11 @@ class FlowStats(Answer):
     runs: dict[str, int]
     nodes: list[dict[str, Any]]
     results: dict[str, dict[str, int]]
+    triggers: dict[str, int] = Field(
+        default_factory=dict,
+        description="Runs a contact's message started (of runs.started), by kind of trigger: "
+        "keyword, catch_all, new_contact.",
+    )
 
 
 # -- contacts -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.config import Config, ConfigError, load_config
-from bot.flow.files import check_references, flow_files, load_folder
+from bot.flow.files import check_references, flow_files, load_folder, trigger_conflicts
 from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
 from channels.protocol import Command, channel_class, channel_types, validate_channels
 
@@ -39,6 +39,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         siblings, _ = load_folder(folder.parent, set(config.channels))
         problems = [p for p in problems if "unknown flow" not in p.message]
         problems += [p for p in check_references({**siblings, **flows}) if p.file == str(folder)]
+        others = {k: f for k, f in siblings.items() if k not in flows}  # this file claims last
+        clashes = trigger_conflicts({**others, **flows})
+        problems += [p for _, _, p in clashes if p.file == str(folder)]
     templates = asyncio.run(template_problems(flows, config)) if not problems else []
     if templates is None:
         print("templates not checked: none synced yet (chasqui templates sync)", file=sys.stderr)

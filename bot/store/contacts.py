@@ -75,10 +75,11 @@ class ContactStore(SearchStore, GroupStore):
         contact = await self.get_contact(cid)
         return (contact if contact is not None else {**record, "uuid": cid}), created
 
-    async def ensure_contact(self, urn: str, name: str = "", now: float = 0.0) -> str:
-        """The uuid of the URN's contact, created if new: one round trip (the webhook path)."""
-        cid, _, _ = await self._contact_for_urn(urn, name, now, {})
-        return cid
+    async def ensure_contact(self, urn: str, name: str = "", now: float = 0.0) -> tuple[str, bool]:
+        """The uuid of the URN's contact, created if new, and True when it was created now: one
+        round trip (the webhook path)."""
+        cid, created, _ = await self._contact_for_urn(urn, name, now, {})
+        return cid, created
 
     async def _contact_for_urn(
         self, urn: str, name: str, now: float, extra: dict[str, Any]
