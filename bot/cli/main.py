@@ -1,4 +1,4 @@
-"""The ``chasqui`` command: serve, check, test, simulate.
+"""The ``chasqui`` command: serve, check, test, simulate, channels, ...
 
 Every command takes ``--config PATH`` (default ``$CHASQUI_CONFIG`` or ``./config.toml``).
 Exit codes: 0 fine, 1 problems found (invalid flows, failing tests), 2 usage or config error.
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.cli import channels as channels_cli
 from bot.core.config import Config, ConfigError, load_config
 from bot.flow.files import check_references, flow_files, load_folder, trigger_conflicts
 from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
@@ -116,19 +117,29 @@ def _fork_server(config: Config, args: argparse.Namespace) -> int:
     try:
         runtime = Runtime(config)
         runtime.load_flows()
-        _serve(config, runtime, args, reuse_port=True)
+        _serve(config, runtime, args, reuse_port=True, announce=False)
     except BaseException:
         logging.exception("serving process failed")
         code = 1
     os._exit(code)
 
 
-def _serve(config: Config, runtime: Any, args: argparse.Namespace, *, reuse_port: bool) -> None:
+def _serve(
+    config: Config,
+    runtime: Any,
+    args: argparse.Namespace,
+    *,
+    reuse_port: bool,
+    announce: bool = True,
+) -> None:
     from bot.api.app import create_app
     from bot.api.serving import run
+    from bot.cli.where import where
 
+    app = create_app(config, runtime)
     run(
-        create_app(config, runtime),
+        app,
+        on_ready=(lambda: print(where(config, app), flush=True)) if announce else None,
         access_log=logging.getLogger("aiohttp.access") if args.verbose else None,
         host=config.server.host,
         port=config.server.port,
@@ -278,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     contacts_parsers(sub, _config)  # contacts import|list|show|history, runs
 
+    channels_cli.add_parser(sub)
+
     for type_name in channel_types():  # commands the channel types bring (`chasqui sandbox`)
         for command in channel_class(type_name).commands():
             p = sub.add_parser(command.name, help=command.help)
@@ -333,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "start",
         "starts",
         "contacts",
+        "channels",
         "runs",
     )
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
