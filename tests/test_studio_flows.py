@@ -121,7 +121,7 @@ async def test_a_flows_page_draws_it_with_its_counts_live(make_api: MakeApi) -> 
     status, live = await pages.get("/studio/flows/survey/live")
     assert status == 200 and live.lstrip().startswith('<div id="live" data-live=')
     assert "<html" not in live and "2 waiting" in live
-    assert re.search(r'data-count="started">started <strong>2</strong>', live)
+    assert re.search(r'data-count="started">runs started <strong>2</strong>', live)
 
 
 async def test_an_unknown_flow_is_a_404_page(make_api: MakeApi) -> None:
