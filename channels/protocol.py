@@ -32,10 +32,12 @@ from bot.core.config import ChannelConfig, ConfigError
 from bot.core.durations import Duration, parse_duration
 from bot.core.errors import ApiError
 from bot.core.jsonin import loads
+from bot.core.netguard import BlockedAddress, PublicOnlyResolver, check_literal
 from bot.core.validation import summary as validation_summary
 
 __all__ = [
     "Attachment",
+    "BlockedAddress",
     "Capabilities",
     "Channel",
     "ChannelConfig",
@@ -47,6 +49,7 @@ __all__ = [
     "Location",
     "Message",
     "Mount",
+    "PublicOnlyResolver",
     "RateLimit",
     "SendResult",
     "Status",
@@ -55,6 +58,7 @@ __all__ = [
     "WebhookError",
     "build_channels",
     "channel_class",
+    "check_literal",
     "loads",
     "parse_duration",
     "validate_channels",
