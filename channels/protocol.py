@@ -10,7 +10,14 @@ subclass). It imports only this module and its own package. What it does:
 - **send** one message and say what became of it (:class:`SendResult`);
 - **declare** what it can do (:class:`Capabilities`: URN schemes, templates, buttons, lists,
   media, the window rule, its rate limit);
-- optionally mount **extra apps** (e.g. a provider's stand-in) and report **health**.
+- optionally mount **extra apps** (e.g. a provider's stand-in) and report **health**;
+- for a channel with provider templates, **preview** one as the contact sees it
+  (:class:`TemplatePreview`), for Studio and the simulator;
+- optionally bring **commands** of its own to ``chasqui`` (:class:`Command`, e.g. ``chasqui
+  sandbox``) and say why it **cannot be served** so (``serving_problem``).
+
+``bot`` never imports a channel package: it finds a type with :func:`channel_class` and the
+installed ones with :func:`channel_types`, and talks to them through this module alone.
 
 Anything it needs kept in Redis (its synced templates, a shared rate bucket) it asks of the
 :class:`ChannelHost` it is given; nothing else of ``bot`` is its business. ``docs/channels.md``
@@ -19,16 +26,19 @@ walks through writing one.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import ipaddress
+import pkgutil
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
-from bot.core.config import ChannelConfig, ConfigError
+from bot.core.config import ChannelConfig, Config, ConfigError
 from bot.core.durations import Duration, parse_duration
 from bot.core.errors import ApiError
 from bot.core.jsonin import loads
@@ -42,6 +52,8 @@ __all__ = [
     "Channel",
     "ChannelConfig",
     "ChannelHost",
+    "Command",
+    "CommandContext",
     "ConfigError",
     "Duration",
     "Inbound",
@@ -53,12 +65,16 @@ __all__ = [
     "RateLimit",
     "SendResult",
     "Status",
+    "TemplateButton",
+    "TemplatePreview",
     "TemplateUpdate",
     "UnknownChannelType",
     "WebhookError",
     "build_channels",
     "channel_class",
+    "channel_types",
     "check_literal",
+    "is_loopback",
     "loads",
     "parse_duration",
     "validate_channels",
@@ -204,6 +220,38 @@ class SendResult:
     retry_after: float | None = None
 
 
+# -------------------------------------------------------------------------- template previews
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateButton:
+    """One button of a template as the contact sees it."""
+
+    kind: str  # ``quick_reply`` (answers with its payload), ``url``, ``phone``, or the provider's
+    text: str
+    payload: str | None = None  # a quick reply's payload, when the send gives one
+    target: str | None = None  # a URL button's link (its parameter filled), a phone's number
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatePreview:
+    """A template send as the contact sees it: the template's own words, parameters filled in.
+
+    ``known`` False: the channel has no such template (only its name and the send's parameters
+    can be shown). ``problem`` (``{"code", "message"}``): why the provider would refuse this send;
+    None when it would go."""
+
+    name: str
+    language: str
+    known: bool = True
+    header: str | None = None  # a text header, filled; or a media header's given value
+    header_media: str | None = None  # a media header's kind (``image``, ``document``, ...)
+    body: str = ""
+    footer: str | None = None
+    buttons: tuple[TemplateButton, ...] = ()
+    problem: ErrorInfo | None = None
+
+
 # -------------------------------------------------------------------------- the host
 
 
@@ -229,6 +277,41 @@ class Mount:
 
     prefix: str
     app: web.Application
+
+
+# -------------------------------------------------------------------------- commands
+
+
+class CommandContext(Protocol):
+    """What ``chasqui`` gives a channel's command: the config, read only when asked."""
+
+    def config(self) -> Config:
+        """The configuration ``--config`` names (exits 2 when it is unreadable)."""
+        ...
+
+    def admin_token(self) -> tuple[str, str]:
+        """The server's admin token, and where it is kept (for the operator to read)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A ``chasqui`` subcommand a channel type brings (the WhatsApp sandbox's ``sandbox``)."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, CommandContext], int]  # the exit code
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listening address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
 
 
 # -------------------------------------------------------------------------- the channel
@@ -264,6 +347,22 @@ class Channel(ABC):
         sandbox's ``/_fake``) requires it, as the server's API does."""
         return []
 
+    @classmethod
+    def serving_problem(cls, config: ChannelConfig, *, host: str, processes: int) -> str | None:
+        """Why ``chasqui serve`` must refuse to serve this channel on ``host`` with
+        ``processes`` processes (an in-process stand-in on a public address), or None."""
+        return None
+
+    @classmethod
+    def commands(cls) -> Sequence[Command]:
+        """``chasqui`` subcommands this channel type brings (none by default)."""
+        return ()
+
+    @classmethod
+    def demo_templates(cls) -> list[dict[str, Any]]:
+        """Templates a preview may use while none are synced (a stand-in's seed); none here."""
+        return []
+
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"}``, or ``"unhealthy"`` with a reason (shown by /healthz)."""
         return {"status": "ok"}
@@ -292,6 +391,12 @@ class Channel(ABC):
 
     def template_problems(self, template: dict[str, Any]) -> str | None:
         """Why this (rendered or not) template block would be refused, or None."""
+        return None
+
+    def preview_template(self, template: Mapping[str, Any]) -> TemplatePreview | None:
+        """This template send (a send record's ``template``, parameters rendered) as the
+        contact would see it, from the loaded templates; None: this channel has no templates
+        (its message's ``text`` goes instead)."""
         return None
 
     # What a media id of this provider looks like; anything else is refused before any request
@@ -326,6 +431,13 @@ def channel_class(type_name: str) -> type[Channel]:
         raise UnknownChannelType(f"unknown channel type {type_name!r}") from exc
     cls: type[Channel] = module.CHANNEL
     return cls
+
+
+def channel_types() -> list[str]:
+    """The channel types installed: the packages beside this module."""
+    import channels
+
+    return sorted(m.name for m in pkgutil.iter_modules(channels.__path__) if m.ispkg)
 
 
 def validate_channels(configs: Mapping[str, ChannelConfig]) -> None:

@@ -28,6 +28,10 @@ def test_every_channel_package_is_under_the_channel_contracts() -> None:
     only_protocol = by_name["A channel imports only the channel protocol and its own package"]
     assert sorted(only_protocol["source_modules"]) == packages
     assert sorted(by_name["Channel packages are independent of each other"]["modules"]) == packages
+    no_type = by_name[
+        "bot names no channel type: it reaches channels through channels.protocol alone"
+    ]
+    assert sorted(no_type["forbidden_modules"]) == packages
 
 
 def test_every_package_of_bot_is_in_a_layer() -> None:

@@ -18,9 +18,11 @@ from redis.asyncio import Redis
 
 from bot.cli.main import main
 from bot.convtest.simulate import simulate
-from bot.convtest.templateview import TemplateBook
+from bot.convtest.templateview import render
 from bot.core.config import load_config
 from bot.store import Store
+from channels.whatsapp.preview import preview
+from channels.whatsapp.templates import parse_template
 
 FLOW = """
 name: Greeter
@@ -214,9 +216,9 @@ async def test_a_synced_template_is_shown_from_its_definition(
     assert "bot>   (2) b" in out
     assert "tu pedido" not in out  # not the seed's wording
 
-    lines, choices = TemplateBook([{**synced, "components": [header, body]}]).render(
-        {"name": "order_delivered", "language": "es", "header": ["X"], "body": ["Bo", "X"]}
-    )
+    item = {**synced, "components": [header, body]}
+    block = {"name": "order_delivered", "language": "es", "header": ["X"], "body": ["Bo", "X"]}
+    lines, choices = render(preview(item, parse_template(item), block, language="es"), block)
     assert lines[1:] == ["*Pedido X*", "Olá Bo: pedido X entregue"] and choices == []
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ from typing import Any
 from bot.core.config import Config, ConfigError, load_config
 from bot.flow.files import check_references, flow_files, load_folder
 from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
-from channels.protocol import validate_channels
+from channels.protocol import Command, channel_class, channel_types, validate_channels
 
 DESCRIPTION = "Chasqui: conversational flows kept in git, run on Redis."
 
@@ -73,20 +72,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     logging.info("flows loaded: %s", ", ".join(sorted(runtime.registry.flows)) or "none")
     processes = config.server.processes
-    sandboxed = any(
-        c.model_extra and c.model_extra.get("graph_url") == "sandbox"
-        for c in config.channels.values()
-    )
-    if sandboxed and not _loopback(config.server.host):
-        print(_SANDBOX_LOOPBACK.format(f"server.host = {config.server.host!r}"), file=sys.stderr)
-        return 2
-    if processes > 1 and sandboxed:
-        print(
-            "server.processes > 1 cannot share an in-process sandbox: run `chasqui sandbox` "
-            "and point graph_url at it",
-            file=sys.stderr,
+    for channel in config.channels.values():
+        refused = channel_class(channel.type).serving_problem(
+            channel, host=config.server.host, processes=processes
         )
-        return 2
+        if refused:
+            print(refused, file=sys.stderr)
+            return 2
     admin_token(config)  # once, before the processes: they all read the same token
     children = [pid for pid in (_fork_server(config, args) for _ in range(processes - 1)) if pid]
     try:
@@ -201,52 +193,30 @@ def cmd_contacts(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-_SANDBOX_LOOPBACK = (
-    "refusing to serve the WhatsApp sandbox on {}: its /_fake controls inject signed inbound "
-    "messages from any number, so it listens on loopback only (127.0.0.1, ::1, localhost)"
-)
+class _CommandContext:
+    """What a channel type's command may ask of ``chasqui`` (``channels.protocol``)."""
 
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
 
-def _loopback(host: str) -> bool:
-    """Whether ``host`` (a listening address) is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
+    def config(self) -> Config:
+        return _config(self.args)
 
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from channels.whatsapp.sandbox import demo_config, run_sandbox
-
-    if not _loopback(args.host):
-        print(_SANDBOX_LOOPBACK.format(f"--host {args.host}"), file=sys.stderr)
-        return 2
-
-    if args.admin_token:
-        token = args.admin_token
-    else:  # the server's: one token for `chasqui serve` and `chasqui sandbox` beside it
+    def admin_token(self) -> tuple[str, str]:
         from bot.work.runtime import admin_token
 
-        config = _config(args)
-        token = admin_token(config)
+        config = self.config()
         where = str(config.resolve(config.redis.data_dir) / "admin-token")
         if config.server.admin_token.get_secret_value():
             where = "server.admin_token"
-        print(f"its /_fake controls take the server's admin token ({where})")
-    sandbox = demo_config(
-        args.webhook_url,
-        admin_token=token,
-        max_mps=args.max_mps,
-        pair_rate=not args.no_pair_rate,
-        statuses=not args.no_statuses,
-        record_limit=args.record_limit,
-    )
-    print(f"WhatsApp sandbox on http://{args.host}:{args.port} -> webhooks to {args.webhook_url}")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sandbox(sandbox, args.host, args.port))
-    return 0
+        return admin_token(config), where
+
+
+def _channel_command(command: Command) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        return command.run(args, _CommandContext(args))
+
+    return run
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -307,29 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", action="append", default=[], help="also add every row to G")
     p.set_defaults(func=cmd_contacts)
 
-    p = sub.add_parser("sandbox", help="run the WhatsApp Graph API sandbox on its own")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
-    p.add_argument(
-        "--webhook-url",
-        default="http://127.0.0.1:8080/webhooks/whatsapp/whatsapp",
-        help="where it posts signed webhooks",
-    )
-    p.add_argument("--max-mps", type=float, default=80.0, help="throughput per number; 0: off")
-    p.add_argument("--no-pair-rate", action="store_true", help="no per-recipient pair rate")
-    p.add_argument("--no-statuses", action="store_true", help="no status webhooks")
-    p.add_argument(
-        "--record-limit",
-        type=int,
-        default=10_000,
-        help="sends and webhooks kept for /_fake/sent and /_fake/webhooks",
-    )
-    p.add_argument(
-        "--admin-token",
-        help="the token its /_fake controls require (default: the server's, as `chasqui serve` "
-        "reads it: server.admin_token, else var/admin-token, generated if missing)",
-    )
-    p.set_defaults(func=cmd_sandbox)
+    for type_name in channel_types():  # commands the channel types bring (`chasqui sandbox`)
+        for command in channel_class(type_name).commands():
+            p = sub.add_parser(command.name, help=command.help)
+            command.arguments(p)
+            p.set_defaults(func=_channel_command(command))
 
     p = sub.add_parser("start", help="send a flow to contacts and groups, and follow it")
     p.add_argument("flow", help="flow id")

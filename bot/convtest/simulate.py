@@ -27,7 +27,7 @@ from typing import Any, Protocol, TextIO
 
 from bot.convtest.runner import Driver, routes_for, throwaway_store
 from bot.convtest.show import default_view, show
-from bot.convtest.templateview import Choice, TemplateBook, plain
+from bot.convtest.templateview import Choice, plain, render
 from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig, Config
 from bot.core.durations import parse_duration
@@ -38,8 +38,15 @@ from bot.store import Store
 from bot.work.host import StoreHost
 from bot.work.runtime import Runtime, limits_of
 from bot.work.webhook_calls import WebhookCaller
-from channels.protocol import Capabilities, Channel, ChannelHost, SendResult, channel_class
-from channels.whatsapp.sandbox.templates import demo_templates
+from channels.protocol import (
+    Capabilities,
+    Channel,
+    ChannelHost,
+    RateLimit,
+    SendResult,
+    TemplatePreview,
+    channel_class,
+)
 
 HELP = "type a reply or a choice's number; /wait 1h lets time pass; /restart; /quit"
 QUIET = 0.75  # --live: the flow has said all it will once nothing changed for this long
@@ -70,16 +77,16 @@ class ShownChannel(Channel):
     TYPE = "simulated"
     CAPABILITIES = Capabilities(schemes=())
 
-    def __init__(self, name: str, host: ChannelHost, templates: TemplateBook | None) -> None:
+    def __init__(self, name: str, host: ChannelHost, real: Channel | None) -> None:
         super().__init__(name, ChannelConfig(type=self.TYPE), host)
-        self.templates = templates  # None: a channel without provider templates
+        self.real = real  # the configured channel, previewing templates; None: it has none
 
     async def send(self, message: dict[str, Any]) -> SendResult:
         template = message.get("template")
-        if template and self.templates is not None:
-            problem = self.templates.problem(template)
-            if problem is not None:
-                return SendResult(False, error=problem)
+        if template and self.real is not None:
+            preview = self.real.preview_template(template)
+            if preview is not None and preview.problem is not None:
+                return SendResult(False, error=preview.problem)
         return SendResult(ok=True, external_id=message["uuid"])
 
 
@@ -110,15 +117,51 @@ async def _configured_templates(config: Config) -> dict[str, list[dict[str, Any]
         return await synced_templates(Store(redis), config)
 
 
+class _GivenTemplates:
+    """A channel host holding fixed templates: a channel built only to preview them."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    async def templates(self, channel: str) -> list[dict[str, Any]]:
+        return self.items
+
+    async def save_templates(self, channel: str, templates: Sequence[dict[str, Any]]) -> None:
+        return None
+
+    async def throttle(self, bucket: str, rate: RateLimit) -> None:
+        return None
+
+
 class _Books:
-    """The templates each channel knows: its synced ones, else the sandbox's seed."""
+    """Each templated channel, built (never started) to preview its templates: its synced
+    ones, else its type's demo templates (the WhatsApp sandbox's seed)."""
 
-    def __init__(self, synced: dict[str, list[dict[str, Any]]]) -> None:
-        self.seed = TemplateBook(demo_templates())
-        self.by_channel = {name: TemplateBook(items) for name, items in synced.items() if items}
+    def __init__(self) -> None:
+        self.by_channel: dict[str, Channel] = {}
 
-    def of(self, channel: str | None) -> TemplateBook:
-        return self.by_channel.get(channel or "", self.seed)
+    @classmethod
+    async def load(cls, config: Config, synced: dict[str, list[dict[str, Any]]]) -> _Books:
+        books = cls()
+        for name, cfg in config.channels.items():
+            if not _templated(cfg):
+                continue
+            kind = channel_class(cfg.type)
+            given = _GivenTemplates(synced.get(name) or kind.demo_templates())
+            try:
+                channel = kind(name, cfg, given)
+            except ValueError:  # settings the real channel refuses: shown by name only
+                continue
+            await channel.load_templates()
+            books.by_channel[name] = channel
+        return books
+
+    def of(self, channel: str | None) -> Channel | None:
+        return self.by_channel.get(channel or "")
+
+    def preview(self, channel: str | None, block: dict[str, Any]) -> TemplatePreview | None:
+        real = self.of(channel)
+        return real.preview_template(block) if real is not None else None
 
 
 class _Mode(Protocol):
@@ -205,7 +248,8 @@ def render_message(message: dict[str, Any], books: _Books) -> tuple[list[str], l
         if message.get("text") is not None:  # a channel without templates: the text goes too
             lines.append(plain(template))
         else:
-            shown, buttons = books.of(message.get("channel")).render(template)
+            preview = books.preview(message.get("channel"), template)
+            shown, buttons = render(preview, template) if preview else ([plain(template)], [])
             lines += shown
             choices = buttons or choices
     if message.get("text"):
@@ -379,10 +423,10 @@ async def simulate(
             assert runtime.worker is not None
             runtime.worker.webhooks = mode.webhooks
             await runtime.worker.start()
-            books = _Books(await synced_templates(runtime.store, config))
+            books = await _Books.load(config, await synced_templates(runtime.store, config))
             where = "the configured store: the contact and its runs are kept and counted"
         else:
-            books = _Books(await _configured_templates(config))
+            books = await _Books.load(config, await _configured_templates(config))
             store = await stack.enter_async_context(throwaway_store(None))
             await store.setup()
             mode = _Throwaway(config, store, urn.split(":", 1)[0], books)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ from channels.protocol import (
     Channel,
     ChannelConfig,
     ChannelHost,
+    Command,
     Inbound,
     InboundEvent,
     Message,
@@ -32,15 +33,19 @@ from channels.protocol import (
     RateLimit,
     SendResult,
     Status,
+    TemplatePreview,
     TemplateUpdate,
     WebhookError,
+    is_loopback,
     loads,
     parse_duration,
     validation_summary,
 )
+from channels.whatsapp.commands import SANDBOX, SANDBOX_LOOPBACK
 from channels.whatsapp.config import WhatsAppConfig
 from channels.whatsapp.events import inbound_message
 from channels.whatsapp.outbound import BUTTONS_MAX, ROWS_MAX
+from channels.whatsapp.preview import preview
 from channels.whatsapp.protocol import (
     OutboundError,
     TemplateInfo,
@@ -94,6 +99,7 @@ class WhatsAppChannel(Channel):
         self.graph_base = self.settings.graph_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
+        self._items: dict[tuple[str, str], dict[str, Any]] = {}  # their definitions, as synced
         self._languages: dict[str, list[str]] = {}
         self._problem: str | None = None  # set by a credentials error, cleared by a success
         self._sync_task: asyncio.Task[None] | None = None
@@ -122,6 +128,30 @@ class WhatsAppChannel(Channel):
         from channels.whatsapp.sandbox.mount import sandbox_for
 
         return [Mount(sandbox_prefix(name), sandbox_for(name, s, base_url, admin_token))]
+
+    @classmethod
+    def serving_problem(cls, config: ChannelConfig, *, host: str, processes: int) -> str | None:
+        if not _settings(config).sandbox:
+            return None
+        if not is_loopback(host):
+            return SANDBOX_LOOPBACK.format(f"server.host = {host!r}")
+        if processes > 1:
+            return (
+                "server.processes > 1 cannot share an in-process sandbox: run `chasqui sandbox` "
+                "and point graph_url at it"
+            )
+        return None
+
+    @classmethod
+    def commands(cls) -> Sequence[Command]:
+        return (SANDBOX,)
+
+    @classmethod
+    def demo_templates(cls) -> list[dict[str, Any]]:
+        """The sandbox's seed (imported only when asked: production never loads it)."""
+        from channels.whatsapp.sandbox.templates import demo_templates
+
+        return demo_templates()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -374,6 +404,7 @@ class WhatsAppChannel(Channel):
 
     def _load(self, items: Iterable[dict[str, Any]]) -> None:
         templates: dict[tuple[str, str], TemplateInfo] = {}
+        definitions: dict[tuple[str, str], dict[str, Any]] = {}
         languages: dict[str, list[str]] = {}
         for item in items:
             try:
@@ -381,9 +412,10 @@ class WhatsAppChannel(Channel):
             except Exception:  # one odd template must not hide the others
                 log.warning("template %s of %s could not be read", item.get("name"), self.name)
                 continue
-            templates[(info.name, normalise_language(info.language) or "")] = info
-            languages.setdefault(info.name, []).append(normalise_language(info.language) or "")
-        self._templates, self._languages = templates, languages
+            key = (info.name, normalise_language(info.language) or "")
+            templates[key], definitions[key] = info, item
+            languages.setdefault(info.name, []).append(key[1])
+        self._templates, self._items, self._languages = templates, definitions, languages
 
     def template_problems(self, template: dict[str, Any]) -> str | None:
         """For ``chasqui check``: why this template block would be refused, or None."""
@@ -395,6 +427,17 @@ class WhatsAppChannel(Channel):
             available_languages=self._languages.get(template["name"], []),
         )
         return f"{problem.code}: {problem.message}" if problem else None
+
+    def preview_template(self, template: Mapping[str, Any]) -> TemplatePreview:
+        language = normalise_language(str(template.get("language") or "")) or ""
+        key = (str(template.get("name")), language)
+        return preview(
+            self._items.get(key),
+            self._templates.get(key),
+            template,
+            language=language,
+            languages=self._languages.get(key[0], []),
+        )
 
     async def templates_changed(self, *, resync: bool) -> None:
         if not resync:
