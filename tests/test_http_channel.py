@@ -18,27 +18,11 @@ from bot.core.config import ChannelConfig
 from channels.http import HttpChannel
 from channels.protocol import RateLimit
 from tests.support.api import Api, MakeApi
-from tests.support.receiver import SECRET, Receiver, signed_post
+from tests.support.receiver import ECHO, SECRET, WEBHOOK, Receiver, signed_post
 from tests.support.serve import free_port
 from tests.support.waiting import wait_for
 
 AiohttpServer = Callable[..., Awaitable[TestServer]]
-WEBHOOK = "/webhooks/http/web"
-
-ECHO = """\
-name: Web echo
-nodes:
-  - id: hello
-    send_message: {text: "Hola @contact.first_name", quick_replies: ["Sí", "No"]}
-    next: ask
-  - id: ask
-    wait_for_reply:
-      result: said
-      other: {category: Other, next: answer}
-  - id: answer
-    send_message: {text: "got @input.text"}
-    next: ask
-"""
 
 
 class Web:
@@ -116,7 +100,13 @@ async def test_a_signed_message_in_and_the_flows_answers_out(web_channel: Any) -
     await web.says("crm-42", "Sí", "m2")  # a sender's retry: same webhook-id, signed afresh
     await web.says("crm-42", "tres", "m3")
     assert await web.answers(3) == ["Hola Ana", "got Sí", "got tres"]
-    messages = await web.api.store.messages(cid)
+
+    async def recorded() -> list[dict[str, Any]]:  # the sender records a send after its POST
+        messages = await web.api.store.messages(cid)
+        out = [m for m in messages if m["direction"] == "out"]
+        return messages if all(m["status"] == "sent" for m in out) else []
+
+    messages = await wait_for(recorded, "every answer recorded as sent")
     inbound = [m for m in messages if m["direction"] == "in"]
     assert sorted(m["external_id"] for m in inbound) == ["m1", "m2", "m3"]  # m2 once
     sent = [m for m in messages if m["direction"] == "out"]

@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 
 from tests.support.api import MakeApi
-from tests.support.receiver import SECRET
+from tests.support.receiver import ECHO, SECRET, WEBHOOK
 from tests.support.serve import free_port
 from tests.support.waiting import wait_for
-from tests.test_http_channel import ECHO, WEBHOOK
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "channels" / "http.md"
 SNIPPET = re.compile(r"```python\n# (\w+\.py)\n(.*?)```", re.DOTALL)

@@ -23,6 +23,24 @@ from aiohttp import web
 SECRET = "whsec_" + base64.b64encode(b"chasqui-tests-http-channel-key-1").decode()
 KEY = base64.b64decode(SECRET.removeprefix("whsec_"))
 
+# the tests' channel is named ``web``; its flow answers what it is told
+WEBHOOK = "/webhooks/http/web"
+
+ECHO = """\
+name: Web echo
+nodes:
+  - id: hello
+    send_message: {text: "Hola @contact.first_name", quick_replies: ["Sí", "No"]}
+    next: ask
+  - id: ask
+    wait_for_reply:
+      result: said
+      other: {category: Other, next: answer}
+  - id: answer
+    send_message: {text: "got @input.text"}
+    next: ask
+"""
+
 
 def signature(webhook_id: str, timestamp: int | str, body: bytes, key: bytes = KEY) -> str:
     signed = f"{webhook_id}.{timestamp}.".encode() + body
