@@ -129,8 +129,10 @@ async def test_the_reply_event_carries_what_the_channel_parsed(bot: Bot) -> None
         "media": {"id": "media-1", "mime_type": "image/jpeg", "caption": "a caption"},
         "location": {"latitude": -12.05, "longitude": -77.04, "name": "Lima"},
         "reply_to": "wamid.ours",
+        "new_contact": True,  # the contact was made for this message: its first ever
     }
     assert reaction["record_only"] is True and reaction["reaction"] == {"message_id": "x"}
+    assert "new_contact" not in reaction  # the contact existed by then
 
 
 async def test_statuses_are_applied_monotonically(bot: Bot) -> None:

@@ -15,17 +15,19 @@ async def test_concurrent_first_messages_make_one_contact(redis: Redis) -> None:
     ids = await asyncio.gather(
         *(store.ensure_contact("whatsapp:+5511900000001", "Ana", 1.0) for _ in range(20))
     )
-    assert len(set(ids)) == 1
-    contact = await store.get_contact(ids[0])
+    assert len({cid for cid, _ in ids}) == 1
+    assert [created for _, created in ids].count(True) == 1  # one of them made it: a new contact
+    contact = await store.get_contact(ids[0][0])
     assert contact is not None and contact["name"] == "Ana"
     assert contact["urns"] == ["whatsapp:+5511900000001"]
 
 
 async def test_an_index_entry_without_its_record_is_repaired(redis: Redis) -> None:
     store = Store(redis)
-    cid = await store.ensure_contact("tel:+1555", "Bruno", 1.0)
+    cid, created = await store.ensure_contact("tel:+1555", "Bruno", 1.0)
+    assert created
     await redis.delete(contact_key(cid, "contact"))
-    assert await store.ensure_contact("tel:+1555", "Bruno B", 2.0) == cid
+    assert (await store.ensure_contact("tel:+1555", "Bruno B", 2.0))[0] == cid
     contact, created = await store.contact_for_urn("tel:+1555")
     assert not created and contact["uuid"] == cid and contact["name"] == "Bruno B"
     assert contact["groups"] == [] and contact["fields"] == {}  # still lists and objects

@@ -1,4 +1,7 @@
-"""The contacts API: create, list (filtered, paged), read, update, delete, and the CSV import.
+"""The contacts API: create, list (filtered, searched, paged), read, update, delete, and the CSV
+import. Each is a service function taking the typed request model (``create``, ``find``,
+``update``, ``delete``, ``import_rows``) that the JSON handlers below, Studio's pages and the CLI
+all call, so none of them has logic the others lack.
 
 The rules themselves are :mod:`bot.core.contacts` and the import is :mod:`bot.work.contacts_import`
 (shared with ``chasqui contacts import``); this module is their HTTP side.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -24,19 +28,29 @@ from bot.api.lookup import busy, contact_or_404, group_or_404, valid_urn
 from bot.api.routes import Op, body, query
 from bot.core.contacts import group_name_problem
 from bot.core.errors import ApiError
-from bot.store import ContactBusy
+from bot.engine.sprint import Route
+from bot.store import ContactBusy, Store
 from bot.store.paging import decode_cursor, filtered_page
-from bot.work.contacts_import import READ_CHUNK, Importer, import_csv
+from bot.store.search import matches, query_words, scan_order
+from bot.work.contacts_import import READ_CHUNK, Importer, ImportReport, import_csv
 
 CONTACTS_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}$")
+SEARCH_MEMBER = re.compile(r"^[^\W_]{1,24} [0-9a-f-]{36}$")
 
 
-async def create_contact(request: web.Request) -> web.Response:
+@dataclass
+class Found:
+    """A page of contacts and the cursor of the next page (None on the last)."""
+
+    contacts: list[dict[str, Any]]
+    next: str | None
+
+
+# -- the services: pages, the JSON API and the CLI call these -----------------------------------
+async def create(st: Store, at: float, spec: m.ContactCreate) -> dict[str, Any]:
     """Create a contact; 409 ``urn_in_use`` (with the existing contact's uuid) when its URN
     has a contact already."""
-    spec = await body(request, m.ContactCreate)
     urns = [valid_urn(u) for u in spec.all_urns()]
-    st, at = store(request), now(request)
     names: list[str] = []
     for ref in dict.fromkeys(spec.groups):
         group = await st.group_by_ref(ref)
@@ -64,55 +78,66 @@ async def create_contact(request: web.Request) -> web.Response:
     if names:
         ids = await st.group_ids(names, create=True, now=at)
         await st.add_memberships([(ids[g], contact["uuid"]) for g in names])
-    return web.json_response(contact, status=201)
+    return contact
 
 
-async def get_contact(request: web.Request) -> web.Response:
-    return web.json_response(await contact_or_404(store(request), request.match_info["uuid"]))
-
-
-async def list_contacts(request: web.Request) -> web.Response:
-    """A page of contacts in creation order, filtered by URN, group, status, name prefix
-    (case-insensitive) and created since, with a ``next`` cursor."""
-    q = query(request, m.ContactQuery)
-    st = store(request)
+async def find(st: Store, q: m.ContactQuery) -> Found:
+    """A page of contacts filtered by URN, search words (``q``: through the search index, in
+    word order), group, status, being in a flow, name prefix (case-insensitive) and created
+    since; without ``q`` in creation order."""
     if q.urn is not None:
         cid = await st.contact_id_for_urn(valid_urn(q.urn))
         contact = await st.get_contact(cid) if cid else None
-        return web.json_response({"contacts": [contact] if contact else [], "next": None})
+        return Found([contact] if contact else [], None)
     prefix = (q.name or "").casefold()
     gid = (await group_or_404(st, q.group))["id"] if q.group is not None else None
-    after = decode_cursor(q.cursor, CONTACTS_MEMBER) if q.cursor else None
+    wanted = scan_order(query_words(q.q or ""))
+    shape = SEARCH_MEMBER if wanted else CONTACTS_MEMBER
+    after = decode_cursor(q.cursor, shape) if q.cursor else None
 
     async def fetch(last: str | None, count: int) -> list[str]:
+        if wanted:
+            return await st.search_page(wanted[0], last, count)
         return await st.contact_page(last, q.created_since, count)
 
-    async def load(members: Sequence[str]) -> list[dict[str, Any] | None]:
-        cids = [m.split("|", 1)[1] for m in members]
-        keep = await st.is_member(gid, cids) if gid else [True] * len(cids)
-        chosen = iter(await st.contacts([c for c, k in zip(cids, keep, strict=True) if k]))
-        return [wanted(next(chosen)) if kept else None for kept in keep]
+    def cid_of(member: str) -> str:
+        return member.rsplit(" ", 1)[1] if wanted else member.split("|", 1)[1]
 
-    def wanted(contact: dict[str, Any] | None) -> dict[str, Any] | None:
+    async def load(members: Sequence[str]) -> list[dict[str, Any] | None]:
+        cids = [cid_of(member) for member in members]
+        keep = await st.is_member(gid, cids) if gid else [True] * len(cids)
+        if q.in_flow is not None:
+            flowing = await st.in_flow(cids)
+            keep = [k and f == q.in_flow for k, f in zip(keep, flowing, strict=True)]
+        chosen = iter(await st.contacts([c for c, k in zip(cids, keep, strict=True) if k]))
+        return [
+            kept_one(next(chosen), member) if kept else None
+            for kept, member in zip(keep, members, strict=True)
+        ]
+
+    def kept_one(contact: dict[str, Any] | None, member: str) -> dict[str, Any] | None:
         if contact is None or (q.status and contact.get("status", "active") != q.status):
             return None
         if prefix and not str(contact.get("name") or "").casefold().startswith(prefix):
             return None
+        if wanted and not matches(contact, wanted, member):
+            return None
+        since = q.created_since
+        if wanted and since is not None and float(contact.get("created_on") or 0) < since:
+            return None
         return contact
 
     page = await filtered_page(fetch, load, after, q.limit)
-    return web.json_response({"contacts": page["items"], "next": page["next"]})
+    return Found(page["items"], page["next"])
 
 
-async def update_contact(request: web.Request) -> web.Response:
-    """PATCH: name, language, status replace; fields merge (null removes a field)."""
-    spec = await body(request, m.ContactUpdate)
+async def update(st: Store, at: float, cid: str, spec: m.ContactUpdate) -> dict[str, Any]:
+    """Name, language, status replace; fields merge (null removes a field)."""
     given = spec.model_fields_set
     changes = {k: v for k, v in spec.model_dump(include={"name", "status"}).items() if k in given}
     if "language" in given:
         changes["language"] = spec.language or ""
     fields = {k: None if v is None else str(v) for k, v in spec.fields.items()}
-    at = now(request)
 
     def change(contact: dict[str, Any]) -> dict[str, Any]:
         if "status" in changes and changes["status"] != contact.get("status", "active"):
@@ -127,24 +152,84 @@ async def update_contact(request: web.Request) -> web.Response:
         contact["fields"] = merged
         return contact
 
-    cid = request.match_info["uuid"]
     try:
-        result = await store(request).update_contacts([cid], change, at)
+        result = await st.update_contacts([cid], change, at)
     except ContactBusy as exc:
         raise busy(exc) from None
-    if result.get(cid) is None:
+    found = result.get(cid)
+    if found is None:
         raise ApiError(404, "unknown_contact", f"no contact {cid}")
-    return web.json_response(result[cid])
+    return found
 
 
-async def delete_contact(request: web.Request) -> web.Response:
-    cid = request.match_info["uuid"]
+async def delete(st: Store, cid: str) -> None:
+    """Delete a contact and everything it has; 404 when there is none."""
     try:
-        deleted = await store(request).delete_contact(cid)
+        deleted = await st.delete_contact(cid)
     except ContactBusy as exc:
         raise busy(exc) from None
     if not deleted:
         raise ApiError(404, "unknown_contact", f"no contact {cid}")
+
+
+async def import_rows(
+    st: Store, at: float, groups: list[str], chunks: AsyncIterator[bytes]
+) -> ImportReport:
+    """Import a CSV read a chunk at a time, every row also added to ``groups``."""
+    for group in groups:
+        problem = group_name_problem(group)
+        if problem is not None:
+            raise ApiError(400, "bad_request", f"group: {problem}")
+    return await import_csv(Importer(st, at, groups), chunks)
+
+
+@dataclass
+class Window:
+    """A channel's conversation window with a contact (WhatsApp's 24 hours since its last
+    message): free text may go until ``until``; None when the contact never wrote there."""
+
+    channel: str
+    until: float | None
+
+    def open(self, now: float) -> bool:
+        return self.until is not None and now < self.until
+
+
+def windows(contact: dict[str, Any], routes: Sequence[Route]) -> list[Window]:
+    """The contact's window on each channel that has one (as the engine decides sends)."""
+    last = contact.get("last_inbound") or {}
+    found = []
+    for route in routes:
+        if route.window is not None:
+            at = last.get(route.name)
+            found.append(Window(route.name, None if at is None else float(at) + route.window))
+    return found
+
+
+# -- the JSON API --------------------------------------------------------------------------------
+async def create_contact(request: web.Request) -> web.Response:
+    contact = await create(store(request), now(request), await body(request, m.ContactCreate))
+    return web.json_response(contact, status=201)
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    return web.json_response(await contact_or_404(store(request), request.match_info["uuid"]))
+
+
+async def list_contacts(request: web.Request) -> web.Response:
+    found = await find(store(request), query(request, m.ContactQuery))
+    return web.json_response({"contacts": found.contacts, "next": found.next})
+
+
+async def update_contact(request: web.Request) -> web.Response:
+    spec = await body(request, m.ContactUpdate)
+    cid = request.match_info["uuid"]
+    return web.json_response(await update(store(request), now(request), cid, spec))
+
+
+async def delete_contact(request: web.Request) -> web.Response:
+    cid = request.match_info["uuid"]
+    await delete(store(request), cid)
     return web.json_response({"deleted": cid})
 
 
@@ -169,13 +254,7 @@ async def _request_chunks(request: web.Request) -> AsyncIterator[bytes]:
 
 async def import_contacts(request: web.Request) -> web.Response:
     groups = request.query.getall("group", [])
-    for group in groups:
-        problem = group_name_problem(group)
-        if problem is not None:
-            raise ApiError(400, "bad_request", f"group: {problem}")
-    report = await import_csv(
-        Importer(store(request), now(request), groups), _request_chunks(request)
-    )
+    report = await import_rows(store(request), now(request), groups, _request_chunks(request))
     return web.json_response(report.as_json())
 
 

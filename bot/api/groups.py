@@ -1,5 +1,6 @@
 """The groups API: list, create, read, rename, delete, and members in bulk. Routes take a
-group's uuid (a name is accepted too); bodies may name groups either way."""
+group's uuid (a name is accepted too); bodies may name groups either way. ``create`` and
+``change_members`` are the services Studio's pages call too."""
 
 from __future__ import annotations
 
@@ -24,6 +25,47 @@ def public(group: dict[str, Any]) -> dict[str, Any]:
     return {k: group[k] for k in ("uuid", "name", "count", "created_on")}
 
 
+# -- the services: pages, the JSON API and the CLI call these -----------------------------------
+async def create(st: Store, at: float, spec: m.GroupCreate) -> dict[str, Any]:
+    """Create a group; 409 ``group_exists`` when the name is taken."""
+    _, created = await st.ensure_group(spec.name, at)
+    if not created:
+        raise ApiError(409, "group_exists", f"there is a group {spec.name!r} already")
+    return public(await group_or_404(st, spec.name))
+
+
+async def change_members(
+    st: Store, at: float, group: dict[str, Any], spec: m.Members, adding: bool
+) -> dict[str, Any]:
+    """Add (``adding``) or remove members of ``group`` (as :func:`group_or_404` gives it) in
+    bulk; the group set and each contact's ``groups`` list change together (one script per
+    contact). What was wrong is listed, not raised."""
+    name = group["name"]
+    cids, problems = await _members_of_body(st, spec, at, adding)
+
+    def change(contact: dict[str, Any]) -> dict[str, Any] | None:
+        groups = list(contact.get("groups") or [])
+        if (name in groups) == adding:
+            return None
+        contact["groups"] = [*groups, name] if adding else [g for g in groups if g != name]
+        return contact
+
+    try:
+        results = await st.update_contacts(cids, change, at)
+    except ContactBusy as exc:
+        raise busy(exc) from None
+    for cid in cids:
+        if results.get(cid) is None:
+            problems.append(
+                {"contact": cid, "code": "unknown_contact", "message": "no such contact"}
+            )
+    if adding:  # a member whose list already had the group: make sure the set has it too
+        await st.add_memberships([(group["id"], c) for c in cids if results.get(c) is not None])
+    done = sum(1 for c in cids if results.get(c) is not None)
+    return {"group": group["uuid"], "added" if adding else "removed": done, "errors": problems}
+
+
+# -- the JSON API --------------------------------------------------------------------------------
 async def list_groups(request: web.Request) -> web.Response:
     """Every group by name, paged like every list."""
     q = query(request, m.Page)
@@ -41,11 +83,7 @@ async def list_groups(request: web.Request) -> web.Response:
 
 async def create_group(request: web.Request) -> web.Response:
     spec = await body(request, m.GroupCreate)
-    st = store(request)
-    _, created = await st.ensure_group(spec.name, now(request))
-    if not created:
-        raise ApiError(409, "group_exists", f"there is a group {spec.name!r} already")
-    return web.json_response(public(await group_or_404(st, spec.name)), status=201)
+    return web.json_response(await create(store(request), now(request), spec), status=201)
 
 
 async def get_group(request: web.Request) -> web.Response:
@@ -126,37 +164,12 @@ async def _members_of_body(
     return cids, problems
 
 
-async def change_members(request: web.Request) -> web.Response:
-    """POST adds, DELETE removes members in bulk; the group set and each contact's ``groups``
-    list change together (one script per contact)."""
-    st, at = store(request), now(request)
+async def members_handler(request: web.Request) -> web.Response:
+    """POST adds, DELETE removes members in bulk."""
+    st, adding = store(request), request.method == "POST"
     group = await group_or_404(st, request.match_info["uuid"])
-    name = group["name"]
-    adding = request.method == "POST"
-    cids, problems = await _members_of_body(st, await body(request, m.Members), at, adding)
-
-    def change(contact: dict[str, Any]) -> dict[str, Any] | None:
-        groups = list(contact.get("groups") or [])
-        if (name in groups) == adding:
-            return None
-        contact["groups"] = [*groups, name] if adding else [g for g in groups if g != name]
-        return contact
-
-    try:
-        results = await st.update_contacts(cids, change, at)
-    except ContactBusy as exc:
-        raise busy(exc) from None
-    for cid in cids:
-        if results.get(cid) is None:
-            problems.append(
-                {"contact": cid, "code": "unknown_contact", "message": "no such contact"}
-            )
-    if adding:  # a member whose list already had the group: make sure the set has it too
-        await st.add_memberships([(group["id"], c) for c in cids if results.get(c) is not None])
-    done = sum(1 for c in cids if results.get(c) is not None)
-    return web.json_response(
-        {"group": group["uuid"], "added" if adding else "removed": done, "errors": problems}
-    )
+    spec = await body(request, m.Members)
+    return web.json_response(await change_members(st, now(request), group, spec, adding))
 
 
 GROUP_BUSY = ("unknown_group", "contact_busy")
@@ -201,7 +214,7 @@ OPS = [
     Op(
         "POST",
         "/api/v1/groups/{uuid}/members",
-        change_members,
+        members_handler,
         "Add members by contact uuid or URN (URNs without a contact get one)",
         m.MembersChanged,
         body=m.Members,
@@ -210,7 +223,7 @@ OPS = [
     Op(
         "DELETE",
         "/api/v1/groups/{uuid}/members",
-        change_members,
+        members_handler,
         "Remove members by contact uuid or URN",
         m.MembersChanged,
         body=m.Members,

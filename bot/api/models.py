@@ -138,6 +138,11 @@ class FlowStats(Answer):
     runs: dict[str, int]
     nodes: list[dict[str, Any]]
     results: dict[str, dict[str, int]]
+    triggers: dict[str, int] = Field(
+        default_factory=dict,
+        description="Runs a contact's message started (of runs.started), by kind of trigger: "
+        "keyword, catch_all, new_contact.",
+    )
 
 
 # -- contacts -----------------------------------------------------------------------------------
@@ -198,6 +203,18 @@ class ContactQuery(Page):
     status: ContactStatus | None = None
     name: str | None = Field(None, description="Name starts with this (case-insensitive).")
     created_since: float | None = Field(None, description="Unix seconds.")
+    q: str | None = Field(
+        None,
+        max_length=200,
+        description="Search: every word is the beginning of a word of the name, of a field's "
+        "value or of a URN (a phone number's digits), case and accents aside. Read from the "
+        "search index (no contact is scanned); the page is in word order.",
+    )
+    in_flow: bool | None = Field(
+        None,
+        description="true: only contacts in a flow now (a run active or waiting); false: "
+        "only those in none.",
+    )
 
 
 class Deleted(Answer):

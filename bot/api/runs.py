@@ -1,11 +1,13 @@
 """Runs: across contacts (``GET /api/v1/runs``, read from every flow's run index by state,
 which each commit keeps in step, so no contact is walked) and one contact's runs, messages
-and history."""
+and history. ``find_runs``, ``runs_of`` and ``history`` are the services Studio's pages and the
+CLI call too."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -17,21 +19,28 @@ from bot.api.routes import Op, query
 from bot.core.errors import ApiError
 from bot.core.runstatus import ENDED, LIVE
 from bot.engine.sprint import Session
+from bot.store import Store
 from bot.store.paging import decode_cursor, filtered_page
 
 RUN_MEMBER = re.compile(r"^\d{13}\.\d{3}\|[0-9a-f-]{36}\|[0-9a-f-]{36}$")
 
 
-async def list_runs(request: web.Request) -> web.Response:
+@dataclass
+class RunsFound:
+    """A page of runs and the cursor of the next page (None on the last)."""
+
+    runs: list[dict[str, Any]]
+    next: str | None
+
+
+# -- the services: pages, the JSON API and the CLI call these -----------------------------------
+async def find_runs(st: Store, known: Collection[str], q: m.RunQuery) -> RunsFound:
     """Runs newest first, of one ``flow`` or all, of one ``status`` or all, with a ``next``
-    cursor. ``active`` and ``waiting`` are read from the contacts' sessions (live state)."""
-    q = query(request, m.RunQuery)
-    st = store(request)
+    cursor. ``active`` and ``waiting`` are read from the contacts' sessions (live state).
+    ``known``: the flows loaded now (a flow with no run yet is not unknown)."""
     status = q.status
     if q.flow is not None:
-        if q.flow not in runtime(request).registry.flows and q.flow not in (
-            await st.indexed_flows()
-        ):
+        if q.flow not in known and q.flow not in (await st.indexed_flows()):
             raise ApiError(404, "unknown_flow", f"no flow {q.flow!r}")
         flows = [q.flow]
     else:
@@ -54,32 +63,22 @@ async def list_runs(request: web.Request) -> web.Response:
         ]
 
     page = await filtered_page(fetch, load, before, q.limit)
-    return web.json_response({"runs": page["items"], "next": page["next"]})
+    return RunsFound(page["items"], page["next"])
 
 
-async def _runs_of(request: web.Request, cid: str, active_first: bool) -> list[dict[str, Any]]:
-    st = store(request)
+async def runs_of(st: Store, cid: str, active_first: bool = True) -> list[dict[str, Any]]:
+    """A contact's runs: those in its session (the active one first, or outermost first),
+    then the ended ones, newest first."""
     session = Session.from_json(await st.session_raw(cid))
     frames = reversed(session.frames) if active_first else session.frames
     return [frame["run"] for frame in frames] + await st.ended_runs(cid)
 
 
-async def contact_runs(request: web.Request) -> web.Response:
-    contact = await contact_or_404(store(request), request.match_info["uuid"])
-    return web.json_response({"runs": await _runs_of(request, contact["uuid"], True)})
-
-
-async def contact_messages(request: web.Request) -> web.Response:
-    contact = await contact_or_404(store(request), request.match_info["uuid"])
-    return web.json_response({"messages": await store(request).messages(contact["uuid"])})
-
-
-async def contact_history(request: web.Request) -> web.Response:
+async def history(st: Store, cid: str) -> list[dict[str, Any]]:
     """One timeline of a contact: messages in and out (with status and error) and its runs'
     events (started, and how each ended: completed, interrupted, expired, failed), oldest
     first. Derived from the records kept anyway, so it costs nothing to keep in step."""
-    contact = await contact_or_404(store(request), request.match_info["uuid"])
-    runs = await _runs_of(request, contact["uuid"], False)
+    runs = await runs_of(st, cid, False)
     # (at, order, item): at one instant an older run ends first (the start that interrupts it
     # comes after), then runs start, then messages; a run begun in that instant ends last
     timeline: list[tuple[float, int, dict[str, Any]]] = []
@@ -95,7 +94,7 @@ async def contact_history(request: web.Request) -> web.Response:
             if reason:
                 item["reason"] = reason
             timeline.append((ended, 2 if ended == started else -1, item))
-    for message in await store(request).messages(contact["uuid"]):
+    for message in await st.messages(cid):
         at = float(message.get("created_on") or 0)
         kind = "message_in" if message.get("direction") == "in" else "message_out"
         timeline.append((at, 1, {"type": kind, "at": at, "message": message}))
@@ -103,9 +102,30 @@ async def contact_history(request: web.Request) -> web.Response:
             kind = "opted_out" if message["action"] == "opt_out" else "opted_in"
             timeline.append((at, 1, {"type": kind, "at": at}))
     timeline.sort(key=lambda entry: (entry[0], entry[1]))
-    return web.json_response(
-        {"contact": contact["uuid"], "history": [item for _, _, item in timeline]}
-    )
+    return [item for _, _, item in timeline]
+
+
+# -- the JSON API --------------------------------------------------------------------------------
+async def list_runs(request: web.Request) -> web.Response:
+    q = query(request, m.RunQuery)
+    found = await find_runs(store(request), runtime(request).registry.flows, q)
+    return web.json_response({"runs": found.runs, "next": found.next})
+
+
+async def contact_runs(request: web.Request) -> web.Response:
+    contact = await contact_or_404(store(request), request.match_info["uuid"])
+    return web.json_response({"runs": await runs_of(store(request), contact["uuid"])})
+
+
+async def contact_messages(request: web.Request) -> web.Response:
+    contact = await contact_or_404(store(request), request.match_info["uuid"])
+    return web.json_response({"messages": await store(request).messages(contact["uuid"])})
+
+
+async def contact_history(request: web.Request) -> web.Response:
+    contact = await contact_or_404(store(request), request.match_info["uuid"])
+    items = await history(store(request), contact["uuid"])
+    return web.json_response({"contact": contact["uuid"], "history": items})
 
 
 OPS = [

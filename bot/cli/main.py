@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.config import Config, ConfigError, load_config
-from bot.flow.files import check_references, flow_files, load_folder
+from bot.flow.files import check_references, flow_files, load_folder, trigger_conflicts
 from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
 from channels.protocol import Command, channel_class, channel_types, validate_channels
 
@@ -39,6 +39,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         siblings, _ = load_folder(folder.parent, set(config.channels))
         problems = [p for p in problems if "unknown flow" not in p.message]
         problems += [p for p in check_references({**siblings, **flows}) if p.file == str(folder)]
+        others = {k: f for k, f in siblings.items() if k not in flows}  # this file claims last
+        clashes = trigger_conflicts({**others, **flows})
+        problems += [p for _, _, p in clashes if p.file == str(folder)]
     templates = asyncio.run(template_problems(flows, config)) if not problems else []
     if templates is None:
         print("templates not checked: none synced yet (chasqui templates sync)", file=sys.stderr)
@@ -175,24 +178,6 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_contacts(args: argparse.Namespace) -> int:
-    """``chasqui contacts import FILE [--group G]``: straight into Redis, streamed."""
-    from bot.cli.contacts import import_file
-    from bot.work.runtime import Runtime
-
-    async def run() -> int:
-        runtime = Runtime(_config(args))
-        await runtime.connect()
-        try:
-            return await import_file(
-                runtime.store, Path(args.file), args.group, runtime.clock.now()
-            )
-        finally:
-            await runtime.stop()
-
-    return asyncio.run(run())
-
-
 class _CommandContext:
     """What a channel type's command may ask of ``chasqui`` (``channels.protocol``)."""
 
@@ -271,11 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["sync", "list"])
     p.set_defaults(func=cmd_templates)
 
-    p = sub.add_parser("contacts", help="import contacts from a CSV file")
-    p.add_argument("action", choices=["import"])
-    p.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
-    p.add_argument("--group", action="append", default=[], help="also add every row to G")
-    p.set_defaults(func=cmd_contacts)
+    from bot.cli.contactargs import add_parsers as contacts_parsers
+
+    contacts_parsers(sub, _config)  # contacts import|list|show|history, runs
 
     for type_name in channel_types():  # commands the channel types bring (`chasqui sandbox`)
         for command in channel_class(type_name).commands():
@@ -331,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "start",
         "starts",
         "contacts",
+        "runs",
     )
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

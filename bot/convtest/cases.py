@@ -21,7 +21,18 @@ from bot.flow.yamlsource import YamlError, line_of, load_documents, plain
 
 STEP_KINDS = ("bot", "user", "wait")
 BOT_KEYS = ("text", "template", "header", "body", "buttons", "quick_replies", "attachment")
-CASE_KEYS = ("flow", "name", "contact", "params", "steps", "results", "status", "contact_after")
+CASE_KEYS = (
+    "flow",
+    "name",
+    "contact",
+    "params",
+    "steps",
+    "results",
+    "status",
+    "contact_after",
+    "writes_first",
+)
+WRITES_FIRST = ("new", "known")  # the contact is new (its first message ever), or known
 CONTACT_KEYS = ("name", "urn", "fields", "language", "groups")
 CONTACT_AFTER_KEYS = ("name", "language", "fields", "groups")
 RESULT_KEYS = ("category", "value")
@@ -48,6 +59,7 @@ class Case:
     results: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {category, value}
     status: str | None = None
     contact_after: dict[str, Any] = field(default_factory=dict)
+    writes_first: str | None = None  # no start: the contact writes first (new | known)
 
     @property
     def label(self) -> str:
@@ -144,6 +156,17 @@ class _DocChecker:
                 f"unknown status {status!r} (one of {', '.join(STATUSES)})", ["status"], "status"
             )
         after = self.contact_after(self.mapping(raw, "contact_after"))
+        writes_first = raw.get("writes_first")
+        if writes_first is not None and writes_first not in WRITES_FIRST:
+            self.problem(
+                f"{writes_first!r}: new (the contact's first message ever) or known",
+                ["writes_first"],
+                "writes_first",
+            )
+        elif writes_first and params:
+            self.problem(
+                "a contact who writes first starts no start: no params", ["params"], "params"
+            )
         if self.problems:
             return None
         return Case(
@@ -157,6 +180,7 @@ class _DocChecker:
             results=results,
             status=status,
             contact_after=after,
+            writes_first=writes_first,
         )
 
     def contact(self, raw: dict[str, Any]) -> dict[str, Any]:

@@ -259,9 +259,11 @@ class _Play(Driver):
         self.cid = contact["uuid"]
         route = self.runner.registry.engine.route_for(contact)
         self.reply_channel = route[0].name if route else None
-        event = Start(flow=case.flow, params=case.params, at=self.clock.now())
-        await store.enqueue(self.cid, event.encode())
-        await self.drain()
+        if case.writes_first is None:  # else the contact's first message starts the flow
+            event = Start(flow=case.flow, params=case.params, at=self.clock.now())
+            await store.enqueue(self.cid, event.encode())
+            await self.drain()
+        new_contact = case.writes_first == "new"
 
         result = CaseResult(case, True)
         pending = self.new_messages()
@@ -281,8 +283,13 @@ class _Play(Driver):
             result.actual.append(step.shown)
             if step.kind == "user":
                 reply = Reply(
-                    text=step.value, urn=case.urn, channel=self.reply_channel, at=self.clock.now()
+                    text=step.value,
+                    urn=case.urn,
+                    channel=self.reply_channel,
+                    at=self.clock.now(),
+                    new_contact=new_contact,  # as the ingest says of a contact it just made
                 )
+                new_contact = False
                 await store.enqueue(self.cid, reply.encode())
                 await self.drain()
             else:
@@ -320,6 +327,10 @@ class _Play(Driver):
                 if actual != value:
                     where = f"results.{name}" if key == "category" else f"results.{name}.{key}"
                     problems.append(f"{where}: expected {show(value)}, got {show(actual)}")
+        if case.writes_first and run.get("flow") != case.flow:
+            problems.append(
+                f"flow: the contact's messages started {run.get('flow')}, not {case.flow}"
+            )
         if case.status is not None and run.get("status") != case.status:
             problems.append(f"status: expected {case.status}, got {run.get('status')}")
         if case.contact_after:

@@ -7,7 +7,8 @@ store takes one back when it deletes a waiting contact, and the stats page reads
 - ``run:started``, ``run:<completed|expired|interrupted|failed>`` -- totals since the first run;
 - ``wait:<node>`` -- contacts waiting at that node now (+1 on a wait, -1 when it ends);
 - ``exit:<node>:<exit>`` -- times a run left the node by that exit;
-- ``result:<name>:<category>`` -- runs whose latest value of that result has that category.
+- ``result:<name>:<category>`` -- runs whose latest value of that result has that category;
+- ``trigger:<keyword|catch_all|new_contact>`` -- runs a contact's message started, by trigger.
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ def exit_taken(node: str, exit_name: str) -> str:
 
 def result(name: str, category: str) -> str:
     return f"result:{name}:{category}"
+
+
+def triggered(trigger_type: str) -> str:
+    return f"trigger:{trigger_type}"

@@ -42,6 +42,7 @@ class Run(TypedDict, total=False):
     params: Required[dict[str, Any]]
     parent: str  # the run of the flow that entered this one
     start: str  # the start record that began it
+    trigger: dict[str, Any]  # the trigger that began it: type, keyword, text, channel
     opened: bool  # its start's first message went out
     exited_on: float
     webhook: Any  # the JSON answer of its last call_webhook

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, assert_never, cast
 
-from bot.core.records import Message
+from bot.core.records import Message, Run
 from bot.core.runstatus import RunStatus
 from bot.engine.events import (
     Event,
@@ -34,6 +34,7 @@ from bot.engine.sprint import (
     Session,
     Sprint,
 )
+from bot.engine.triggers import Hit, TriggerIndex, decide
 from bot.flow.files import Flow
 from bot.flow.machine import END, START, Cursor, fire
 from bot.flow.nodes.base import FAILURE, NEXT
@@ -44,11 +45,17 @@ class Engine:
     """The compiled flows plus the limits and routes every sprint runs under."""
 
     def __init__(
-        self, flows: dict[str, Flow], routes: list[Route], limits: Limits | None = None
+        self,
+        flows: dict[str, Flow],
+        routes: list[Route],
+        limits: Limits | None = None,
+        triggers: TriggerIndex | None = None,
     ) -> None:
         self.flows = flows
         self.routes = routes
         self.limits = limits or Limits()
+        # built once per load of the flows (FlowRegistry), from flows whose claims do not clash
+        self.triggers = triggers if triggers is not None else TriggerIndex(flows.values())
 
     def route_for(self, contact: dict[str, Any]) -> tuple[Route, str] | None:
         """The contact's chosen channel, else its last used one, else the first that reaches it."""
@@ -172,6 +179,19 @@ class Engine:
         takes = opt and answering and self._case_takes(sprint, text)
         if not event.record_only and not takes and self._opt_out(sprint, text, message):
             return
+        if not (event.record_only or stale) and contact.get("status", "active") == "active":
+            hit = decide(
+                self.triggers,
+                text,
+                channel,
+                new_contact=event.new_contact,
+                waiting=answering,
+                in_flow=bool(sprint.session.frames),
+                wait_takes=lambda: self._case_takes(sprint, text),
+            )
+            if hit is not None and hit.flow in self.flows:
+                self._start_triggered(sprint, hit, event, message)
+                return
         if not answering:
             return
         node = sprint.flow.nodes[sprint.frame["node"]]
@@ -180,6 +200,16 @@ class Engine:
         cursor = Cursor(sprint, node.id)
         cursor.exit = node.body.on_reply(node, sprint, text)
         self._fire(sprint, cursor, "reply")
+
+    def _start_triggered(self, sprint: Sprint, hit: Hit, event: Reply, message: Message) -> None:
+        """Start the flow a trigger names for the message (which it answers); a run the
+        contact is in ends interrupted first, as a start does."""
+        flow = self.flows[hit.flow]
+        if sprint.session.frames:
+            sprint.end_all(RunStatus.INTERRUPTED, f"{hit.type} trigger of {flow.id}")
+        run = self._push(sprint, flow, {}, None, trigger=hit.describe(event.text, event.channel))
+        message["run"] = run["uuid"]
+        message["status"] = "handled"
 
     def _case_takes(self, sprint: Sprint, text: str) -> bool:
         """A case of the waiting node matches the answer: it goes there, stop word or not."""
@@ -290,14 +320,16 @@ class Engine:
         params: dict[str, Any],
         parent: str | None,
         start: str | None = None,
-    ) -> None:
-        run = sprint.new_run(flow, params, parent)
+        trigger: dict[str, Any] | None = None,
+    ) -> Run:
+        run = sprint.new_run(flow, params, parent, trigger)
         if start:
             run["start"] = start  # the start (bot/work/starts.py) that began this run
         sprint.session.frames.append({"flow": flow.id, "node": START, "run": run})
         cursor = Cursor(sprint, START)
         fire(flow, cursor, "start")
         self._settle(sprint, cursor)
+        return run
 
     def _fire(self, sprint: Sprint, cursor: Cursor, trigger: str) -> None:
         if not fire(sprint.flow, cursor, trigger):
@@ -337,7 +369,10 @@ class Engine:
                 if child is None:
                     cursor.exit = FAILURE
                     continue
-                self._push(sprint, child, sprint.run.get("params", {}), sprint.run["uuid"])
+                outer = sprint.run
+                self._push(
+                    sprint, child, outer.get("params", {}), outer["uuid"], outer.get("trigger")
+                )
                 return
             return  # waiting, or a webhook to call
 

@@ -81,6 +81,7 @@ class Reply(_Event):
     urn: str | None = None
     uuid: str | None = None  # the message's uuid, when the channel chose it
     record_only: bool = False
+    new_contact: bool = False  # the ingest created the contact for this message: its first ever
     external_id: str | None = None
     msg_type: str | None = None
     payload: Any = None  # a tapped button's payload or a reply id: another reading of the text
@@ -102,6 +103,7 @@ class Reply(_Event):
             urn=g("urn"),
             uuid=g("uuid"),
             record_only=bool(g("record_only")),
+            new_contact=bool(g("new_contact")),
             external_id=g("external_id"),
             msg_type=g("msg_type"),
             payload=g("payload"),

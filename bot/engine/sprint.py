@@ -214,7 +214,13 @@ class Sprint:
             "fields": c.get("fields") or {},
             "results": run.get("results", {}),
             "input": {"text": self.input_text},
-            "trigger": {"params": run.get("params", {})},
+            "trigger": {
+                "type": "start",
+                "keyword": "",
+                "text": "",
+                **run.get("trigger", {}),
+                "params": run.get("params", {}),
+            },
             "webhook": run.get("webhook"),
             "run": {"uuid": run.get("uuid", "")},
             "now": datetime.fromtimestamp(self.now, UTC),
@@ -411,7 +417,13 @@ class Sprint:
                 self.count(wait["flow"], flowstats.waiting(wait["node"]), -1)
             self.session.wait = None
 
-    def new_run(self, flow: Flow, params: dict[str, Any], parent: str | None) -> Run:
+    def new_run(
+        self,
+        flow: Flow,
+        params: dict[str, Any],
+        parent: str | None,
+        trigger: dict[str, Any] | None = None,
+    ) -> Run:
         run: Run = {
             "uuid": str(uuid.uuid4()),
             "flow": flow.id,
@@ -426,6 +438,10 @@ class Sprint:
         }
         if parent:
             run["parent"] = parent
+        if trigger:
+            run["trigger"] = trigger  # what a contact's message started it with (triggers.py)
+            if not parent:
+                self.count(flow.id, flowstats.triggered(trigger["type"]))
         self.new_runs.append(run)
         self.count(flow.id, flowstats.started())
         return run

@@ -13,6 +13,7 @@ from bot.core.counters import ended, started
 from bot.core.runstatus import ENDED
 from bot.flow.files import Flow
 from bot.flow.nodes.base import Node
+from bot.flow.triggers import TRIGGER_TYPES
 
 
 def _category(node: Node, exit_name: str) -> str | None:
@@ -32,15 +33,19 @@ def present(
 ) -> dict[str, Any]:
     """The stats document: run totals, then each node of the current version (in file order)
     with the contacts waiting there and the count through each of its exits, then results by
-    category. Counters of nodes the current version no longer has follow, marked ``removed``."""
+    category, then the runs each kind of trigger started (of ``runs.started``). Counters of nodes
+    the current version no longer has follow, marked ``removed``."""
     runs: dict[str, int] = {"started": counters.get(started(), 0), "active": open_runs}
     runs.update({status: counters.get(ended(status), 0) for status in ENDED})
     waits: dict[str, int] = {}
     exits: dict[str, dict[str, int]] = {}
     results: dict[str, dict[str, int]] = {}
+    triggers: dict[str, int] = dict.fromkeys(TRIGGER_TYPES, 0)
     for name, value in counters.items():
         kind, _, rest = name.partition(":")
-        if kind == "wait":
+        if kind == "trigger":
+            triggers[rest] = value
+        elif kind == "wait":
             waits[rest] = value
         elif kind == "exit":
             node_id, _, exit_name = rest.partition(":")
@@ -80,4 +85,5 @@ def present(
         "runs": {**runs, "waiting": sum(max(v, 0) for v in waits.values())},
         "nodes": nodes,
         "results": results,
+        "triggers": triggers,
     }

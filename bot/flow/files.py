@@ -22,6 +22,7 @@ from bot.core.validation import location, message
 from bot.flow.expressions import ExpressionError, compile_text
 from bot.flow.nodes import NODE_KINDS
 from bot.flow.nodes.base import FAILURE, Node
+from bot.flow.triggers import Trigger, build_triggers
 from bot.flow.yamlsource import YamlError, line_of, load_documents, plain
 
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -60,6 +61,7 @@ class Flow:
     nodes: dict[str, Node]
     version: str
     path: Path
+    triggers: tuple[Trigger, ...] = ()  # what starts it when a contact writes first
     machine: Any = field(default=None, repr=False)  # transitions.Machine, set by bot.flow.machine
 
     @property
@@ -73,6 +75,7 @@ class _Header(BaseModel):
     language: str = "en"
     expire_after: Duration = DEFAULT_EXPIRE
     nodes: list[Any] = Field(min_length=1)
+    triggers: list[Any] = []
 
 
 class _FlowChecker:
@@ -294,6 +297,11 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
             continue
         nodes[node.id] = node
     checker.check_targets(nodes, declared)
+    triggers, trigger_problems = build_triggers(
+        header.triggers, channels, lambda p: line_of(tree, p)
+    )
+    for tp in trigger_problems:
+        checker.problem(tp.message, tp.path, None, tp.field)
     if not checker.problems:
         checker.check_graph(nodes)
     if checker.problems:
@@ -306,6 +314,7 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
         nodes=nodes,
         version=hashlib.sha256(data).hexdigest()[:16],
         path=path,
+        triggers=tuple(triggers),
     )
 
 
@@ -335,6 +344,46 @@ def check_references(flows: dict[str, Flow]) -> list[Problem]:
     return problems
 
 
+def trigger_conflicts(flows: dict[str, Flow]) -> list[tuple[str, str, Problem]]:
+    """Two flows claiming the same keyword (or both the catch-all, or both new contacts) on a
+    channel they share, as (the flow claiming second, the flow it clashes with, the problem
+    naming both files). Flows claim in the mapping's order: the first keeps what it claims, and
+    a flow that clashes claims nothing (so one mistake is reported once)."""
+    owners: dict[tuple[str, str | None], tuple[Flow, Trigger]] = {}
+    found: list[tuple[str, str, Problem]] = []
+    for flow in flows.values():
+        clashes: dict[str, tuple[Flow, Trigger, Trigger, str]] = {}
+        for trigger in flow.triggers:
+            for what, channel in trigger.claims():
+                if channel is None:  # every channel: meets each channel's claim of it too
+                    keys = [k for k in owners if k[0] == what]
+                else:
+                    keys = [(what, channel), (what, None)]
+                for key in keys:
+                    owner = owners.get(key)
+                    if owner is None or what in clashes:
+                        continue
+                    shared = key[1] or channel
+                    where = f"channel {shared!r}" if shared else "every channel"
+                    clashes[what] = (owner[0], owner[1], trigger, where)
+        for what, (holder, theirs, trigger, where) in clashes.items():
+            first = f"{holder.path}:{theirs.line}" if theirs.line else str(holder.path)
+            problem = Problem(
+                str(flow.path),
+                trigger.line,
+                f"{what} on {where} is already claimed by {first} (flow {holder.id!r}): "
+                "one message starts one flow",
+                None,
+                f"triggers[{trigger.index}]",
+            )
+            found.append((flow.id, holder.id, problem))
+        if not clashes:
+            for trigger in flow.triggers:
+                for key in trigger.claims():
+                    owners.setdefault(key, (flow, trigger))
+    return found
+
+
 def load_folder(
     folder: Path, channels: set[str] | None = None
 ) -> tuple[dict[str, Flow], list[Problem]]:
@@ -347,4 +396,5 @@ def load_folder(
         except FlowError as exc:
             problems.extend(exc.problems)
     problems.extend(check_references(flows))
+    problems.extend(problem for _, _, problem in trigger_conflicts(flows))
     return flows, problems

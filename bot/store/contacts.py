@@ -18,6 +18,7 @@ from bot.store.keys import (
     CONTACT_PARTS,
     CONTACTS,
     OPEN,
+    SEARCH,
     TIMERS,
     contact_key,
     created_prefix,
@@ -28,6 +29,7 @@ from bot.store.keys import (
     run_member,
     urn_key,
 )
+from bot.store.search import SearchStore, member_diff, members_of
 
 
 class ContactBusy(Exception):
@@ -51,17 +53,18 @@ def _session_wait(raw: bytes | None) -> dict[str, Any] | None:
 
 def _create_call(urn: str, record: dict[str, Any]) -> tuple[list[str], list[Any]]:
     """keys and args of ``contact_for_urn.lua`` creating ``record`` unless the URN has one."""
-    keys = [urn_key(urn), contact_key(record["uuid"], "contact"), CONTACTS]
+    keys = [urn_key(urn), contact_key(record["uuid"], "contact"), CONTACTS, SEARCH]
     args = [
         record["uuid"],
         dumps(record),
         contact_key("%s", "contact"),
         created_prefix(record.get("created_on")),
+        *members_of(record),
     ]
     return keys, args
 
 
-class ContactStore(GroupStore):
+class ContactStore(SearchStore, GroupStore):
     async def contact_for_urn(
         self, urn: str, name: str = "", now: float = 0.0, **extra: Any
     ) -> tuple[dict[str, Any], bool]:
@@ -72,10 +75,11 @@ class ContactStore(GroupStore):
         contact = await self.get_contact(cid)
         return (contact if contact is not None else {**record, "uuid": cid}), created
 
-    async def ensure_contact(self, urn: str, name: str = "", now: float = 0.0) -> str:
-        """The uuid of the URN's contact, created if new: one round trip (the webhook path)."""
-        cid, _, _ = await self._contact_for_urn(urn, name, now, {})
-        return cid
+    async def ensure_contact(self, urn: str, name: str = "", now: float = 0.0) -> tuple[str, bool]:
+        """The uuid of the URN's contact, created if new, and True when it was created now: one
+        round trip (the webhook path)."""
+        cid, created, _ = await self._contact_for_urn(urn, name, now, {})
+        return cid, created
 
     async def _contact_for_urn(
         self, urn: str, name: str, now: float, extra: dict[str, Any]
@@ -99,6 +103,7 @@ class ContactStore(GroupStore):
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.set(contact_key(cid, "contact"), dumps(record), nx=True)
                 pipe.zadd(CONTACTS, {index_member(record): 0})
+                pipe.zadd(SEARCH, dict.fromkeys(members_of(record), 0))
                 await pipe.execute()
         return cid, bool(created), record
 
@@ -147,7 +152,7 @@ class ContactStore(GroupStore):
         script = self._script("contact_write")
         while pending:
             raws = await self._r.mget([contact_key(c, "contact") for c in pending])
-            writes: list[tuple[str, bytes, dict[str, Any], list[str], list[str]]] = []
+            writes: list[tuple[str, bytes, dict[str, Any], list[str], list[str], Any]] = []
             for cid, raw in zip(pending, raws, strict=True):
                 if raw is None:
                     results[cid] = None
@@ -161,17 +166,17 @@ class ContactStore(GroupStore):
                 before, after = list(old.get("groups") or []), list(new.get("groups") or [])
                 added = [g for g in after if g not in before]
                 removed = [g for g in before if g not in after]
-                writes.append((cid, raw, new, added, removed))
+                writes.append((cid, raw, new, added, removed, member_diff(old, new)))
             ids = await self.group_ids({g for w in writes for g in w[3]}, create=True, now=now)
             ids.update(await self.group_ids({g for w in writes for g in w[4]} - set(ids)))
             retry: list[str] = []
             if writes:
                 async with self._r.pipeline(transaction=False) as pipe:
-                    for cid, raw, new, added, removed in writes:
+                    for cid, raw, new, added, removed, (unindex, index) in writes:
                         adds = [ids[g] for g in added if g in ids]
                         rems = [ids[g] for g in removed if g in ids]
                         await script(
-                            keys=[contact_key(cid, "lock"), contact_key(cid, "contact")],
+                            keys=[contact_key(cid, "lock"), contact_key(cid, "contact"), SEARCH],
                             args=[
                                 raw,
                                 dumps(new),
@@ -181,11 +186,15 @@ class ContactStore(GroupStore):
                                 *adds,
                                 len(rems),
                                 *rems,
+                                len(unindex),
+                                *unindex,
+                                len(index),
+                                *index,
                             ],
                             client=pipe,
                         )
                     replies = await pipe.execute()
-                for (cid, _, new, _, _), reply in zip(writes, replies, strict=True):
+                for (cid, _, new, _, _, _), reply in zip(writes, replies, strict=True):
                     if reply == b"ok":
                         results[cid] = new
                     else:
@@ -246,6 +255,8 @@ class ContactStore(GroupStore):
             *(part for pair in unindex for part in pair),
             len(uncount),
             *(part for pair in uncount for part in pair),
+            SEARCH,
+            *members_of(contact),
         ]
         done = await self._script("delete_contact")(keys=[lock], args=args)
         return bool(done)

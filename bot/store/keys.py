@@ -38,6 +38,8 @@ def idempotency_key(key: str) -> str:
 
 # -- contacts and groups -------------------------------------------------------------------------
 CONTACTS = "chasqui:contacts"  # sorted set, all scores 0: "<created_on>|<uuid>", listed by lex
+SEARCH = "chasqui:contacts:search"  # sorted set, all scores 0: "<word> <uuid>" (search.py)
+SEARCH_BUILT = "chasqui:contacts:search:version"  # the words' version the index was built with
 GROUPS = "chasqui:groups"  # hash: group name -> group id
 GROUP_SEQ = "chasqui:groups:seq"  # counter: the next group id
 

@@ -16,6 +16,13 @@ class RunStore(StoreBase):
         raw: bytes | None = await self._r.get(contact_key(cid, "session"))
         return raw
 
+    async def in_flow(self, cids: Sequence[str]) -> list[bool]:
+        """Whether each contact is in a flow now (its session has a run)."""
+        if not cids:
+            return []
+        raws = await self._r.mget([contact_key(c, "session") for c in cids])
+        return [bool(raw and json.loads(raw).get("frames")) for raw in raws]
+
     async def ended_runs(self, cid: str, limit: int = 50) -> list[dict[str, Any]]:
         ids = await self._r.lrange(contact_key(cid, "runs"), 0, limit - 1)
         if not ids:

@@ -19,6 +19,7 @@ from bot.store.keys import (
     QUEUE_PATTERN,
     READY,
     RUN_FLOWS,
+    SEARCH,
     SENDERS,
     SENDQ,
     START_PATTERNS,
@@ -34,6 +35,7 @@ from bot.store.keys import (
     run_member,
     seen_key,
 )
+from bot.store.search import member_diff
 
 # A contact's history is bounded: its last messages and runs are kept (the API shows fewer),
 # older ones are dropped at the next commit, so Redis does not grow with all traffic ever.
@@ -69,6 +71,7 @@ class Commit:
     groups: dict[str, bool] = field(default_factory=dict)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, field) -> change
     now: float = 0.0
+    contact_before: bytes = b""  # the contact as claimed: its search words change with it
 
 
 class WorkStore(StoreBase):
@@ -211,6 +214,8 @@ class WorkStore(StoreBase):
                 for (flow, name), delta in counts:
                     args += [flow, name, delta]
                 args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s"), *START_PATTERNS]
+                unindex, index = _search_changes(c)
+                args += [SEARCH, len(unindex), *unindex, len(index), *index]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
 
@@ -224,6 +229,14 @@ class WorkStore(StoreBase):
             keys=[TIMERS, READY, SENDQ], args=[now, limit, QUEUE_PATTERN]
         )
         return int(fired)
+
+
+def _search_changes(c: Commit) -> tuple[list[str], list[str]]:
+    """The search index members a commit takes out and puts in (its contact changed)."""
+    if c.contact is None:
+        return [], []
+    before = json.loads(c.contact_before) if c.contact_before else None
+    return member_diff(before, c.contact)
 
 
 def _outbox_flag(message: Mapping[str, Any]) -> str:

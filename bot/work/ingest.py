@@ -4,7 +4,8 @@ A channel parses a webhook into typed events (``channels.protocol``); :class:`In
 rest, the same for every channel type:
 
 - a :class:`Message`: find the contact by URN (create it if new, with the name the channel
-  gave), then queue a ``reply`` event for it once — a redelivery of the same external id within
+  gave, and say so on the event: a ``new_contact`` trigger fires on it), then queue a ``reply``
+  event for it once — a redelivery of the same external id within
   the channel's ``redelivery`` seconds is dropped, atomically with the queueing;
 - :class:`Status` es: applied to the messages we sent (monotonic: a late ``delivered`` never
   undoes ``read``), many in two round trips;
@@ -98,11 +99,16 @@ class Ingest:
 
     async def message(self, message: Message) -> bool:
         """Queue ``message`` for its contact (created if new); False if it was a redelivery."""
-        cid = await self.store.ensure_contact(message.urn, message.contact_name, message.timestamp)
+        cid, created = await self.store.ensure_contact(
+            message.urn, message.contact_name, message.timestamp
+        )
         channel = self.channels.get(message.channel)
         redelivery = channel.capabilities.redelivery if channel is not None else 86400
         queued = await self.store.enqueue_once(
-            f"in:{message.channel}:{message.external_id}", redelivery, cid, reply_event(message)
+            f"in:{message.channel}:{message.external_id}",
+            redelivery,
+            cid,
+            reply_event(message, new_contact=created),
         )
         if not queued:
             log.debug("duplicate delivery of %s ignored", message.external_id)
@@ -144,14 +150,16 @@ def _no_later(event: Stamped, now: float) -> Stamped:
     return dataclasses.replace(event, timestamp=now)
 
 
-def reply_event(message: Message) -> dict[str, Any]:
-    """The ``reply`` event the engine applies for an inbound message, as queued."""
+def reply_event(message: Message, new_contact: bool = False) -> dict[str, Any]:
+    """The ``reply`` event the engine applies for an inbound message, as queued;
+    ``new_contact``: the contact was created for this message (its first message ever)."""
     return Reply(
         at=message.timestamp,
         text=message.text,
         channel=message.channel,
         urn=message.urn,
         record_only=not message.is_reply,
+        new_contact=new_contact,
         external_id=message.external_id,
         msg_type=message.kind,
         payload=message.payload or None,

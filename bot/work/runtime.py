@@ -111,6 +111,9 @@ class Runtime:
         self._store = Store(self.redis)
         await self._store.ping()
         await self._store.setup()
+        indexed = await self._store.ensure_search_index()
+        if indexed:
+            log.info("contact search index built: %d contacts", indexed)
         return self._store
 
     async def start(self, *, work: bool = True) -> None:

@@ -218,7 +218,7 @@ class Worker:
                 await asyncio.sleep(0)  # let webhooks be acknowledged between contacts
             sprint, pending = self._decide(engine, claim)
             if pending is None:
-                commits.append(self._commit_of(claim.cid, claim.token, len(claim.events), sprint))
+                commits.append(self._commit_of(claim, len(claim.events), sprint))
             else:
                 slow.append(
                     asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
@@ -328,7 +328,7 @@ class Worker:
             return Commit(cid=claim.cid, token=claim.token, consumed=0)
         except Exception as exc:
             poisoned = self._poisoned(engine, claim, exc)
-            return self._commit_of(claim.cid, claim.token, len(claim.events), poisoned)
+            return self._commit_of(claim, len(claim.events), poisoned)
 
     async def _webhooks_then_rest(
         self, engine: Engine, sprint: Sprint, claim: Claim, index: int
@@ -346,13 +346,13 @@ class Worker:
                 continue
             rest = self._apply_until_io(engine, sprint, events[index + 1 :])
             if rest is None:
-                return self._commit_of(claim.cid, claim.token, len(events), sprint)
+                return self._commit_of(claim, len(events), sprint)
             index += 1 + rest
 
-    def _commit_of(self, cid: str, token: str, consumed: int, sprint: Sprint) -> Commit:
+    def _commit_of(self, claim: Claim, consumed: int, sprint: Sprint) -> Commit:
         return Commit(
-            cid=cid,
-            token=token,
+            cid=claim.cid,
+            token=claim.token,
             consumed=consumed,
             contact=sprint.contact
             if sprint.contact_dirty and not sprint.contact.get("deleted")
@@ -366,6 +366,7 @@ class Worker:
             groups=sprint.group_changes,
             counts=sprint.counts,
             now=sprint.now,
+            contact_before=claim.contact_raw,
         )
 
     async def _commit(self, commits: list[Commit]) -> None:

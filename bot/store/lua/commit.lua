@@ -10,8 +10,9 @@
 --       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
 --       '0' remove)..., n counter changes, (flow, field, delta)...,
 --       messages kept, runs kept, run key pattern (%s = run uuid), start hash pattern, start
---       contacts hash pattern (%s = start uuid); a message's outbox flag is 's' for a message
---       of a start refused here (not sent, counted for the start)
+--       contacts hash pattern (%s = start uuid), search index key, n members to remove...,
+--       n members to add...; a message's outbox flag is 's' for a message of a start refused
+--       here (not sent, counted for the start)
 -- The group, run index and flow stats keys are global (cross-slot: single instance,
 -- docs/redis.md).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -82,6 +83,9 @@ local keep_msgs, keep_runs, run_pattern = tonumber(take()), tonumber(take()), ta
 -- as apply_status.lua counts a failure reported by a channel: the start's message counters,
 -- and a contact whose opening message this was is failed, not started
 local start_hash, start_contacts = take(), take()
+local search = take()
+for _ = 1, tonumber(take()) do redis.call('ZREM', search, take()) end
+for _ = 1, tonumber(take()) do redis.call('ZADD', search, 0, take()) end
 for _, msg in ipairs(refused) do
   local skey, code = string.format(start_hash, msg.start), tostring(msg.error.code)
   redis.call('HINCRBY', skey, 'msg_failed', 1)

@@ -3,7 +3,7 @@
 -- ARGV: 1 token, 2 contact uuid, 3 contacts index key, 4 its index member, 5 timers key,
 --       6 members key pattern, then n keys to delete..., n URN index keys..., n group ids...,
 --       n timer members..., n run index entries, (key, member)..., n waiting counters to
---       decrement, (stats key, field)...
+--       decrement, (stats key, field)..., search index key, its members there...
 -- URN index entries are removed only where they still name this contact.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local i = 7
@@ -25,6 +25,8 @@ for _ = 1, tonumber(take()) do
   local key, field = take(), take()
   redis.call('HINCRBY', key, field, -1)
 end
+local search = take()
+while i <= #ARGV do redis.call('ZREM', search, take()) end
 redis.call('ZREM', ARGV[3], ARGV[4])
 redis.call('DEL', KEYS[1])
 return 1
