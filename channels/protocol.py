@@ -279,6 +279,25 @@ class Mount:
     app: web.Application
 
 
+STUDIO_CSRF = web.RequestKey("studio_csrf", str)
+STUDIO_CAN_WRITE = web.RequestKey("studio_can_write", bool)
+
+
+@dataclass(frozen=True, slots=True)
+class StudioPage:
+    """A page a channel adds to Studio (e.g. the WhatsApp sandbox's phone), listed in Studio's
+    menu as ``label`` and mounted at ``/studio/channels/<channel name>/<path>/``.
+
+    Studio's sign-in and CSRF checks run before its handlers (aiohttp runs a parent app's
+    middlewares for its sub-apps): a handler finds the signed-in user's CSRF token, to put in
+    its forms as the field ``csrf``, in ``request[STUDIO_CSRF]``, and whether the user may
+    change things in ``request[STUDIO_CAN_WRITE]``."""
+
+    label: str
+    path: str
+    app: web.Application
+
+
 # -------------------------------------------------------------------------- commands
 
 
@@ -345,6 +364,14 @@ class Channel(ABC):
 
         ``admin_token`` is the server's: a mounted app with controls of its own (the WhatsApp
         sandbox's ``/_fake``) requires it, as the server's API does."""
+        return []
+
+    @classmethod
+    def studio_pages(
+        cls, name: str, config: ChannelConfig, mounts: Sequence[Mount]
+    ) -> list[StudioPage]:
+        """Pages this channel adds to Studio (none unless its settings say); ``mounts`` are the
+        apps :meth:`mounts` gave, so a page can share their state."""
         return []
 
     @classmethod

@@ -22,6 +22,7 @@ from bot.store.redisconn import connect
 from bot.work.runtime import Runtime
 from tests.support.api import GREETING, MAX_BODY, Api, ClientFactory, MakeApi, app_config
 from tests.support.harness import Bot, MakeBot
+from tests.support.studio import Studio
 from tests.support.whatsapp import WA, AiohttpServer, MakeWA, start_wa
 
 
@@ -89,6 +90,14 @@ async def make_api(
 async def api(make_api: MakeApi) -> Api:
     """The app with the ``greeting`` flow, its worker running, bodies capped at ``MAX_BODY``."""
     return await make_api({"greeting": GREETING}, server={"max_body_bytes": MAX_BODY})
+
+
+@pytest.fixture
+async def studio(make_api: MakeApi) -> Studio:
+    """Studio of the app with the ``greeting`` flow, signed in as the admin."""
+    pages = Studio(await make_api({"greeting": GREETING}))
+    assert await pages.sign_in() == 303
+    return pages
 
 
 @pytest.fixture

@@ -60,12 +60,15 @@ def openapi_document() -> dict[str, Any]:
 
 
 def _registered(app: web.Application) -> set[tuple[str, str]]:
-    """(method, OpenAPI path) of every route, without HEAD/OPTIONS and the sandbox sub-apps."""
+    """(method, OpenAPI path) of every route, without HEAD/OPTIONS, the sandbox sub-apps, and
+    the pages for people (Studio, and ``/`` that leads to it), which are not the JSON API."""
     out = set()
     for route in app.router.routes():
         assert route.resource is not None
         path = route.resource.canonical
-        if route.method in ("HEAD", "OPTIONS") or path.startswith("/_sandbox/"):
+        if route.method in ("HEAD", "OPTIONS") or path.startswith(("/_sandbox/", "/studio/")):
+            continue
+        if path == "/":
             continue
         # aiohttp's "{name:regex}" is OpenAPI's "{name}"
         out.add((route.method.lower(), re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", path)))

@@ -15,6 +15,7 @@ from bot.api.context import RUNTIME, TOKEN, runtime
 from bot.api.middleware import errors_middleware
 from bot.api.openapi import openapi_document
 from bot.api.routes import Op, setup_routes
+from bot.api.studio.app import studio_app
 from bot.core.config import Config
 from bot.core.errors import ApiError
 from bot.work.runtime import Runtime, admin_token
@@ -64,6 +65,11 @@ async def channel_webhook(request: web.Request) -> web.StreamResponse:
     return inbound.reply or web.Response(text="ok")
 
 
+async def to_studio(request: web.Request) -> web.StreamResponse:
+    """``/``: a person who opens the server's address lands on Studio."""
+    raise web.HTTPFound(location="/studio/")
+
+
 def create_app(config: Config, runtime: Runtime | None = None) -> web.Application:
     """The app; the runtime (Redis, workers, channels) lives and dies with it."""
     app = web.Application(
@@ -84,8 +90,14 @@ def create_app(config: Config, runtime: Runtime | None = None) -> web.Applicatio
     app.router.add_route("POST", "/webhooks/{type}/{name}", channel_webhook)
     app.router.add_get("/api/v1/openapi.json", serve_openapi)
     setup_routes(app, OPS)
+    pages = []
     for name, cfg in config.channels.items():  # e.g. a WhatsApp sandbox (graph_url = "sandbox")
-        for mount in channel_class(cfg.type).mounts(name, cfg, config.server.url, app[TOKEN]):
+        kind = channel_class(cfg.type)
+        mounts = kind.mounts(name, cfg, config.server.url, app[TOKEN])
+        for mount in mounts:
             app.add_subapp(mount.prefix, mount.app)
+        pages += [(name, page) for page in kind.studio_pages(name, cfg, mounts)]
+    app.router.add_get("/", to_studio)
+    app.add_subapp("/studio/", studio_app(pages))
     app.cleanup_ctx.append(lifetime)
     return app

@@ -15,18 +15,18 @@ TOKEN = web.AppKey("token", str)
 
 
 def runtime(request: web.Request) -> Runtime:
-    return request.app[RUNTIME]
+    return request.config_dict[RUNTIME]
 
 
 def store(request: web.Request) -> Store:
-    return request.app[RUNTIME].store
+    return request.config_dict[RUNTIME].store
 
 
 def now(request: web.Request) -> float:
-    return float(request.app[RUNTIME].clock.now())
+    return float(request.config_dict[RUNTIME].clock.now())
 
 
 def starter(request: web.Request) -> Starter:
-    worker = request.app[RUNTIME].worker
+    worker = request.config_dict[RUNTIME].worker
     assert worker is not None, "runtime not started"
     return worker.starter

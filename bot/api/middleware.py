@@ -64,7 +64,7 @@ def _client_gone(request: web.Request) -> bool:
 def authorize(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    if not given or not hmac.compare_digest(given.encode(), request.app[TOKEN].encode()):
+    if not given or not hmac.compare_digest(given.encode(), request.config_dict[TOKEN].encode()):
         raise ApiError(
             401, "unauthorized", "send the admin token as 'Authorization: Bearer <token>'"
         )

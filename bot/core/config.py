@@ -12,9 +12,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from bot.core.durations import Duration
 from bot.core.validation import summary
@@ -94,12 +94,37 @@ class ChannelConfig(BaseModel):
     type: str
 
 
+class StudioToken(_Section):
+    """A named Studio sign-in: its token, and whether it may change things or only look."""
+
+    token: SecretStr
+    role: Literal["read", "full"] = "read"
+
+
+class StudioConfig(_Section):
+    # "auto" follows the browser's Accept-Language among the languages Studio has.
+    language: Literal["auto", "en", "es", "pt"] = "auto"
+    # A signed-in session lasts this long without use (each page view renews it).
+    session_idle: Duration = "12h"
+    # Named sign-ins besides the admin token (which signs in as "admin", full):
+    # [studio.tokens.maria] token = "env:MARIA_TOKEN", role = "read"
+    tokens: dict[str, StudioToken] = Field(default_factory=dict)
+
+    @field_validator("tokens")
+    @classmethod
+    def _admin_is_taken(cls, tokens: dict[str, StudioToken]) -> dict[str, StudioToken]:
+        if "admin" in tokens:
+            raise ValueError('"admin" is the admin token\'s sign-in; name this one otherwise')
+        return tokens
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     redis: RedisConfig = RedisConfig()
     flows: FlowsConfig = FlowsConfig()
     engine: EngineConfig = EngineConfig()
     contacts: ContactsConfig = ContactsConfig()
+    studio: StudioConfig = StudioConfig()
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     base_dir: Path = Path(".")  # the config file's folder: relative paths start here
 

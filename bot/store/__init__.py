@@ -11,7 +11,7 @@ The modules, one concern each: ``keys`` (every key name), ``base`` (connection, 
 loader), ``groups``, ``contacts`` (records, URNs, compare-and-set writes, deletion), ``work``
 (queues, claim/commit, timers), ``outbox`` (sending, statuses, rate, templates, console),
 ``runs`` (runs, run indexes, flow counters, history), ``starts`` (start records, the
-starts stream, deciding each contact once per start).
+starts stream, deciding each contact once per start), ``sessions`` (Studio's sign-ins).
 
 Why one ``Store`` made of mixins rather than a store holding parts (``store.contacts.get``):
 callers keep one object and flat method names (``store.enqueue``, ``store.claim``), so the
@@ -26,11 +26,12 @@ from bot.store.base import dumps
 from bot.store.contacts import ContactBusy, ContactStore
 from bot.store.outbox import OutboxStore, SendOutcome
 from bot.store.runs import RunStore
+from bot.store.sessions import SessionStore
 from bot.store.starts import StartStore
 from bot.store.work import Claim, Commit, WorkStore
 
 __all__ = ["Claim", "Commit", "ContactBusy", "SendOutcome", "Store", "dumps"]
 
 
-class Store(ContactStore, WorkStore, OutboxStore, RunStore, StartStore):
+class Store(ContactStore, WorkStore, OutboxStore, RunStore, StartStore, SessionStore):
     """The data layer: one Redis connection, every operation Chasqui does on it."""

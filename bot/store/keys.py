@@ -136,3 +136,9 @@ def seen_key(key: str) -> str:
 
 
 START_PATTERNS = (start_key("%s"), start_key("%s", "contacts"))
+
+
+# -- Studio --------------------------------------------------------------------------------------
+def session_key(sid: str) -> str:
+    """A Studio sign-in (hash: user, role, csrf, flash), expiring when idle (docs/studio.md)."""
+    return f"chasqui:session:{sid}"
