@@ -55,6 +55,7 @@ def test_words_fold_case_and_accents() -> None:
         "nandu",
         "perez",
         "51987654321",
+        "987654321",
         "crm",
         "42",
         "sao",
@@ -77,6 +78,7 @@ async def test_search_by_name_number_and_field(api: Api) -> None:
     assert await search(api, "souza jo") == ["Joaquín Souza"]
     assert await search(api, "sao") == ["Joaquín Souza"]  # a field's value
     assert await search(api, "+51 987") == ["José Álvarez"]  # a number, as typed
+    assert await search(api, "987 654") == ["José Álvarez"]  # without the country code
     assert await search(api, "5511") == ["Ana Anabel Souza"]
     assert await search(api, "777") == ["Joaquín Souza"]
     assert await search(api, "zz") == []

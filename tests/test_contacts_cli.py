@@ -4,6 +4,8 @@ printed; run against the app's Valkey while its worker runs (the ``api`` fixture
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,16 @@ async def test_contacts_list_show_history_and_runs(
     assert await chasqui(api, tmp_path, "contacts", "history", "ana nu") == 0
     out = capsys.readouterr().out
     assert "greeting: started" in out and "-> Hola Ana" in out
+
+    await api.request(
+        "PATCH", f"/api/v1/contacts/{ana['uuid']}", {"fields": {"city": "=HYPERLINK(1)"}}
+    )
+    assert await chasqui(api, tmp_path, "contacts", "export", "--group", "VIP") == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["uuid", "urn", "name", "language", "status", "groups", "field:city"]
+    assert rows[1:] == [
+        [ana["uuid"], "console:ana", "Ana Núñez", "", "active", "VIP", "'=HYPERLINK(1)"]
+    ]
 
     assert await chasqui(api, tmp_path, "runs", "--flow", "greeting") == 0
     out = capsys.readouterr().out

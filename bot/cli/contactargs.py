@@ -27,18 +27,23 @@ def add_parsers(sub: Any, config_of: Callable[[argparse.Namespace], Config]) -> 
     v = verbs.add_parser("import", help="import contacts from a CSV file")
     v.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
     v.add_argument("--group", action="append", default=[], help="also add every row to G")
-    v = verbs.add_parser("list", help="contacts, newest first, or those a search finds")
-    v.add_argument("-s", "--search", help="words of the name, a field's value, or a number")
-    v.add_argument("--group", help="members of this group (name or uuid)")
-    v.add_argument("--status", choices=["active", "opted_out", "blocked"])
-    v.add_argument(
-        "--in-flow",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="only contacts in a flow now (--no-in-flow: in none)",
-    )
-    v.add_argument("--limit", type=int, default=50)
-    v.add_argument("--cursor", help="where the previous page said to go on")
+    for verb, what in (
+        ("list", "contacts, newest first, or those a search finds"),
+        ("export", "the contacts a list finds, all of them, as CSV on stdout"),
+    ):
+        v = verbs.add_parser(verb, help=what)
+        v.add_argument("-s", "--search", help="words of the name, a field's value, or a number")
+        v.add_argument("--group", help="members of this group (name or uuid)")
+        v.add_argument("--status", choices=["active", "opted_out", "blocked"])
+        v.add_argument(
+            "--in-flow",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="only contacts in a flow now (--no-in-flow: in none)",
+        )
+        if verb == "list":
+            v.add_argument("--limit", type=int, default=50)
+            v.add_argument("--cursor", help="where the previous page said to go on")
     for verb, what in (("show", "a contact: fields, groups, window, runs"), ("history", "")):
         v = verbs.add_parser(verb, help=what or "a contact's messages and runs, oldest first")
         v.add_argument("contact", help="uuid, URN (whatsapp:+51...), or words finding one")

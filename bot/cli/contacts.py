@@ -108,6 +108,23 @@ async def list_contacts(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+async def export_contacts(store: Store, args: argparse.Namespace) -> int:
+    """The contacts a list would show, all pages, as CSV on stdout."""
+    try:
+        query = m.ContactQuery(
+            q=args.search, group=args.group, status=args.status, in_flow=args.in_flow
+        )
+    except ValidationError as exc:
+        print(f"error: {summary(exc)}", file=sys.stderr)
+        return 2
+    try:
+        async for text in contacts_api.export_csv(store, query):
+            sys.stdout.write(text)
+    except ApiError as exc:
+        return await _refused(store, exc)
+    return 0
+
+
 async def _refused(store: Store, exc: ApiError) -> int:
     """An error of the services, for a terminal: which groups exist when one is unknown."""
     print(f"error: {exc.message}", file=sys.stderr)
@@ -244,6 +261,8 @@ def cmd_contacts(config: Config, args: argparse.Namespace) -> int:
                 )
             if args.action == "list":
                 return await list_contacts(runtime.store, args)
+            if args.action == "export":
+                return await export_contacts(runtime.store, args)
             if args.action == "history":
                 return await contact_history(runtime.store, args)
             runtime.registry.routes = routes_of(

@@ -1,7 +1,8 @@
 """The contact search index: one sorted set of normalised words, read by prefix.
 
 Every contact contributes one member per word of its name, per word of each field value, and
-per URN (the digits of a phone number, the words of any other path): ``"<word> <uuid>"``, all
+per URN (the digits of a phone number, with and without its country code; the words of any
+other path): ``"<word> <uuid>"``, all
 scores 0, so ``ZRANGEBYLEX`` over ``[word`` … ``(word\\xff`` lists the contacts having a word
 that starts with ``word``, in word order, a page at a time, without reading any other contact.
 Words are normalised the same way when indexed and when searched: accents dropped (NFKD, then
@@ -22,12 +23,14 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
 from bot.store.base import StoreBase
 from bot.store.keys import CONTACTS, SEARCH, SEARCH_BUILT, contact_key
 
 WORD_LEN = 24  # longer words are indexed (and searched) by their first 24 characters
 MAX_WORDS = 32  # a contact's words indexed at most (name and URNs first, then fields)
-SEARCH_VERSION = "1"  # bump when the words change: a process starting rebuilds the index
+SEARCH_VERSION = "2"  # bump when the words change: a process starting rebuilds the index
 _SPLIT = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"^[\d\s+().-]*\d[\d\s+().-]*$")
 
@@ -40,12 +43,22 @@ def words(text: str) -> list[str]:
 
 
 def urn_words(urn: str) -> list[str]:
-    """A URN's words: a phone number's digits as one word (``whatsapp:+51 987`` -> ``51987``),
-    any other path's words."""
+    """A URN's words: a phone number's digits as one word (``whatsapp:+51987650201`` ->
+    ``51987650201``) and, as people type it at home, without its country code
+    (``987650201``); any other path's words."""
     _, _, path = urn.partition(":")
-    if _NUMBER.match(path):
-        return [re.sub(r"\D", "", path)[:WORD_LEN]]
-    return words(path)
+    if not _NUMBER.match(path):
+        return words(path)
+    digits = re.sub(r"\D", "", path)
+    found = [digits[:WORD_LEN]]
+    if path.startswith("+"):
+        # country calling codes are a prefix code (1 to 3 digits): the first that is one
+        for n in (1, 2, 3):
+            if int(digits[:n] or 0) in COUNTRY_CODE_TO_REGION_CODE:
+                if digits[n:]:
+                    found.append(digits[n:][:WORD_LEN])
+                break
+    return found
 
 
 def contact_words(contact: Mapping[str, Any]) -> list[str]:
