@@ -387,6 +387,15 @@ class Start(Answer):
     )
     retry_of: str | None = Field(None, description="The start this one retries.")
     retry: RetryReport | None = Field(None, description="A retry: what it retried and skipped.")
+    kind: Literal["start", "trigger"] = Field(
+        "start",
+        description="start: asked for (API, CLI, Studio); trigger: the runs contacts' messages "
+        "started in this flow on one UTC day (docs/triggers.md).",
+    )
+    day: str | None = Field(None, description="A trigger record's UTC day, YYYY-MM-DD.")
+    runs: int | None = Field(
+        None, description="A trigger record's runs (a contact may write a keyword twice a day)."
+    )
 
 
 class StartPage(Answer):

@@ -34,7 +34,7 @@ from bot.engine.sprint import (
     Session,
     Sprint,
 )
-from bot.engine.triggers import Hit, TriggerIndex, decide
+from bot.engine.triggers import Hit, TriggerIndex, day_start, decide
 from bot.flow.files import Flow
 from bot.flow.machine import END, START, Cursor, fire
 from bot.flow.nodes.base import FAILURE, NEXT
@@ -207,7 +207,9 @@ class Engine:
         flow = self.flows[hit.flow]
         if sprint.session.frames:
             sprint.end_all(RunStatus.INTERRUPTED, f"{hit.type} trigger of {flow.id}")
-        run = self._push(sprint, flow, {}, None, trigger=hit.describe(event.text, event.channel))
+        trigger = hit.describe(event.text, event.channel)
+        # the day's trigger record in the starts history counts the run and its messages
+        run = self._push(sprint, flow, {}, None, day_start(flow.id, sprint.now), trigger)
         message["run"] = run["uuid"]
         message["status"] = "handled"
 
