@@ -42,10 +42,12 @@ from bot.core.config import ChannelConfig, Config, ConfigError
 from bot.core.durations import Duration, parse_duration
 from bot.core.errors import ApiError
 from bot.core.jsonin import loads
+from bot.core.netguard import BlockedAddress, PublicOnlyResolver, check_literal
 from bot.core.validation import summary as validation_summary
 
 __all__ = [
     "Attachment",
+    "BlockedAddress",
     "Capabilities",
     "Channel",
     "ChannelConfig",
@@ -59,6 +61,7 @@ __all__ = [
     "Location",
     "Message",
     "Mount",
+    "PublicOnlyResolver",
     "RateLimit",
     "SendResult",
     "Status",
@@ -70,6 +73,7 @@ __all__ = [
     "build_channels",
     "channel_class",
     "channel_types",
+    "check_literal",
     "is_loopback",
     "loads",
     "parse_duration",
