@@ -67,6 +67,8 @@ async def test_list_search_filters_and_paging(make_api: MakeApi) -> None:
     assert len(names(html)) == 5 and "First page" in html
     status, html = await pages.get("/studio/contacts?group=Nope")
     assert status == 404 and "no group" in html
+    _, html = await pages.get("/studio/contacts?q=ana", headers={"Accept-Language": "es-PE"})
+    assert "Exportar CSV" in html and ">dado de baja<" in html and ">activo<" in html
 
 
 async def test_create_edit_groups_opt_out_and_delete(make_api: MakeApi) -> None:

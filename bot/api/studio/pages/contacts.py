@@ -43,21 +43,23 @@ def _(label: str) -> str:
 
 STATUSES = ("active", "opted_out", "blocked", "in_flow")  # the list's status filter
 PAGE = 50
-# What a status (of a contact, a run, a message) is called on the pages.
+# What a status (of a contact, a run, a message) is called on the pages. Short words like
+# "failed" are translated differently elsewhere in Studio ("fallidos", counting starts), and
+# one label has one translation: these are keyed by context, locale/en says them in English.
 LABELS = {
-    "active": _("active"),
-    "opted_out": _("opted out"),
-    "blocked": _("blocked"),
-    "in_flow": _("in a flow"),
-    "waiting": _("waiting"),
-    "completed": _("completed"),
-    "interrupted": _("interrupted"),
-    "expired": _("expired"),
-    "failed": _("failed"),
-    "queued": _("queued"),
-    "sent": _("sent"),
-    "delivered": _("delivered"),
-    "read": _("read"),
+    "active": _("status:active"),
+    "opted_out": _("status:opted_out"),
+    "blocked": _("status:blocked"),
+    "in_flow": _("status:in_flow"),
+    "waiting": _("status:waiting"),
+    "completed": _("status:completed"),
+    "interrupted": _("status:interrupted"),
+    "expired": _("status:expired"),
+    "failed": _("status:failed"),
+    "queued": _("status:queued"),
+    "sent": _("status:sent"),
+    "delivered": _("status:delivered"),
+    "read": _("status:read"),
 }
 EVENTS = {
     "run_started": _("{flow} started"),
@@ -65,8 +67,8 @@ EVENTS = {
     "run_interrupted": _("{flow} interrupted"),
     "run_expired": _("{flow} expired"),
     "run_failed": _("{flow} failed"),
-    "opted_out": _("Opted out"),
-    "opted_in": _("Opted in"),
+    "opted_out": _("event:opted_out"),
+    "opted_in": _("event:opted_in"),
 }
 
 
