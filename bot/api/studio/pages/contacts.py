@@ -334,6 +334,7 @@ async def _contact_page(
         runs=[_run_view(r) for r in await runs_of(st, cid)],
         other_groups=[g for g in all_groups if g not in (contact.get("groups") or [])],
         flows=sorted(rt.registry.flows),
+        start_in_flow=False,  # until the starts' services are shared (studio-send)
         **extra,
     )
 
