@@ -435,6 +435,12 @@ class Channel(ABC):
         """Read the provider's message templates (``host.save_templates``); None: none here."""
         return None
 
+    async def register_webhook(self, url: str) -> str | None:
+        """Tell the provider to post this channel's webhooks to ``url`` (``chasqui channels
+        setup``): a line saying what was done, or None when there is nothing to register.
+        Raise ValueError saying why the provider refused."""
+        return None
+
     @abstractmethod
     async def send(self, message: dict[str, Any]) -> SendResult:
         """Deliver one message (the record built by the engine) and say what happened."""

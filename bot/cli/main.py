@@ -1,4 +1,4 @@
-"""The ``chasqui`` command: serve, check, test, simulate.
+"""The ``chasqui`` command: serve, check, test, simulate, channels, ...
 
 Every command takes ``--config PATH`` (default ``$CHASQUI_CONFIG`` or ``./config.toml``).
 Exit codes: 0 fine, 1 problems found (invalid flows, failing tests), 2 usage or config error.
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.cli import channels as channels_cli
 from bot.core.config import Config, ConfigError, load_config
 from bot.flow.files import check_references, flow_files, load_folder, trigger_conflicts
 from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     contacts_parsers(sub, _config)  # contacts import|list|show|history, runs
 
+    channels_cli.add_parser(sub)
+
     for type_name in channel_types():  # commands the channel types bring (`chasqui sandbox`)
         for command in channel_class(type_name).commands():
             p = sub.add_parser(command.name, help=command.help)
@@ -314,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "start",
         "starts",
         "contacts",
+        "channels",
         "runs",
     )
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO

@@ -23,7 +23,7 @@ class StoreHost:
         # One coroutine at a time per bucket asks Redis for the next turn: concurrent sends
         # (batch x send loops) would otherwise each hold a pooled connection while polling
         # and exhaust redis-py's pool (MaxConnectionsError -> the send failed for good).
-        self._turns: dict[str, asyncio.Lock] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # bucket -> lock, its users
 
     async def templates(self, channel: str) -> list[dict[str, Any]]:
         return await self.store.templates(channel)
@@ -35,12 +35,20 @@ class StoreHost:
         """Wait for ``bucket``'s turn: the rate is shared by every process through Redis."""
         if rate.per_second <= 0:
             return
-        turn = self._turns.get(bucket)
-        if turn is None:
-            turn = self._turns[bucket] = asyncio.Lock()
-        async with turn:
-            while (wait := await self.store.rate_wait(bucket, rate.per_second, rate.burst)) > 0:
-                await asyncio.sleep(wait)
+        turn, users = self._turns.get(bucket) or (asyncio.Lock(), 0)
+        self._turns[bucket] = (turn, users + 1)
+        try:
+            async with turn:
+                while (wait := await self.store.rate_wait(bucket, rate.per_second, rate.burst)) > 0:
+                    await asyncio.sleep(wait)
+        finally:
+            # one bucket per recipient (Telegram's per-chat limit) must not grow this dict for
+            # ever: the lock goes with its last user
+            turn, users = self._turns[bucket]
+            if users == 1:
+                del self._turns[bucket]
+            else:
+                self._turns[bucket] = (turn, users - 1)
 
 
 def route_of(name: str, capabilities: Capabilities) -> Route:
