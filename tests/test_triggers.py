@@ -17,7 +17,7 @@ from bot.engine.apply import Engine
 from bot.engine.events import Reply, Start
 from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Limits, Route, Session, Sprint
-from bot.engine.triggers import TriggerIndex
+from bot.engine.triggers import TriggerIndex, day_start
 from bot.flow.files import Flow, FlowError, load_folder, parse_flow, trigger_conflicts
 from bot.flow.machine import compile_flow
 from bot.flow.triggers import normal, words
@@ -417,6 +417,16 @@ def test_trigger_is_what_started_the_run_and_it_is_counted(engine: Engine) -> No
         "text": "Hola amigos",
         "channel": "wa",
     }
+    # counted on the flow's record of the day in the starts history, as are its messages
+    assert sprint.run["start"] == day_start("kw", NOW) == sent["start"]
+    assert sent["opening"] is True
+
+
+def test_one_record_per_flow_and_utc_day() -> None:
+    midnight = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    assert day_start("kw", midnight) == day_start("kw", midnight + 86399.9)
+    assert day_start("kw", midnight) != day_start("kw", midnight - 0.1)
+    assert day_start("kw", midnight) != day_start("catch", midnight)
 
 
 def test_a_stale_message_starts_nothing(engine: Engine) -> None:

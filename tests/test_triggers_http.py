@@ -3,6 +3,7 @@ running Chasqui, whose worker starts the flow a message triggers and sends its r
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -143,3 +144,42 @@ async def test_opt_out_words_come_before_every_trigger(wa: WA) -> None:
     await wait_for(recorded, "the second message recorded")
     assert await wa.runs(cid) == []
     assert len(await wa.messages(cid, "out")) == 1
+
+
+async def test_the_starts_history_holds_one_record_per_flow_and_day(wa: WA) -> None:
+    a, b = "51911100004", "51911100005"
+    await said(wa, a, "hi", 1)  # fresh
+    await said(wa, a, "hola", 2)
+    await said(wa, a, "Hola!", 3)  # the same contact again, the same day
+    await said(wa, b, "hey", 1)  # fresh
+    cid_b, _ = await said(wa, b, "info", 2)
+    status, body = await wa.api("GET", "/api/v1/starts?flow=greet")
+    assert status == 200, body
+    (record,) = body["starts"]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert (record["kind"], record["day"], record["status"], record["runs"]) == (
+        "trigger",
+        today,
+        "completed",
+        3,
+    )
+    assert record["counts"]["targeted"] == record["counts"]["started"] == 2
+    assert record["params"] == {} and record["sending"] == 0
+
+    async def sent() -> bool:  # the sandbox's statuses come back through the webhook
+        _, body = await wa.api("GET", f"/api/v1/starts/{record['uuid']}")
+        return bool(body["messages"]["sent"] == 3)
+
+    await wait_for(sent, "the three greetings counted as sent")
+    status, body = await wa.api("GET", f"/api/v1/starts/{record['uuid']}/contacts")
+    assert cid_b in {c["contact"] for c in body["contacts"]}
+    # each run names its record; the first messages of both contacts are that flow's "fresh" day
+    (greet_b, fresh_b) = await wa.runs(cid_b)
+    assert greet_b["start"] == record["uuid"] and fresh_b["start"] != record["uuid"]
+    status, body = await wa.api("GET", "/api/v1/starts?flow=fresh")
+    assert [(s["kind"], s["counts"]["started"], s["runs"]) for s in body["starts"]] == [
+        ("trigger", 2, 2)
+    ]
+    # it cannot be cancelled: it is a record of what happened
+    status, body = await wa.api("POST", f"/api/v1/starts/{record['uuid']}/cancel")
+    assert status == 409 and body["error"]["code"] == "start_finished"

@@ -8,8 +8,10 @@ costs a few dict lookups -- by channel, then by keyword -- never a walk over the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.flow.files import Flow
@@ -39,6 +41,15 @@ class Hit:
 
 
 _Keywords = dict[MatchMode, dict[str, Hit]]
+_DAYS = uuid.UUID("5d0c6c4e-2a7e-4c43-9b8e-6f1f4f2b7a11")  # namespace of the day records' ids
+
+
+def day_start(flow: str, now: float) -> str:
+    """The uuid of the start record that holds a flow's triggered runs of one UTC day (the
+    starts history shows them as one start a day: docs/triggers.md). Derived, not stored: every
+    process names the same record for the same flow and day."""
+    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    return str(uuid.uuid5(_DAYS, f"{flow}/{day}"))
 
 
 class TriggerIndex:
@@ -139,4 +150,4 @@ def decide(
     return None
 
 
-__all__ = ["MODES", "Hit", "TriggerIndex", "decide", "normal"]
+__all__ = ["MODES", "Hit", "TriggerIndex", "day_start", "decide", "normal"]

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -25,6 +26,7 @@ from bot.store.keys import (
     START_PATTERNS,
     STARTERS,
     STARTQ,
+    STARTS,
     TIMERS,
     WORKERS,
     contact_key,
@@ -34,6 +36,7 @@ from bot.store.keys import (
     members_key,
     run_member,
     seen_key,
+    start_key,
 )
 from bot.store.search import member_diff
 
@@ -216,6 +219,7 @@ class WorkStore(StoreBase):
                 args += [HISTORY_KEPT, RUNS_KEPT, contact_key(c.cid, "run:%s"), *START_PATTERNS]
                 unindex, index = _search_changes(c)
                 args += [SEARCH, len(unindex), *unindex, len(index), *index]
+                args += [STARTS, start_key("%s", "seen"), *_triggered(c.new_runs)]
                 await script(keys=keys, args=args, client=pipe)
             return [int(r) for r in await pipe.execute()]
 
@@ -229,6 +233,17 @@ class WorkStore(StoreBase):
             keys=[TIMERS, READY, SENDQ], args=[now, limit, QUEUE_PATTERN]
         )
         return int(fired)
+
+
+def _triggered(runs: Sequence[Run]) -> list[Any]:
+    """commit.lua's list of the runs a trigger began, each counted on its day's start record
+    (``run["start"]``, named by the engine): n, then (uuid, flow, UTC day, created_on)..."""
+    out: list[Any] = []
+    for r in runs:
+        if r.get("trigger") and r.get("start") and not r.get("parent"):
+            day = datetime.fromtimestamp(r["created_on"], UTC).strftime("%Y-%m-%d")
+            out += [r["start"], r["flow"], day, r["created_on"]]
+    return [len(out) // 4, *out]
 
 
 def _search_changes(c: Commit) -> tuple[list[str], list[str]]:

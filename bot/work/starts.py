@@ -171,6 +171,10 @@ def public(record: dict[str, str]) -> dict[str, Any]:
     for key in ("reason", "retry_of"):
         if record.get(key):
             out[key] = record[key]
+    out["kind"] = record.get("kind") or "start"
+    if out["kind"] == "trigger":  # a flow's triggered runs of one UTC day (docs/triggers.md)
+        out["day"] = record.get("day")
+        out["runs"] = int(record.get("runs") or 0)
     if record.get("retry"):  # a retry: how many it retried, and skipped and why
         out["retry"] = json.loads(record["retry"])
     out["counts"] = {

@@ -11,8 +11,9 @@
 --       '0' remove)..., n counter changes, (flow, field, delta)...,
 --       messages kept, runs kept, run key pattern (%s = run uuid), start hash pattern, start
 --       contacts hash pattern (%s = start uuid), search index key, n members to remove...,
---       n members to add...; a message's outbox flag is 's' for a message of a start refused
---       here (not sent, counted for the start)
+--       n members to add..., starts index key, start seen set pattern, n runs a trigger
+--       began, (day record uuid, flow, day, created_on)...; a message's outbox flag is 's' for a message
+--       of a start refused here (not sent, counted for the start)
 -- The group, run index and flow stats keys are global (cross-slot: single instance,
 -- docs/redis.md).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -86,6 +87,31 @@ local start_hash, start_contacts = take(), take()
 local search = take()
 for _ = 1, tonumber(take()) do redis.call('ZREM', search, take()) end
 for _ = 1, tonumber(take()) do redis.call('ZADD', search, 0, take()) end
+-- a run a contact's message triggered counts in its flow's record of the day in the starts
+-- history (made by the first): the contact once as targeted and started; started again if its
+-- last triggered run's first message had failed. Before the refusals below, which count on it.
+local starts_index, start_seen = take(), take()
+for _ = 1, tonumber(take() or '0') do
+  local sid, flow, day, at = take(), take(), take(), take()
+  local skey = string.format(start_hash, sid)
+  if redis.call('EXISTS', skey) == 0 then
+    redis.call('HSET', skey, 'uuid', sid, 'flow', flow, 'status', 'completed', 'kind', 'trigger',
+      'day', day, 'params', '{}', 'groups', '[]', 'restart_participants', '1',
+      'exclude_active', '0', 'created_on', at, 'completed_on', at)
+    redis.call('ZADD', starts_index, at, sid)
+  end
+  local ckey = string.format(start_contacts, sid)
+  if redis.call('SADD', string.format(start_seen, sid), ARGV[5]) == 1 then
+    redis.call('HINCRBY', skey, 'targeted', 1)
+    redis.call('HINCRBY', skey, 'started', 1)
+    redis.call('HSET', ckey, ARGV[5], 'started')
+  elseif string.sub(redis.call('HGET', ckey, ARGV[5]) or '', 1, 7) == 'failed:' then
+    redis.call('HINCRBY', skey, 'failed', -1)
+    redis.call('HINCRBY', skey, 'started', 1)
+    redis.call('HSET', ckey, ARGV[5], 'started')
+  end
+  redis.call('HINCRBY', skey, 'runs', 1)
+end
 for _, msg in ipairs(refused) do
   local skey, code = string.format(start_hash, msg.start), tostring(msg.error.code)
   redis.call('HINCRBY', skey, 'msg_failed', 1)
