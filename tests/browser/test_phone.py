@@ -45,3 +45,21 @@ async def test_reply_as_a_contact_from_the_sandbox_phone_by_tapping_a_button(
         )
 
     await wait_for(received)
+
+
+async def test_the_readme_demo_a_new_number_says_hola_and_the_bot_answers(
+    wa: WA, signed_in: SignedIn
+) -> None:
+    page = await signed_in(wa, width=390)
+    await page.get_by_role("link", name="Sandbox phone").first.click()
+    await page.get_by_label("Number").fill("+51 987 650 777")
+    await page.get_by_label("Name (optional)").fill("Rosa")
+    await page.get_by_role("button", name="Open chat").click()
+    await page.get_by_label("Message").fill("¡Hola!")
+    await page.get_by_role("button", name="Send").click()
+    menu = page.locator("article.bubble.bot").filter(has_text="What can I do for you?")
+    await expect(menu).to_be_visible()
+    await expect(page.locator("article.bubble.bot").first).to_contain_text("Hi Rosa!")
+    await menu.get_by_role("button", name="Order").click()
+    await expect(page.locator("article.bubble.me").last).to_contain_text("Order")
+    await shot(page, "phone-welcome")
