@@ -200,3 +200,29 @@ async def test_a_contacts_timeline_and_runs(make_api: MakeApi) -> None:
     assert status == 200 and fragment.startswith('<div class="chat"') and "<html" not in fragment
     _, listed = await pages.get("/studio/contacts?q=script")
     assert "&lt;script&gt;" in listed and "<script>alert" not in listed
+
+
+async def test_start_in_flow_previews_then_starts(make_api: MakeApi) -> None:
+    pages = await signed_in(make_api)
+    api = pages.api
+    cid = await create(api, "console:s", name="Sara")
+    status, html = await pages.get(f"/studio/contacts/{cid}?flow=greeting")
+    assert status == 200 and "This contact would start greeting." in html
+    assert "Hola Sara" in html  # the first message, as the contact would see it
+    status, where, _ = await pages.post(f"/studio/contacts/{cid}/start", {"flow": "greeting"})
+    assert (status, where) == (303, f"/studio/contacts/{cid}")
+
+    async def waiting() -> bool:
+        _, body = await api.get(f"/api/v1/contacts/{cid}/runs")
+        return bool(body["runs"]) and body["runs"][0]["status"] == "waiting"
+
+    await wait_for(waiting)
+    _, html = await pages.get(where)
+    assert "Started in greeting." in html
+    _, starts = await api.get("/api/v1/starts")
+    assert [s["flow"] for s in starts["starts"]] == ["greeting"]  # a start like any other
+    await api.request("PATCH", f"/api/v1/contacts/{cid}", {"status": "opted_out"})
+    _, html = await pages.get(f"/studio/contacts/{cid}?flow=greeting")
+    assert "This contact would not start: Opted out" in html and "Start now" not in html
+    status, html = await pages.get(f"/studio/contacts/{cid}?flow=nope")
+    assert status == 404 and "nope" in html

@@ -91,3 +91,21 @@ async def test_a_script_name_is_text(wa: WA, signed_in: SignedIn) -> None:
     await expect(page.get_by_role("heading", level=1)).to_contain_text("<script>alert(1)</script>")
     assert dialogs == []
     await shot(page, "contact-script-name")
+
+
+async def test_start_one_contact_from_its_page(wa: WA, signed_in: SignedIn) -> None:
+    await wa.sync_templates()
+    cid = await wa.contact("Ana Quispe", order_id="A-77")
+    page = await signed_in(wa)
+    await page.goto(f"/studio/contacts/{cid}")
+    await page.get_by_label("Flow", exact=True).select_option("order_followup")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.get_by_text("This contact would start order_followup.")).to_be_visible()
+    await expect(page.locator(".phone-bubble")).to_contain_text("A-77")
+    await shot(page, "contact-start-preview")
+    await page.get_by_role("button", name="Start now").click()
+    await expect(page.get_by_role("status").first).to_have_text("Started in order_followup.")
+    # the timeline refreshes itself: the template arrives, then its ticks
+    opening = page.locator("#timeline .bubble.out").first
+    await expect(opening).to_contain_text("A-77", timeout=15_000)
+    await expect(opening.locator(".tick.read")).to_be_visible(timeout=15_000)

@@ -22,11 +22,13 @@ from pydantic import ValidationError
 from bot.api import contacts as service
 from bot.api import groups as groups_service
 from bot.api import models as m
+from bot.api import start_service
 from bot.api.context import now, runtime, store
 from bot.api.lookup import contact_or_404, group_or_404
 from bot.api.routes import invalid
 from bot.api.runs import history, runs_of
 from bot.api.studio.i18n import translator
+from bot.api.studio.pages.send import REASON_WORDS
 from bot.api.studio.render import Form, form, fragment, lang, page, redirect
 from bot.api.studio.render import field as form_field
 from bot.core.errors import ApiError
@@ -334,15 +336,54 @@ async def _contact_page(
         runs=[_run_view(r) for r in await runs_of(st, cid)],
         other_groups=[g for g in all_groups if g not in (contact.get("groups") or [])],
         flows=sorted(rt.registry.flows),
-        start_in_flow=False,  # until the starts' services are shared (studio-send)
+        reason_words=REASON_WORDS,
         **extra,
+    )
+
+
+@dataclass
+class StartPreview:
+    """What starting this contact in a flow would do: start it, or why not (in words), and
+    the first message it would get (the send page's preview, of this contact)."""
+
+    started: bool
+    reason: str
+    opening: start_service.Opening | None
+
+
+async def _start_preview(request: web.Request, cid: str, flow: str) -> StartPreview:
+    """The preview the Send flow page and ``POST /api/v1/starts/preview`` make, for one
+    contact: the same services."""
+    rt = runtime(request)
+    request_model = _model(m.StartCreate, {"flow": flow, "contacts": [cid]}, "invalid_body")
+    spec = await start_service.resolve(rt, request_model)
+    counts = (await start_service.preview(rt, spec)).counts
+    reasons = {**counts.skipped_by_reason, **counts.failed_by_reason}
+    why = next((code for code, n in reasons.items() if n), "")
+    return StartPreview(
+        started=counts.started == 1,
+        reason=REASON_WORDS.get(why, why),
+        opening=await start_service.opening_for(rt, spec),
     )
 
 
 @routes.get(r"/contacts/{uuid:[0-9a-f-]{36}}")
 async def contact_page(request: web.Request) -> web.StreamResponse:
+    """The contact; with ``?flow=``, the Start in flow card previews that flow for it."""
     contact = await contact_or_404(store(request), request.match_info["uuid"])
-    return await _contact_page(request, contact, preview=None, chosen="")
+    chosen = request.query.get("flow", "").strip()
+    preview = await _start_preview(request, contact["uuid"], chosen) if chosen else None
+    return await _contact_page(request, contact, preview=preview, chosen=chosen)
+
+
+@routes.post(r"/contacts/{uuid:[0-9a-f-]{36}}/start")
+async def contact_start(request: web.Request) -> web.StreamResponse:
+    """Start (or restart) the contact in a flow: ``POST /api/v1/contacts/{uuid}/start``."""
+    cid = (await contact_or_404(store(request), request.match_info["uuid"]))["uuid"]
+    spec = _model(m.FlowStart, {"flow": form_field(await form(request), "flow")}, "invalid_body")
+    await start_service.start_one(runtime(request), cid, spec)
+    notice = say(request, _("Started in {flow}."), flow=spec.flow)
+    raise await redirect(request, f"/studio/contacts/{cid}", notice=notice)
 
 
 @routes.get(r"/contacts/{uuid:[0-9a-f-]{36}}/timeline")
