@@ -17,6 +17,11 @@ async def test_reply_as_a_contact_from_the_sandbox_phone_by_tapping_a_button(
 ) -> None:
     cid = await wa.contact("Ana Quispe", order_id="A-1042")
     await wa.start(cid, "order_followup")
+
+    async def sent() -> bool:  # the template left (the phone's list refreshes itself anyway)
+        return bool(await wa.messages(cid, "out"))
+
+    await wait_for(sent, "the order follow-up's template to be sent", timeout=30)
     page = await signed_in(wa, width=390)
     await page.get_by_role("link", name="Sandbox phone").first.click()
     await expect(page.get_by_role("heading", name="Chats")).to_be_visible()
