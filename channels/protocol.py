@@ -434,6 +434,12 @@ class Channel(ABC):
         (its message's ``text`` goes instead)."""
         return None
 
+    @classmethod
+    def show_template(cls, item: Mapping[str, Any]) -> TemplatePreview | None:
+        """One of this type's synced templates (an item of ``host.templates``) as written, its
+        placeholders in place, for a person to read; None: this type has no templates."""
+        return None
+
     # What a media id of this provider looks like; anything else is refused before any request
     # (an id goes into the provider's URL: ``..`` or ``/`` would reach other paths).
     MEDIA_ID: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9_-]{1,256}")
