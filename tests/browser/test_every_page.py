@@ -41,6 +41,7 @@ async def links(page: Page, selector: str = "a[href^='/studio/']:not([download])
 async def some_data(wa: WA) -> None:
     """A contact who got the order follow-up and one whose send failed, so that the pages
     that list things have something to list and link to."""
+    await wa.sync_templates()  # as the server does once it runs; a test is quicker than that
     ana = await wa.contact("Ana Quispe", order_id="A-1042")
     await wa.start(ana, "order_followup")
     await wa.fake(
