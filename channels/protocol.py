@@ -390,6 +390,12 @@ class Channel(ABC):
         """``{"status": "ok"}``, or ``"unhealthy"`` with a reason (shown by /healthz)."""
         return {"status": "ok"}
 
+    def facts(self) -> list[tuple[str, str]]:
+        """What an operator should see of this channel at a glance (Studio's home): (English
+        label, value) pairs such as its number and whether it runs on a stand-in. Nothing
+        secret; Studio shows them to every signed-in user, /healthz never."""
+        return []
+
     async def parse(self, request: web.Request) -> Inbound:
         """Read ``/webhooks/<type>/<name>``: check it is genuine, return its events.
 

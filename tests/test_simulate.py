@@ -162,7 +162,7 @@ def test_simulate_chats_through_the_cli(tmp_path: Path, valkey_url: str) -> None
     out = result.stdout
     assert "[template" not in out  # the console has no templates: it gets the text
     assert "bot> Hi Ana! Coffee or tea?" in out
-    assert "bot>   (1) Coffee" in out
+    assert "1. Coffee" in out and "(1) Coffee" not in out  # no buttons: numbered in the text
     # "1" picks the first quick reply, which the flow routes to the coffee node
     assert "bot> One Coffee for Ana Souza." in out
     # the run's end and its results

@@ -391,7 +391,7 @@ async def test_a_wrong_token_holds_the_message_and_says_so(
     assert result.error is not None and result.error["code"] == "bot_token_invalid"
     assert channel.health()["status"] == "unhealthy"
     assert TOKEN not in str(result.error) and TOKEN not in str(channel.health())
-    with pytest.raises(ValueError, match="setWebhook refused"):
+    with pytest.raises(ValueError, match=r"refused the bot token \(401\): Unauthorized"):
         await channel.register_webhook("https://bot.example.com/webhooks/telegram/tg")
 
 
@@ -463,7 +463,7 @@ async def test_channels_setup_registers_the_webhook(
         "allowed_updates": ["message", "callback_query"],
     }
     out, _ = capsys.readouterr()
-    assert "tg: Telegram posts this bot's updates to https://bot.example.com/" in out
+    assert "tg: Telegram posts @chasqui_test_bot's updates to https://bot.example.com/" in out
     assert TOKEN not in out
     assert await cli("setup", "tg", "--url", "ftp://elsewhere") == 1
     assert "setWebhook refused (400)" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from bot.api import models as m
 from bot.api.context import now, store
 from bot.api.lookup import busy, contact_or_404, group_or_404, valid_urn
 from bot.api.routes import Op, body, query
-from bot.core.contacts import group_name_problem
+from bot.core.contacts import group_name_problem, urns_problem
 from bot.core.errors import ApiError
 from bot.engine.sprint import Route
 from bot.store import ContactBusy, Store
@@ -52,7 +52,7 @@ class Found:
 async def create(st: Store, at: float, spec: m.ContactCreate) -> dict[str, Any]:
     """Create a contact; 409 ``urn_in_use`` (with the existing contact's uuid) when its URN
     has a contact already."""
-    urns = [valid_urn(u) for u in spec.all_urns()]
+    urns = valid_urns(spec.all_urns())
     names: list[str] = []
     for ref in dict.fromkeys(spec.groups):
         group = await st.group_by_ref(ref)
@@ -69,14 +69,10 @@ async def create(st: Store, at: float, spec: m.ContactCreate) -> dict[str, Any]:
     }
     if spec.language:
         extra["language"] = spec.language
-    contact, created = await st.contact_for_urn(urns[0], spec.name, at, **extra)
+    contact, created = await st.contact_for_urn(urns[0], spec.name, at, urns=urns, **extra)
     if not created:
-        raise ApiError(
-            409,
-            "urn_in_use",
-            f"{urns[0]} is the URN of contact {contact['uuid']}",
-            {"contact": contact["uuid"], "urn": urns[0]},
-        )
+        taken = next((u for u in urns if u in (contact.get("urns") or [])), urns[0])
+        raise urn_in_use(taken, contact["uuid"])
     if names:
         ids = await st.group_ids(names, create=True, now=at)
         await st.add_memberships([(ids[g], contact["uuid"]) for g in names])
@@ -140,8 +136,17 @@ async def update(st: Store, at: float, cid: str, spec: m.ContactUpdate) -> dict[
     if "language" in given:
         changes["language"] = spec.language or ""
     fields = {k: None if v is None else str(v) for k, v in spec.fields.items()}
+    urns = valid_urns(spec.urns) if spec.urns is not None else None
+    lost: list[str] = []
+    if urns is not None:  # indexed first: a URN of another contact refuses the whole change
+        taken = await st.claim_urns(cid, urns)
+        if taken is not None:
+            raise urn_in_use(*taken)
+        changes["urns"] = urns
 
     def change(contact: dict[str, Any]) -> dict[str, Any]:
+        if urns is not None:
+            lost[:] = [u for u in contact.get("urns") or [] if u not in urns]
         if "status" in changes and changes["status"] != contact.get("status", "active"):
             contact["status_changed_on"] = at
         contact.update(changes)
@@ -160,8 +165,25 @@ async def update(st: Store, at: float, cid: str, spec: m.ContactUpdate) -> dict[
         raise busy(exc) from None
     found = result.get(cid)
     if found is None:
+        await st.release_urns(cid, urns or [])
         raise ApiError(404, "unknown_contact", f"no contact {cid}")
+    await st.release_urns(cid, lost)
     return found
+
+
+def valid_urns(given: list[str]) -> list[str]:
+    """The URNs in stored form; 400 when one is not a URN, or two share a scheme."""
+    urns = list(dict.fromkeys(valid_urn(u) for u in given))
+    problem = urns_problem(urns)
+    if problem is not None:
+        raise ApiError(400, "invalid_urn", problem)
+    return urns
+
+
+def urn_in_use(urn: str, owner: str) -> ApiError:
+    return ApiError(
+        409, "urn_in_use", f"{urn} is the URN of contact {owner}", {"contact": owner, "urn": urn}
+    )
 
 
 async def delete(st: Store, cid: str) -> None:
@@ -318,7 +340,8 @@ async def import_contacts(request: web.Request) -> web.Response:
 CSV_BODY = {
     "required": True,
     "description": "A CSV with a header row: `urn` (required), `name`, `language`, and any "
-    "`field:<key>` columns. Sent raw (`text/csv`) or as the file of a multipart form.",
+    "`field:<key>` columns; `urn:<scheme>` columns give the contact more URNs (one per "
+    "scheme). Sent raw (`text/csv`) or as the file of a multipart form.",
     "content": {
         "text/csv": {"schema": {"type": "string"}},
         "multipart/form-data": {
@@ -384,7 +407,7 @@ OPS = [
         "Change a contact: name, language, status replace; fields merge",
         m.Contact,
         body=m.ContactUpdate,
-        errors=("invalid_body", "unknown_contact", "contact_busy"),
+        errors=("invalid_body", "invalid_urn", "urn_in_use", "unknown_contact", "contact_busy"),
     ),
     Op(
         "DELETE",

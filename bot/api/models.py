@@ -163,11 +163,15 @@ class ContactPage(Answer):
 
 
 FieldValue = str | int | float
+MAX_URNS = 10
 
 
 class ContactCreate(Body):
     urns: list[str] | None = Field(
-        None, min_length=1, max_length=1, description="The contact's URN (one, for now)."
+        None,
+        min_length=1,
+        max_length=MAX_URNS,
+        description="The contact's URNs, one per scheme (each channel type reaches it at one).",
     )
     urn: str | None = Field(None, description="Shorthand for `urns: [urn]`.")
     name: Name = ""
@@ -189,6 +193,13 @@ class ContactCreate(Body):
 class ContactUpdate(Body):
     """Only the keys given change."""
 
+    urns: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_URNS,
+        description="Replaces the contact's URNs (one per scheme); 409 urn_in_use when one is "
+        "another contact's.",
+    )
     name: Name = ""
     language: str | None = Field(None, pattern=LANGUAGE, description="null or empty: none.")
     status: ContactStatus = "active"

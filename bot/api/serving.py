@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -144,8 +145,10 @@ async def serve(
     reuse_port: bool = False,
     access_log: logging.Logger | None = None,
     handle_signals: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM)."""
+    """Serve ``app`` until cancelled (or, with ``handle_signals``, until SIGINT/SIGTERM);
+    ``on_ready`` is called once it listens."""
     runner = GuardedRunner(
         app, read_timeout=read_timeout, access_log=access_log, handle_signals=handle_signals
     )
@@ -157,6 +160,8 @@ async def serve(
         except OSError as exc:  # EADDRINUSE, EACCES, EADDRNOTAVAIL: the operator's to fix
             raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         log.info("serving on %s", site.name)
+        if on_ready is not None:
+            on_ready()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

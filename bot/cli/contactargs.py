@@ -25,7 +25,9 @@ def add_parsers(sub: Any, config_of: Callable[[argparse.Namespace], Config]) -> 
     p = sub.add_parser("contacts", help="import, list, search and look at contacts")
     verbs = p.add_subparsers(dest="action", required=True)
     v = verbs.add_parser("import", help="import contacts from a CSV file")
-    v.add_argument("file", help="CSV: urn (or phone), name, language, field:<key>, group(s)")
+    v.add_argument(
+        "file", help="CSV: urn (or phone), urn:<scheme>, name, language, field:<key>, group(s)"
+    )
     v.add_argument("--group", action="append", default=[], help="also add every row to G")
     for verb, what in (
         ("list", "contacts, newest first, or those a search finds"),

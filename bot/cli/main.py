@@ -117,19 +117,29 @@ def _fork_server(config: Config, args: argparse.Namespace) -> int:
     try:
         runtime = Runtime(config)
         runtime.load_flows()
-        _serve(config, runtime, args, reuse_port=True)
+        _serve(config, runtime, args, reuse_port=True, announce=False)
     except BaseException:
         logging.exception("serving process failed")
         code = 1
     os._exit(code)
 
 
-def _serve(config: Config, runtime: Any, args: argparse.Namespace, *, reuse_port: bool) -> None:
+def _serve(
+    config: Config,
+    runtime: Any,
+    args: argparse.Namespace,
+    *,
+    reuse_port: bool,
+    announce: bool = True,
+) -> None:
     from bot.api.app import create_app
     from bot.api.serving import run
+    from bot.cli.where import where
 
+    app = create_app(config, runtime)
     run(
-        create_app(config, runtime),
+        app,
+        on_ready=(lambda: print(where(config, app), flush=True)) if announce else None,
         access_log=logging.getLogger("aiohttp.access") if args.verbose else None,
         host=config.server.host,
         port=config.server.port,

@@ -24,6 +24,7 @@ BOT_KEYS = ("text", "template", "header", "body", "buttons", "quick_replies", "a
 CASE_KEYS = (
     "flow",
     "name",
+    "channel",
     "contact",
     "params",
     "steps",
@@ -60,6 +61,9 @@ class Case:
     status: str | None = None
     contact_after: dict[str, Any] = field(default_factory=dict)
     writes_first: str | None = None  # no start: the contact writes first (new | known)
+    # the channel the case runs on: a configured channel's name or a channel type (its URN
+    # scheme makes the contact's default URN); None: whichever reaches the contact's URN
+    channel: str | None = None
 
     @property
     def label(self) -> str:
@@ -146,6 +150,9 @@ class _DocChecker:
         name = raw.get("name")
         if name is not None and not isinstance(name, str | int | float):
             self.problem("must be a text", ["name"], "name")
+        channel = raw.get("channel")
+        if channel is not None and (not isinstance(channel, str) or not channel):
+            self.problem("must be a channel's name or type", ["channel"], "channel")
         contact = self.contact(self.mapping(raw, "contact"))
         params = self.mapping(raw, "params")
         steps = self.steps(raw.get("steps"))
@@ -181,11 +188,12 @@ class _DocChecker:
             status=status,
             contact_after=after,
             writes_first=writes_first,
+            channel=channel,
         )
 
     def contact(self, raw: dict[str, Any]) -> dict[str, Any]:
         self.unknown_keys(raw, CONTACT_KEYS, ["contact"], "contact")
-        contact: dict[str, Any] = {"name": "", "urn": DEFAULT_URN}
+        contact: dict[str, Any] = {"name": ""}  # no urn: the channel's default (Case.urn)
         for key in ("name", "language", "urn"):
             if raw.get(key) is not None:
                 value = _text(raw[key])
@@ -193,7 +201,7 @@ class _DocChecker:
                     self.problem("must be a text", ["contact", key], f"contact.{key}")
                 else:
                     contact[key] = value
-        urn = contact["urn"]
+        urn = contact.get("urn", DEFAULT_URN)
         if ":" not in urn or not urn.split(":", 1)[0] or not urn.split(":", 1)[1]:
             self.problem(
                 f"{urn!r} is not a URN (write scheme:path, e.g. whatsapp:+5511988887777)",

@@ -36,7 +36,7 @@ import difflib
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from bot.convtest.cases import Case, CaseFileError, case_files, load_cases, show
 from bot.convtest.show import compare, default_view, show
 from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig, Config
+from bot.core.contacts import PHONE_SCHEMES
 from bot.engine.apply import Engine
 from bot.engine.events import Reply, Start
 from bot.engine.flows import FlowRegistry
@@ -61,6 +62,7 @@ from channels.protocol import (
     SendResult,
     UnknownChannelType,
     channel_class,
+    channel_types,
 )
 
 CONSUMER = "convtest"
@@ -139,14 +141,34 @@ def routes_for(config: Config, schemes: Iterable[str]) -> list[Route]:
             continue
         routes.append(route_of(name, cls.CAPABILITIES))
         covered.update(cls.CAPABILITIES.schemes)
+    types = [t for t in (_channel_type(name) for name in channel_types()) if t is not None]
     for scheme in sorted(set(schemes) - covered):
-        cls = _channel_type(scheme)
-        if cls is not None and scheme in cls.CAPABILITIES.schemes:
+        cls = _channel_type(scheme)  # the type named like it first (console, whatsapp)
+        if cls is None or scheme not in cls.CAPABILITIES.schemes:
+            cls = next((t for t in types if scheme in t.CAPABILITIES.schemes), None)
+        if cls is not None:
             route = route_of(f"test-{scheme}", cls.CAPABILITIES)
-            routes.append(Route(route.name, (scheme,), route.window, route.templates))
+            routes.append(replace(route, schemes=(scheme,)))
         else:
             routes.append(Route(f"test-{scheme}", (scheme,)))
     return routes
+
+
+def channel_schemes(config: Config, channel: str) -> tuple[str, ...] | None:
+    """The URN schemes a case's ``channel`` reaches: a configured channel's, else a channel
+    type's; None when it is neither."""
+    cfg = config.channels.get(channel)
+    cls = _channel_type(cfg.type if cfg is not None else channel)
+    return cls.CAPABILITIES.schemes if cls is not None else None
+
+
+def on_channel(case: Case, config: Config) -> Case:
+    """``case`` with a contact URN of its channel's scheme when it gives none."""
+    schemes = channel_schemes(config, case.channel) if case.channel else None
+    if not schemes or "urn" in case.contact:
+        return case
+    path = "+15550100001" if schemes[0] in PHONE_SCHEMES else "100001"
+    return replace(case, contact={**case.contact, "urn": f"{schemes[0]}:{path}"})
 
 
 class Runner:
@@ -155,7 +177,7 @@ class Runner:
     def __init__(
         self, flows_folder: Path, store: Store, config: Config, schemes: Iterable[str]
     ) -> None:
-        self.store = store
+        self.store, self.config = store, config
         routes = routes_for(config, schemes)
         self.sent: list[dict[str, Any]] = []
         host = StoreHost(store)
@@ -253,6 +275,11 @@ class _Play(Driver):
         extra: dict[str, Any] = {
             k: case.contact[k] for k in ("fields", "groups", "language") if k in case.contact
         }
+        if case.channel is not None:
+            problem = self._channel_problem(case.channel)
+            if problem:
+                return CaseResult(case, False, [problem])
+            extra["channel"] = self._route_name(case.channel)
         contact, _ = await store.contact_for_urn(
             case.urn, case.contact.get("name", ""), self.clock.now(), **extra
         )
@@ -298,6 +325,25 @@ class _Play(Driver):
         self._extra(result, pending)
         await self._check_end(result)
         return result
+
+    def _channel_problem(self, channel: str) -> str | None:
+        schemes = channel_schemes(self.runner.config, channel)
+        if schemes is None:
+            configured = ", ".join(sorted(self.runner.config.channels)) or "none"
+            return (
+                f"channel: {channel!r} is neither a configured channel ({configured}) "
+                f"nor a channel type ({', '.join(channel_types())})"
+            )
+        scheme = self.case.urn.split(":", 1)[0]
+        if scheme not in schemes:
+            return f"channel: {channel} reaches {', '.join(schemes)} URNs, not {self.case.urn}"
+        return None
+
+    def _route_name(self, channel: str) -> str:
+        """The route the case's channel is: the configured one, else its type's test route."""
+        if channel in self.runner.config.channels:
+            return channel
+        return f"test-{self.case.urn.split(':', 1)[0]}"
 
     def _extra(self, result: CaseResult, messages: list[dict[str, Any]]) -> None:
         for message in messages:
@@ -404,6 +450,7 @@ async def run_cases(
     if not cases:
         return []
     config = config or Config()
+    cases = [on_channel(case, config) for case in cases]
     schemes = {case.urn.split(":", 1)[0] for case in cases}
     results: list[CaseResult] = []
     async with throwaway_store(redis_url) as store:

@@ -61,6 +61,20 @@ def normalize_urn(urn: str) -> str:
     return f"{scheme}:{path}"
 
 
+def urns_problem(urns: list[str]) -> str | None:
+    """What is wrong with these (stored-form) URNs as one contact's, or None: at least one, and
+    one per scheme, so that each channel type reaches the contact at one address."""
+    if not urns:
+        return "a contact has at least one URN"
+    seen: dict[str, str] = {}
+    for urn in urns:
+        scheme = urn.split(":", 1)[0]
+        if scheme in seen:
+            return f"one URN per scheme: {seen[scheme]} and {urn} are both {scheme}:"
+        seen[scheme] = urn
+    return None
+
+
 def name_problem(value: str) -> str | None:
     """What is wrong with ``value`` as a contact's or a group's name; None if fine."""
     if CONTROL.search(value):

@@ -33,6 +33,7 @@ from bot.engine.sprint import (
     Route,
     Session,
     Sprint,
+    chosen_option,
 )
 from bot.engine.triggers import Hit, TriggerIndex, day_start, decide
 from bot.flow.files import Flow
@@ -148,7 +149,14 @@ class Engine:
     def _on_reply(self, sprint: Sprint, event: Reply) -> None:
         text = event.text
         alternates = [str(event.payload)] if event.payload else []
-        sprint.set_input(text, alternates, event.external_id)
+        # "2" after numbered options (a channel without buttons) answers as the second option
+        # would have, as if tapped; what the contact wrote stays in the history
+        wait = sprint.session.wait
+        chosen = chosen_option(text, wait.get("options") if wait else None)
+        answer = text if chosen is None else chosen
+        if chosen is not None:
+            alternates.append(text)
+        sprint.set_input(answer, alternates, event.external_id)
         sent_at = float(event.sent_at or event.at or sprint.now)
         contact = sprint.contact
         contact["last_seen_on"] = sprint.now
@@ -176,7 +184,7 @@ class Engine:
         sprint.messages.append(message)
         # only a stop/start word needs the cases asked twice (here, and to route it)
         opt = self.limits.opt_out.match(text) is not None
-        takes = opt and answering and self._case_takes(sprint, text)
+        takes = opt and answering and self._case_takes(sprint, answer)
         if not event.record_only and not takes and self._opt_out(sprint, text, message):
             return
         if not (event.record_only or stale) and contact.get("status", "active") == "active":
@@ -198,7 +206,7 @@ class Engine:
         sprint.clear_wait()
         sprint.run["status"] = RunStatus.ACTIVE
         cursor = Cursor(sprint, node.id)
-        cursor.exit = node.body.on_reply(node, sprint, text)
+        cursor.exit = node.body.on_reply(node, sprint, answer)
         self._fire(sprint, cursor, "reply")
 
     def _start_triggered(self, sprint: Sprint, hit: Hit, event: Reply, message: Message) -> None:

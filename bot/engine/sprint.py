@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ class Route:
     window: int | None = None
     # The channel sends a message's template instead of its text (WhatsApp); others the text.
     templates: bool = False
+    # Quick replies one message may carry as buttons, or as rows of a list; more than both
+    # (a channel without buttons: 0) go as numbered options in the text.
+    buttons: int = 0
+    list_rows: int = 0
 
 
 class Session:
@@ -99,14 +104,37 @@ class LoopDetected(Exception):
     pass
 
 
+def numbered(text: str, options: Sequence[str]) -> str:
+    """``text`` followed by the options as a numbered list, for a channel without buttons."""
+    listed = "\n".join(f"{i}. {option}" for i, option in enumerate(options, 1))
+    return f"{text}\n\n{listed}" if text else listed
+
+
+OPTION_NUMBER = re.compile(r"^\s*#?\s*(\d{1,2})\s*[.)]?\s*$")
+
+
+def chosen_option(text: str, options: Sequence[str] | None) -> str | None:
+    """The option a reply like ``2`` (or ``2.``) picks among the numbered ones offered."""
+    found = OPTION_NUMBER.match(text) if options else None
+    if found is None or options is None:
+        return None
+    index = int(found.group(1))
+    return options[index - 1] if 0 < index <= len(options) else None
+
+
 def _for_channel(content: dict[str, Any], route: Route) -> dict[str, Any]:
     """What this channel will really send: the template alone where templates are used (it
-    carries its own buttons and header), the text and the rest elsewhere. Recording only that
-    keeps the history true to what the contact saw, and the record small."""
+    carries its own buttons and header), the text and the rest elsewhere; quick replies as
+    buttons where they fit, else numbered in the text. Recording only that keeps the history
+    true to what the contact saw, and the record small."""
     if route.templates and content.get("template"):
         return {"template": content["template"]}
     if "template" in content and (content.get("text") or content.get("attachment")):
-        return {k: v for k, v in content.items() if k != "template"}
+        content = {k: v for k, v in content.items() if k != "template"}
+    options = content.get("quick_replies")
+    if options and len(options) > max(route.buttons, route.list_rows) and "template" not in content:
+        content = {k: v for k, v in content.items() if k != "quick_replies"}
+        content["text"] = numbered(content.get("text") or "", options)
     return content  # a template alone stays: the channel shows or refuses it
 
 
@@ -150,6 +178,7 @@ class Sprint:
     input_text: str = ""
     input_alternates: list[str] = field(default_factory=list)  # button payload, reply id
     input_external_id: str | None = None  # the provider's id of the message being answered
+    offered: list[str] | None = None  # options sent numbered in this event: a wait keeps them
     _subflow: str | None = None
     _steps: int = 0
     _context: dict[str, Any] | None = None
@@ -164,6 +193,7 @@ class Sprint:
         self.input_text = ""
         self.input_alternates = []
         self.input_external_id = None
+        self.offered = None
 
     def set_input(self, text: str, alternates: list[str], external_id: str | None) -> None:
         """The reply being answered: ``@input``, and the other readings case tests try."""
@@ -304,6 +334,8 @@ class Sprint:
             "run": self.run["uuid"],
             "timer": kind,
         }
+        if self.offered:  # a reply "2" picks the second (Engine._on_reply)
+            self.session.wait["options"] = self.offered
         self.count(flow, flowstats.waiting(node))
         self.timers_add[f"{self.contact['uuid']}|{kind}|{token}"] = self.now + due
         self.run["status"] = RunStatus.WAITING
@@ -322,7 +354,10 @@ class Sprint:
         """Queue a message for the contact; returns an error code when it cannot go at all."""
         route = self.engine.route_for(self.contact)
         if route is not None:
+            given = content.get("quick_replies")
             content = _for_channel(content, route[0])
+            if given:
+                self.offered = None if content.get("quick_replies") else list(given)
         message = self._outgoing(
             route, content, run=self.run["uuid"], flow=self.frame["flow"], node=node_id
         )

@@ -52,8 +52,10 @@ def _session_wait(raw: bytes | None) -> dict[str, Any] | None:
 
 
 def _create_call(urn: str, record: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    """keys and args of ``contact_for_urn.lua`` creating ``record`` unless the URN has one."""
+    """keys and args of ``contact_for_urn.lua`` creating ``record`` unless one of its URNs
+    (``urn`` first, then the record's others) has a contact."""
     keys = [urn_key(urn), contact_key(record["uuid"], "contact"), CONTACTS, SEARCH]
+    keys += [urn_key(u) for u in record.get("urns") or [] if u != urn]
     args = [
         record["uuid"],
         dumps(record),
@@ -68,7 +70,9 @@ class ContactStore(SearchStore, GroupStore):
     async def contact_for_urn(
         self, urn: str, name: str = "", now: float = 0.0, **extra: Any
     ) -> tuple[dict[str, Any], bool]:
-        """The contact with this URN, created if new; True when it was created."""
+        """The contact with this URN, created if new; True when it was created. ``urns`` in
+        ``extra`` gives a new contact several (``urn`` among them); when another of them has a
+        contact already, that one is answered (not created)."""
         cid, created, record = await self._contact_for_urn(urn, name, now, extra)
         if created and record["uuid"] == cid:
             return record, True
@@ -284,6 +288,24 @@ class ContactStore(SearchStore, GroupStore):
         if wait and wait.get("flow"):
             uncount.append((flow_stats_key(wait["flow"]), flowstats.waiting(wait["node"])))
         return unindex, uncount
+
+    async def claim_urns(self, cid: str, urns: Sequence[str]) -> tuple[str, str] | None:
+        """Index ``urns`` to contact ``cid``, all or none (the record's ``urns`` list is the
+        caller's to change). None when done; else (the URN, its other contact) refusing it."""
+        if not urns:
+            return None
+        keys = [urn_key(u) for u in urns]
+        position, owner = await self._script("claim_urns")(
+            keys=keys, args=[cid, contact_key("%s", "contact")]
+        )
+        if int(position) == 0:
+            return None
+        return urns[int(position) - 1], owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    async def release_urns(self, cid: str, urns: Sequence[str]) -> None:
+        """Take ``urns`` out of the index where they point at ``cid`` (a URN the contact lost)."""
+        if urns:
+            await self._script("release_urns")(keys=[urn_key(u) for u in urns], args=[cid])
 
     async def contact_ids_for_urns(self, urns: Sequence[str]) -> list[str | None]:
         if not urns:

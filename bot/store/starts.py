@@ -53,6 +53,14 @@ class StartStore(StoreBase):
         raw = await self._r.hgetall(start_key(sid))
         return {text(k): text(v) for k, v in raw.items()} if raw else None
 
+    async def start_records(self, sids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Several starts' records in one round trip (a page listing them)."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(start_key(sid))
+            raws = await pipe.execute()
+        return [{text(k): text(v) for k, v in raw.items()} if raw else None for raw in raws]
+
     async def update_start(self, sid: str, fields: dict[str, Any]) -> None:
         await self._r.hset(start_key(sid), mapping=fields)
 

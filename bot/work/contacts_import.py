@@ -18,10 +18,12 @@ from typing import Any
 from bot.core.contacts import (
     FIELD_KEY,
     LANGUAGE,
+    SCHEMES,
     UrnError,
     name_problem,
     new_record,
     normalize_urn,
+    urns_problem,
 )
 from bot.core.errors import ApiError
 from bot.store import ContactBusy, Store
@@ -108,6 +110,7 @@ class _Row:
     language: str | None
     fields: dict[str, str]
     groups: list[str]
+    others: list[str] = field(default_factory=list)  # more URNs of the contact (urn:<scheme>)
 
 
 class Importer:
@@ -150,11 +153,14 @@ class Importer:
             )
         known = {"urn", "phone", "name", "language", "group", "groups"}
         for c in columns:
-            if c not in known and not (c.startswith("field:") and FIELD_KEY.match(c[6:])):
+            if c in known or (c.startswith("field:") and FIELD_KEY.match(c[6:])):
+                continue
+            if not (c.startswith("urn:") and c[4:] in SCHEMES):
                 raise ApiError(
                     400,
                     "bad_request",
-                    f"unknown column {c!r}: use urn, phone, name, language, group(s), field:<key>",
+                    f"unknown column {c!r}: use urn, phone, urn:<scheme>, name, language, "
+                    "group(s), field:<key>",
                 )
         self.columns = columns
 
@@ -176,6 +182,21 @@ class Importer:
             urn = normalize_urn(raw)
         except UrnError as exc:
             self.report.error(line, "invalid_urn", str(exc))
+            return None
+        others: list[str] = []
+        for column, cell in values.items():
+            if column.startswith("urn:") and cell:
+                scheme = column[4:]
+                given = cell if cell.lower().startswith(scheme + ":") else f"{scheme}:{cell}"
+                try:
+                    others.append(normalize_urn(given))
+                except UrnError as exc:
+                    self.report.error(line, "invalid_urn", f"{column}: {exc}")
+                    return None
+        others = [u for u in dict.fromkeys(others) if u != urn]
+        problem = urns_problem([urn, *others])
+        if problem is not None:
+            self.report.error(line, "invalid_urn", problem)
             return None
         first = self._first_lines.first(urn, line)
         if first != line:
@@ -205,6 +226,7 @@ class Importer:
             language or None,
             fields,
             list(dict.fromkeys(groups)),
+            others,
         )
 
     async def flush(self) -> None:
@@ -225,6 +247,7 @@ class Importer:
                 r = by_urn[u]
                 record = new_record(u, self.now)
                 record.update(name=r.name or "", fields=r.fields, groups=r.groups)
+                record["urns"] = [u, *r.others]
                 if r.language:
                     record["language"] = r.language
                 records.append((u, record))
@@ -234,14 +257,29 @@ class Importer:
                 if created and cid == record["uuid"]:
                     self.report.created += 1
                     pairs += [(ids[g], cid) for g in by_urn[u].groups]
+                elif by_urn[u].others and not await self._owns(cid, u):
+                    # another of the row's URNs is another contact's
+                    self._urn_in_use(by_urn[u], cid)
                 else:  # created meanwhile by someone else, or an index repaired: update it
                     existing[cid] = by_urn[u]
             await self.store.add_memberships(pairs)
+        for cid, row in list(existing.items()):  # more URNs for known contacts: indexed first
+            taken = await self.store.claim_urns(cid, row.others) if row.others else None
+            if taken is not None:
+                del existing[cid]
+                self._urn_in_use(row, taken[1], taken[0])
+        lost: dict[str, list[str]] = {}
         if existing:
 
             def change(contact: dict[str, Any]) -> dict[str, Any] | None:
                 row = existing[contact["uuid"]]
                 before = dict(contact)
+                if row.others:  # a row's URN of a scheme replaces the contact's
+                    schemes = {u.split(":", 1)[0] for u in row.others}
+                    urns = list(contact.get("urns") or [])
+                    lost[contact["uuid"]] = [u for u in urns if u.split(":", 1)[0] in schemes]
+                    kept = [u for u in urns if u not in lost[contact["uuid"]]]
+                    contact["urns"] = kept + row.others
                 if row.name:
                     contact["name"] = row.name
                 if row.language:
@@ -264,10 +302,21 @@ class Importer:
                         self.report.error(row.line, "unknown_contact", "deleted during import")
                     else:
                         self.report.updated += 1
+            for cid, urns in lost.items():  # the URNs a written row replaced
+                if results.get(cid) is not None:
+                    gone = [u for u in urns if u not in existing[cid].others]
+                    await self.store.release_urns(cid, gone)
             # rows whose contact had the group in its list but not in the set: repair
             await self.store.add_memberships(
                 [(ids[g], c) for c, r in existing.items() if c in results for g in r.groups]
             )
+
+    async def _owns(self, cid: str, urn: str) -> bool:
+        return await self.store.contact_id_for_urn(urn) == cid
+
+    def _urn_in_use(self, row: _Row, owner: str, urn: str | None = None) -> None:
+        which = urn or "one of its URNs"
+        self.report.error(row.line, "urn_in_use", f"{which} is the URN of contact {owner}")
 
     async def finish(self) -> ImportReport:
         if self.columns is None:

@@ -53,7 +53,14 @@ class StoreHost:
 
 def route_of(name: str, capabilities: Capabilities) -> Route:
     """What the engine must know of a channel called ``name`` that can do this."""
-    return Route(name, capabilities.schemes, capabilities.window, capabilities.templates)
+    return Route(
+        name,
+        capabilities.schemes,
+        capabilities.window,
+        capabilities.templates,
+        buttons=capabilities.buttons,
+        list_rows=capabilities.list_rows,
+    )
 
 
 def routes_of(channels: dict[str, Channel]) -> list[Route]:

@@ -208,13 +208,17 @@ class TelegramChannel(Channel):
 
     # -- setup -------------------------------------------------------------------------------
     async def register_webhook(self, url: str) -> str:
-        """``setWebhook``: Telegram posts our updates to ``url`` with the secret header."""
+        """``getMe`` (the token works, and whose it is), then ``setWebhook``: Telegram posts
+        our updates to ``url`` with the secret header."""
         body = {
             "url": url,
             "secret_token": self._secret.decode(),
             "allowed_updates": list(ALLOWED_UPDATES),
         }
         try:
+            status, me = await self.call("getMe", {})
+            if status != 200 or not isinstance(me, dict) or me.get("ok") is not True:
+                raise ValueError(f"Telegram refused the bot token ({status}): {_description(me)}")
             status, data = await self.call("setWebhook", body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ValueError(
@@ -222,7 +226,10 @@ class TelegramChannel(Channel):
             ) from None
         if status != 200 or not isinstance(data, dict) or data.get("ok") is not True:
             raise ValueError(f"setWebhook refused ({status}): {_description(data)}")
-        return f"Telegram posts this bot's updates to {url} ({', '.join(ALLOWED_UPDATES)})"
+        result = me.get("result")
+        username = result.get("username") if isinstance(result, dict) else None
+        bot = f"@{username}" if username else f"bot {self.settings.bot_id}"
+        return f"Telegram posts {bot}'s updates to {url} ({', '.join(ALLOWED_UPDATES)})"
 
 
 def _settings(config: ChannelConfig) -> TelegramConfig:

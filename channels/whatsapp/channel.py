@@ -33,6 +33,7 @@ from channels.protocol import (
     RateLimit,
     SendResult,
     Status,
+    StudioPage,
     TemplatePreview,
     TemplateUpdate,
     WebhookError,
@@ -130,6 +131,18 @@ class WhatsAppChannel(Channel):
         return [Mount(sandbox_prefix(name), sandbox_for(name, s, base_url, admin_token))]
 
     @classmethod
+    def studio_pages(
+        cls, name: str, config: ChannelConfig, mounts: Sequence[Mount]
+    ) -> list[StudioPage]:
+        """On the sandbox, Studio gets the sandbox phone: you are the contact of this number."""
+        sandbox = next((m.app for m in mounts if m.prefix == sandbox_prefix(name)), None)
+        if sandbox is None:
+            return []
+        from channels.whatsapp.sandbox.phone import create_phone_app
+
+        return [StudioPage("Sandbox phone", "phone", create_phone_app(sandbox))]
+
+    @classmethod
     def serving_problem(cls, config: ChannelConfig, *, host: str, processes: int) -> str | None:
         if not _settings(config).sandbox:
             return None
@@ -183,6 +196,16 @@ class WhatsAppChannel(Channel):
         if self._problem:
             return {"status": "unhealthy", "reason": self._problem}
         return {"status": "ok"}
+
+    def facts(self) -> list[tuple[str, str]]:
+        s = self.settings
+        number = s.display_phone_number or s.phone_number_id
+        provider = "sandbox (a stand-in of Meta's Graph API)" if s.sandbox else s.graph_url
+        return [
+            ("Number", f"+{number}" if number.isdigit() else number),
+            ("Graph API", provider),
+            ("Templates synced", str(len(self._templates))),
+        ]
 
     def _url(self, path: str) -> str:
         return f"{self.graph_base}/{self.settings.api_version}/{path}"

@@ -22,7 +22,7 @@ async def test_sign_in_with_a_wrong_then_the_right_token_and_out(
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url("**/studio/?from=mail")
     await page.get_by_role("link", name="Home", exact=True).click()
-    await expect(page.get_by_role("cell", name="whatsapp").first).to_be_visible()
+    await expect(page.get_by_role("region", name="whatsapp")).to_be_visible()
     await page.get_by_role("button", name="Sign out").click()
     await page.wait_for_url("**/studio/signin")
     await page.goto("/studio/")

@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from bot.core.clock import ManualClock
 from bot.core.config import ChannelConfig
 from bot.engine.flows import FlowRegistry, ReloadReport
-from bot.engine.sprint import Limits, Route
+from bot.engine.sprint import Limits
 from bot.store import Store
 from bot.store.keys import TIMERS, contact_key
-from bot.work.host import StoreHost
+from bot.work.host import StoreHost, route_of
 from bot.work.webhook_calls import WebhookCaller
 from bot.work.worker import Worker, WorkerSettings
 from channels.protocol import Capabilities, Channel, SendResult
@@ -32,7 +32,7 @@ class CapturingChannel(Channel):
     """Records every message handed to it; fails those whose text is in ``fail``."""
 
     TYPE = "capture"
-    CAPABILITIES = Capabilities(schemes=("tel",))
+    CAPABILITIES = Capabilities(schemes=("tel",), buttons=3, list_rows=10)
 
     def __init__(self, name: str, store: Store) -> None:
         super().__init__(name, ChannelConfig(type="capture"), StoreHost(store))
@@ -75,7 +75,7 @@ class Bot:
         self.channels: dict[str, CapturingChannel] = {
             name: CapturingChannel(name, self.store) for name in channel_names
         }
-        routes = [Route(c.name, c.CAPABILITIES.schemes) for c in self.channels.values()]
+        routes = [route_of(c.name, c.CAPABILITIES) for c in self.channels.values()]
         self.registry = FlowRegistry(folder, routes, self.limits)
         self.webhooks = webhooks or WebhookCaller(allow_private=True)
         self.worker = self.new_worker(self.webhooks)

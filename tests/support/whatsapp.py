@@ -154,10 +154,12 @@ async def start_wa(
     tmp_path: Path,
     flows: Mapping[str, str],
     separate_sandbox: dict[str, Any] | None = None,
+    others: Mapping[str, Any] | None = None,
     **channel_options: Any,
 ) -> WA:
     """Chasqui on its sandbox, serving ``flows``; ``separate_sandbox``: SandboxConfig options
-    for a sandbox app on its own port instead of the mounted one. The caller closes ``WA.http``."""
+    for a sandbox app on its own port instead of the mounted one; ``others``: more channels
+    (name -> settings) beside ``whatsapp``. The caller closes ``WA.http``."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     graph_url, sandbox_url = "sandbox", f"{base}/_sandbox/whatsapp"
@@ -191,7 +193,7 @@ async def start_wa(
         valkey_url,
         flows,
         server={"host": "127.0.0.1", "port": port, "admin_token": ADMIN},
-        channels={"whatsapp": channel},
+        channels={"whatsapp": channel, **(others or {})},
     )
     runtime = Runtime(config)
     await aiohttp_server(create_app(config, runtime), port=port)

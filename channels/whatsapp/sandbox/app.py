@@ -263,10 +263,15 @@ async def download_media(request: web.Request) -> web.Response:
     return web.Response(body=media.content, content_type=media.mime_type.split(";")[0])
 
 
-# -- /_fake controls -------------------------------------------------------------------------
-
-
 # -- the application -------------------------------------------------------------------------
+
+
+def failure_text(errors: list[dict[str, Any]] | None) -> str:
+    """A failed status's reason, for the phone: ``131047 Re-engagement message``."""
+    if not errors:
+        return ""
+    first = errors[0]
+    return f"{first.get('code', '')} {first.get('title') or first.get('message') or ''}".strip()
 
 
 def create_sandbox_app(config: SandboxConfig) -> web.Application:
@@ -279,6 +284,9 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
         raise ValueError("the sandbox needs an admin_token: its /_fake controls require it")
     state = SandboxState(config)
     dispatcher = Dispatcher(config, state.now, state.faults)
+    dispatcher.on_status = lambda event: state.chats.tick(
+        event.wamid, event.status, failure_text(event.errors)
+    )
     app = web.Application(middlewares=[graph_middleware])
     app[SANDBOX_STATE] = state
     app[SANDBOX_DISPATCHER] = dispatcher

@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from channels.whatsapp.sandbox.bubbles import inbound_view
+from channels.whatsapp.sandbox.chats import Bubble
 from channels.whatsapp.sandbox.config import SandboxNumber
 from channels.whatsapp.sandbox.context import dispatcher_of, state_of, template_posts
 from channels.whatsapp.sandbox.inbound import InboundError, build_message
-from channels.whatsapp.sandbox.state import FAULTS, ErrorRule
+from channels.whatsapp.sandbox.state import FAULTS, ErrorRule, SandboxState
 from channels.whatsapp.sandbox.templates import status_value
-from channels.whatsapp.sandbox.webhooks import Delivery, inbound_value, messages_envelope
+from channels.whatsapp.sandbox.webhooks import (
+    Delivery,
+    Dispatcher,
+    inbound_value,
+    messages_envelope,
+)
 
 
 class FakeError(Exception):
@@ -35,14 +43,34 @@ async def _fake_body(request: web.Request) -> dict[str, Any]:
 
 
 async def fake_inbound(request: web.Request) -> web.Response:
-    state, dispatcher = state_of(request), dispatcher_of(request)
     body = await _fake_body(request)
     specs = body["messages"] if isinstance(body.get("messages"), list) else [body]
     if not specs or not all(isinstance(s, dict) for s in specs):
         raise FakeError("give one message, or 'messages': [message, ...] for one POST")
-    default = state.config.numbers[0].phone_number_id
-    pnid = str(specs[0].get("phone_number_id") or body.get("phone_number_id") or default)
-    number = state.numbers.get(pnid)
+    pnid = specs[0].get("phone_number_id") or body.get("phone_number_id")
+    ids, deliveries = await play_user(
+        state_of(request), dispatcher_of(request), specs, pnid, wait=body.get("wait", True)
+    )
+    return web.json_response(
+        {
+            "id": ids[0],
+            "ids": ids,
+            "delivery": deliveries[0].public(with_payload=False),
+        }
+    )
+
+
+async def play_user(
+    state: SandboxState,
+    dispatcher: Dispatcher,
+    specs: list[dict[str, Any]],
+    pnid: Any = None,
+    *,
+    wait: bool = True,
+) -> tuple[list[str], list[Delivery]]:
+    """Users write (or tap): build each message, post them signed in one webhook, as Meta
+    would; with ``wait``, return once Chasqui answered. Raises ``FakeError`` on a bad spec."""
+    number = state.numbers.get(str(pnid or state.config.numbers[0].phone_number_id))
     if number is None:
         raise FakeError(f"unknown phone_number_id {pnid}")
     # One change per user, holding that user's messages, all in one POST.
@@ -54,6 +82,7 @@ async def fake_inbound(request: web.Request) -> web.Response:
             who = str(contact.get("wa_id") or contact.get("user_id"))
             changes.setdefault(who, ([contact], []))[1].append(message)
             ids.append(message["id"])
+            _show(state, number.phone_number_id, who, spec, message)
     except InboundError as exc:
         raise FakeError(str(exc)) from None
     obj = messages_envelope(
@@ -61,15 +90,31 @@ async def fake_inbound(request: web.Request) -> web.Response:
         [inbound_value(number, contacts, messages) for contacts, messages in changes.values()],
     )
     deliveries = dispatcher.post(number.webhook_url, "messages", obj, ids)
-    if body.get("wait", True):
+    for delivery in deliveries:
+        if delivery.task is not None:
+            delivery.task.add_done_callback(_ticks(state, delivery, ids))
+    if wait:
         await dispatcher.wait(deliveries)
-    return web.json_response(
-        {
-            "id": ids[0],
-            "ids": ids,
-            "delivery": deliveries[0].public(with_payload=False),
-        }
-    )
+    return ids, deliveries
+
+
+def _ticks(state: SandboxState, delivery: Delivery, ids: list[str]) -> Callable[[Any], None]:
+    def done(_task: Any) -> None:
+        for wamid in ids:
+            state.chats.received(wamid, delivery.delivered)
+
+    return done
+
+
+def _show(
+    state: SandboxState, pnid: str, who: str, spec: dict[str, Any], message: dict[str, Any]
+) -> None:
+    """The user's message, as their own bubble on the sandbox phone (named as the spec named
+    the user; the profile's stand-in name is not worth showing)."""
+    chat = state.chats.chat(pnid, who)
+    chat.name = str(spec.get("name") or chat.name)
+    at = float(message.get("timestamp") or state.now())
+    state.chats.add(chat, Bubble(message["id"], out=False, at=at, view=inbound_view(message)))
 
 
 async def fake_errors(request: web.Request) -> web.Response:

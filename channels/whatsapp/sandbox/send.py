@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.whatsapp.sandbox.bubbles import send_view
+from channels.whatsapp.sandbox.chats import Bubble
 from channels.whatsapp.sandbox.config import SandboxNumber
 from channels.whatsapp.sandbox.errors import GraphError, status_error
 from channels.whatsapp.sandbox.state import ErrorRule, SandboxState
@@ -23,6 +25,7 @@ def handle_send(
         message_id = body.get("message_id")
         if not isinstance(message_id, str) or message_id not in state.inbound_ids:
             raise invalid(f"message_id {message_id!r} is not a message this number received")
+        state.chats.tick(message_id, "read")
         return {"success": True}
     send = validate_send(body, state.templates)
     rule = state.take_rule(send)
@@ -44,6 +47,7 @@ def handle_send(
         failure = 131047
     wamid = state.new_wamid()
     state.remember(wamid, pnid, send)
+    _show(state, pnid, send, wamid, body)
     schedule_statuses(state, dispatcher, number, send, wamid, window, failure, rule)
     contact: dict[str, str] = {"input": send.input}
     if send.wa_id is not None:
@@ -54,6 +58,20 @@ def handle_send(
     if send.template is not None:
         message["message_status"] = "accepted"
     return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+
+
+def _show(state: SandboxState, pnid: str, send: Send, wamid: str, body: dict[str, Any]) -> None:
+    """The send, as a bubble on the user's sandbox phone."""
+    bubble = Bubble(
+        wamid,
+        out=True,
+        at=state.now(),
+        view=send_view(body, send.template),
+        recipient_id=send.wa_id or state.wa_ids.get(send.key),
+        user_id=send.user_id,
+        biz_opaque=send.biz_opaque,
+    )
+    state.chats.add(state.chats.chat(pnid, send.key), bubble)
 
 
 def pricing(send: Send, window: bool) -> dict[str, Any]:
@@ -105,8 +123,11 @@ def schedule_statuses(
     if state.take_fault("read_before_sent"):
         delays.reverse()
     dispatcher.schedule(delays[0], ("status", event("sent", pricing=price)))
+    # On the sandbox phone a chat can hold its reads back until "mark as read".
+    read = state.chats.auto_read(number.phone_number_id, send.key)
     if not skip_delivered:
         dispatcher.schedule(delays[1], ("status", event("delivered", pricing=price)))
-        dispatcher.schedule(delays[2], ("status", event("read")))
+        if read:
+            dispatcher.schedule(delays[2], ("status", event("read")))
     else:  # pricing then rides on `read` (never on both delivered and read)
         dispatcher.schedule(delays[2], ("status", event("read", pricing=price)))

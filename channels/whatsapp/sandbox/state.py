@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from channels.whatsapp.sandbox.chats import Chats
 from channels.whatsapp.sandbox.config import SandboxConfig, SandboxNumber
 from channels.whatsapp.sandbox.templates import TemplateStore, demo_templates
 from channels.whatsapp.sandbox.validate import Send
@@ -83,6 +84,7 @@ class SandboxState:
     pairs: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     # Scripted outcomes of template reviews, by template name: (status, reason).
     reviews: dict[str, tuple[str, str]] = field(default_factory=dict)
+    chats: Chats = field(default_factory=Chats)  # what the sandbox phone shows
     numbers: dict[str, SandboxNumber] = field(init=False)
     _counter: int = 0
     _epoch: str = ""
@@ -115,6 +117,7 @@ class SandboxState:
         ):
             bag.clear()
         self.inbound_ids.clear()
+        self.chats.clear()
         self.rules.clear()
         self.sent.clear()
 

@@ -173,6 +173,8 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._sem: asyncio.Semaphore | None = None
         self._task: asyncio.Task[None] | None = None
+        # Told of every status as it is posted (the sandbox phone's ticks).
+        self.on_status: Callable[[StatusEvent], None] | None = None
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -265,6 +267,9 @@ class Dispatcher:
             self.config.waba_id, [statuses_value(number, [e.item(at) for e in events])]
         )
         summary = [f"{e.wamid}:{e.status}" for e in events]
+        if self.on_status is not None:
+            for event in events:
+                self.on_status(event)
         return self.post(number.webhook_url, "statuses", obj, summary)
 
     # -- delivery --------------------------------------------------------------------------------
