@@ -19,7 +19,12 @@ from typing import Any
 from bot.cli import channels as channels_cli
 from bot.core.config import Config, ConfigError, load_config
 from bot.flow.files import check_references, flow_files, load_folder, trigger_conflicts
-from bot.work.flowcheck import stop_word_warnings, template_problems, window_warnings
+from bot.work.flowcheck import (
+    capability_warnings,
+    stop_word_warnings,
+    template_problems,
+    window_warnings,
+)
 from channels.protocol import Command, channel_class, channel_types, validate_channels
 
 DESCRIPTION = "Chasqui: conversational flows kept in git, run on Redis."
@@ -51,7 +56,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(problem)
     from bot.work.runtime import opt_out_of
 
-    for warning in window_warnings(flows, config) + stop_word_warnings(flows, opt_out_of(config)):
+    warnings = window_warnings(flows, config) + capability_warnings(flows, config)
+    for warning in warnings + stop_word_warnings(flows, opt_out_of(config)):
         print(warning)
     total = len(flow_files(folder))
     if problems:

@@ -5,9 +5,12 @@
   is found in review, not by the first contact. Needs synced templates in Redis: with
   ``redis.url`` set, or with the embedded Valkey's data present; otherwise it is skipped.
 - Warnings: a flow meant for WhatsApp whose first message is free text can only reach contacts
-  inside their 24-hour window; it should open with a template. A case of a wait that matches a
-  stop word takes that answer there, while anywhere else the same message opts the contact
-  out: worth knowing when writing the case.
+  inside their 24-hour window; it should open with a template. A message that needs what a
+  configured channel cannot do (a template without a text where there are no templates, an
+  attachment where there is no media, more quick replies than its buttons and lists hold)
+  is named with that channel: the flow runs on every channel that reaches a contact. A case of
+  a wait that matches a stop word takes that answer there, while anywhere else the same
+  message opts the contact out: worth knowing when writing the case.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from bot.flow import casetests
 from bot.flow.files import Flow, Problem
 from bot.flow.nodes.base import Node
 from bot.work.host import StoreHost
-from channels.protocol import Channel, build_channels, channel_class
+from channels.protocol import Capabilities, Channel, build_channels, channel_class
 
 if TYPE_CHECKING:
     from bot.store import Store
@@ -75,6 +78,46 @@ def window_warnings(flows: dict[str, Flow], config: Config) -> list[str]:
                     "24 hours; open with a template"
                 )
     return warnings
+
+
+def capability_warnings(flows: dict[str, Flow], config: Config) -> list[str]:
+    """A warning per message and configured channel that cannot send it as written (its
+    ``Capabilities``): the same flow file runs on every channel, so each is asked."""
+    channels: list[tuple[str, Capabilities]] = []
+    for name, cfg in sorted(config.channels.items()):
+        try:
+            channels.append((name, channel_class(cfg.type).CAPABILITIES))
+        except ValueError:
+            continue
+    warnings = []
+    for flow in flows.values():
+        for node in flow.nodes.values():
+            if node.kind != "send_message":
+                continue
+            where = f"{flow.path}: nodes[{node.index}] ({node.id}): warning"
+            for name, can in channels:
+                for problem in channel_cannot(node, can):
+                    warnings.append(f"{where}: on channel {name}: {problem}")
+    return warnings
+
+
+def channel_cannot(node: Node, can: Capabilities) -> Iterator[str]:
+    body = node.body
+    text, template = getattr(body, "text", None), getattr(body, "template", None)
+    attachment = getattr(body, "attachment", None)
+    replies = len(getattr(body, "quick_replies", None) or [])
+    if template is not None and not can.templates and not (text or attachment):
+        yield (
+            f"template {template.name} has no text, and this channel has no templates: "
+            "nothing can be sent there (give the message a text)"
+        )
+    if attachment and not can.media:
+        yield "this channel sends no media: the attachment is left out"
+    if replies and 0 < max(can.buttons, can.list_rows) < replies:
+        yield (
+            f"{replies} quick replies, but this channel shows at most "
+            f"{max(can.buttons, can.list_rows)}: they go as numbered options in the text"
+        )
 
 
 def stop_word_warnings(flows: dict[str, Flow], opt_out: OptOut) -> list[str]:
