@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from bot.api import models as m
+from bot.api import start_service as svc
 from bot.api.app import OPS
 from bot.api.openapi import openapi_document
 from bot.cli.main import main
@@ -94,6 +96,11 @@ async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA
     assert "24-hour window" in failed["message"]
     (started,) = await contacts_of(wa, start["uuid"], "started")
     assert started["contact"] == inside
+    # the outcomes over time: the refusal here and the send, each in the minute it happened
+    (minute, counts), *later = await wa.runtime.store.start_timeline(start["uuid"])
+    assert minute % 60 == 0 and abs(minute - done["created_on"]) < 120
+    total = {k: counts[k] + sum(c[k] for _, c in later) for k in counts}
+    assert total["sent"] == 1 and total["failed"] == 1
 
     # a template whose parameter is empty is refused by our channel before Meta: the same
     # rule, with the channel's message naming the parameter
@@ -108,6 +115,8 @@ async def test_an_opening_refused_here_is_failed_like_one_refused_by_meta(wa: WA
     (failed,) = await contacts_of(wa, start["uuid"], "failed")
     assert failed["reason"] == "template_param_empty"
     assert "parameter 2" in failed["message"] and "empty" in failed["message"]
+    timeline = await wa.runtime.store.start_timeline(start["uuid"])  # refused by the channel
+    assert sum(c["failed"] for _, c in timeline) == 1 and sum(c["sent"] for _, c in timeline) == 1
 
 
 @pytest.mark.parametrize(
@@ -154,10 +163,10 @@ async def test_reload_reports_template_problems(wa: WA) -> None:
     }
 
 
-def cli(wa: WA, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
+def cli(wa: WA, tmp_path: Path, *argv: str, token: str = ADMIN) -> tuple[int, str, str]:
     """``chasqui <argv>`` against the running server, in this process (in a thread)."""
     config = tmp_path / "cli.toml"
-    config.write_text(f'[server]\npublic_url = "{wa.base}"\nadmin_token = "{ADMIN}"\n')
+    config.write_text(f'[server]\npublic_url = "{wa.base}"\nadmin_token = "{token}"\n')
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["--config", str(config), *argv])
@@ -209,3 +218,96 @@ def test_the_openapi_document_describes_what_starts_now_say() -> None:
         assert code in refused
     retry = doc["paths"]["/api/v1/starts/{uuid}/retry"]["post"]["responses"]
     assert "template_not_found" in retry["422"]["description"]
+
+
+async def test_the_cli_previews_schedules_spreads_cancels_and_retries(
+    wa: WA, tmp_path: Path
+) -> None:
+    await wa.sync_templates()
+    caro = await wa.contact("Caro Paz", PHONES[2], order="A-7")
+    dani = await wa.contact("Dani Sol", PHONES[3], order="A-8")
+    status, group = await wa.api("POST", "/api/v1/groups", {"name": "clientes"})
+    assert status == 201, group
+    status, added = await wa.api(
+        "POST", f"/api/v1/groups/{group['uuid']}/members", {"contacts": [caro, dani]}
+    )
+    assert status == 200 and added["added"] == 2, added
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        return cli(wa, tmp_path, *argv)
+
+    code, out, err = await asyncio.to_thread(run, "start", "delivered")
+    assert code == 1 and "--group NAME, --urn URN or --contact UUID" in err
+    code, out, err = await asyncio.to_thread(run, "start", "delivered", "--group", "clientas")
+    assert code == 1 and "unknown_group" in err and "the groups are: 'clientes'" in err
+    code, out, err = await asyncio.to_thread(run, "start", "delivred", "--group", "clientes")
+    assert code == 1 and "the flows loaded: delivered, open_text" in err
+
+    code, out, err = await asyncio.to_thread(
+        run, "start", "delivered", "--group", "clientes", "--preview"
+    )
+    assert code == 0, err
+    assert out.splitlines()[0] == "delivered: would start 2 of 2 contacts"
+    assert "opens with the template order_delivered (es)" in out
+    code, out, err = await asyncio.to_thread(
+        run, "start", "typo", "--group", "clientes", "--preview"
+    )
+    assert code == 1 and "template_not_found" in out and "every contact would fail" in out
+    assert (await wa.api("GET", "/api/v1/starts"))[1]["starts"] == []  # a preview starts nothing
+
+    code, out, err = await asyncio.to_thread(
+        run, "start", "delivered", "--group", "clientes", "--send-at", "+1h", "--exclude-active"
+    )
+    assert code == 0 and " at " in out.splitlines()[0], (out, err)
+    scheduled = out.split()[1]
+    status, start = await wa.api("GET", f"/api/v1/starts/{scheduled}")
+    assert start["status"] == "pending" and start["exclude_active"] is True
+    assert abs(start["send_at"] - (start["created_on"] + 3600)) < 5
+    code, out, err = await asyncio.to_thread(run, "starts", "cancel", scheduled[:13])
+    assert code == 0 and f"start {scheduled} cancelled" in out, err
+    assert (await wa.api("GET", f"/api/v1/starts/{scheduled}"))[1]["status"] == "cancelled"
+
+    code, out, err = await asyncio.to_thread(
+        run, "start", "delivered", "--contact", caro, "--spread-over", "2m", "--no-wait"
+    )
+    assert code == 0, err
+    status, start = await wa.api("GET", f"/api/v1/starts/{out.split()[1]}")
+    assert start["spread_over"] == 120
+
+    # Beto never wrote: free text fails for him; the retry is a new start of the failed contact
+    beto = await wa.contact("Beto Ruiz", PHONES[1])
+    code, out, err = await asyncio.to_thread(run, "start", "open_text", "--contact", beto)
+    failed = out.split()[1]
+    code, out, err = await asyncio.to_thread(run, "starts", "retry", failed, "--no-wait")
+    assert code == 0 and "retries 1 failed contacts" in out, (out, err)
+    status, retry = await wa.api("GET", f"/api/v1/starts/{out.split()[1]}")
+    assert retry["retry_of"] == failed
+    code, out, err = await asyncio.to_thread(run, "starts", "cancel")
+    assert code == 1 and "chasqui starts cancel UUID" in err
+
+    code, out, err = await asyncio.to_thread(cli, wa, tmp_path, "starts", token="not-it")
+    assert code == 1 and "refused the admin token read from server.admin_token" in err
+
+
+async def test_a_preview_shows_the_opening_as_a_sample_contact_sees_it(wa: WA) -> None:
+    await wa.sync_templates()
+    caro = await wa.contact("Caro Paz", PHONES[2], order="A-7")
+    dani = await wa.contact("Dani Sol", PHONES[3])  # no order: the template's parameter is empty
+    rt = wa.runtime
+
+    async def opening(flow: str, cid: str) -> svc.Opening:
+        spec = await svc.resolve(rt, m.StartCreate(flow=flow, contacts=[cid]))
+        shown = await svc.opening_for(rt, spec)
+        assert shown is not None and shown.contact["uuid"] == cid
+        return shown
+
+    shown = await opening("delivered", caro)
+    assert shown.template is not None and shown.template.problem is None
+    assert shown.template.body == "Hola Caro, tu pedido A-7 fue entregado. ¿Lo recibiste?"
+    assert shown.channel == "whatsapp" and shown.error is None
+    shown = await opening("delivered", dani)
+    assert shown.template is not None and shown.template.problem is not None
+    shown = await opening("open_text", dani)  # never wrote: free text cannot reach her
+    assert shown.template is None and shown.text == "Hola"
+    assert shown.error == "outside_24h_window"
+    assert await wa.messages(caro) == [] and await wa.messages(dani) == []  # nothing was sent

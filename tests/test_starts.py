@@ -271,6 +271,16 @@ async def test_message_outcomes_and_retry_of_failed(api: Api) -> None:
     }
     # a contact whose opening message failed is failed, not started: the counts add up
     assert done["counts"]["failed"] == 2 and done["counts"]["started"] == 2
+    # over time: a bucket a minute in the start's first day, an hour after it
+    assert await apply("console", [(mids[a], "read", now + 2 * 86400, None)]) == ["read"]
+    timeline = dict(await api.store.start_timeline(sid))
+    late = int((now + 2 * 86400) // 3600 * 3600)
+    assert timeline.pop(late) == {"sent": 0, "delivered": 0, "read": 1, "failed": 0}
+    assert all(at % 60 == 0 and abs(at - now) < 120 for at in timeline)
+    early = {
+        k: sum(c[k] for c in timeline.values()) for k in ("sent", "delivered", "read", "failed")
+    }
+    assert early == {"sent": 4, "delivered": 2, "read": 1, "failed": 2}
     status, page = await api.get(f"/api/v1/starts/{sid}/contacts?status=failed")
     assert sorted(page["contacts"], key=lambda o: o["contact"] != c) == [
         {"contact": x, "status": "failed", "reason": "131049", "message": "ecosystem engagement"}

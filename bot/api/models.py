@@ -397,6 +397,7 @@ class Start(Answer):
         0, description="Started contacts whose first message has no outcome yet (sent or failed)."
     )
     retry_of: str | None = Field(None, description="The start this one retries.")
+    by: str | None = Field(None, description="The Studio user who made it (absent: the API).")
     retry: RetryReport | None = Field(None, description="A retry: what it retried and skipped.")
     kind: Literal["start", "trigger"] = Field(
         "start",

@@ -292,11 +292,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contact", action="append", help="a contact uuid (repeatable)")
     p.add_argument("--param", action="append", help="key=value for @trigger.params")
     p.add_argument("--no-wait", action="store_true", help="print the start's uuid and return")
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="say how many it would reach, who it would skip and why, the opening template and "
+        "its problems; start nothing",
+    )
+    p.add_argument("--exclude-active", action="store_true", help="skip contacts in any run")
+    p.add_argument(
+        "--send-at",
+        metavar="WHEN",
+        help="schedule it: ISO datetime (UTC unless it says), unix seconds, or +2h from now",
+    )
+    p.add_argument(
+        "--spread-over", metavar="DURATION", help="spread the sends over e.g. 30m, 2h, 1d"
+    )
     p.set_defaults(func=cmd_start)
 
-    p = sub.add_parser("starts", help="list the starts, or follow one with a progress bar")
-    p.add_argument("uuid", nargs="?", help="the start to follow: its uuid, or its beginning")
+    p = sub.add_parser(
+        "starts",
+        help="list the starts; follow one (UUID); chasqui starts cancel|retry UUID",
+    )
+    p.add_argument(
+        "target",
+        nargs="*",
+        metavar="[cancel|retry] UUID",
+        help="the start to follow, cancel or retry (its failed contacts): its uuid or beginning",
+    )
     p.add_argument("--failed", action="store_true", help="list its failed contacts, each with why")
+    p.add_argument("--no-wait", action="store_true", help="retry: print the new start and return")
     p.set_defaults(func=cmd_starts)
 
     p = sub.add_parser(

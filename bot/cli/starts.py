@@ -2,6 +2,9 @@
 
 They talk to the running server's admin API (``server.url`` and the admin token of the same
 config), so they work from any machine that has the config, and the server does the work.
+``start --preview`` says what a start would do and starts nothing; ``starts cancel|retry``
+are the buttons of Studio's start page. An error says what to do about it in CLI terms: the
+flags that name a target, the groups and flows there are, where the token is read from.
 """
 
 from __future__ import annotations
@@ -11,15 +14,25 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 from bot.core.config import Config
+from bot.core.durations import parse_duration
 from bot.work.runtime import admin_token
 
 
 class ApiFailed(Exception):
-    pass
+    def __init__(self, message: str, code: str = "", details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code, self.details = code, details or {}
+
+
+def _token_source(config: Config) -> str:
+    if config.server.admin_token.get_secret_value():
+        return "server.admin_token in the config"
+    return str(config.resolve(config.redis.data_dir) / "admin-token")
 
 
 def _call(config: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -36,15 +49,45 @@ def _call(config: Config, method: str, path: str, body: dict[str, Any] | None = 
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise ApiFailed(
+                f"unauthorized: the server at {config.server.url} refused the admin token read "
+                f"from {_token_source(config)}; use the config the server runs with (--config)",
+                "unauthorized",
+            ) from None
         try:
             error = json.loads(exc.read())["error"]
-            raise ApiFailed(f"{error['code']}: {error['message']}") from None
+            raise ApiFailed(
+                f"{error['code']}: {error['message']}", error["code"], error.get("details")
+            ) from None
         except (ValueError, KeyError):
             raise ApiFailed(f"HTTP {exc.code}") from None
     except OSError as exc:
         raise ApiFailed(
             f"cannot reach the server at {config.server.url} ({exc}); is `chasqui serve` running?"
         ) from None
+
+
+def _group_names(config: Config) -> list[str]:
+    """Up to 20 group names, for an error naming a group that is not there."""
+    try:
+        page = _call(config, "GET", "/api/v1/groups?limit=20")
+    except ApiFailed:
+        return []
+    return [str(g["name"]) for g in page["groups"]]
+
+
+def _advice(config: Config, exc: ApiFailed) -> str:
+    """The error, and what a CLI user can do about it."""
+    if exc.code == "unknown_group":
+        names = _group_names(config)
+        there = ", ".join(repr(n) for n in names) if names else "none yet"
+        return f"{exc}; the groups are: {there} (chasqui contacts import FILE --group NAME)"
+    if exc.code == "unknown_flow" and exc.details.get("flows"):
+        return f"{exc}; the flows loaded: {', '.join(exc.details['flows'])}"
+    if exc.code == "unknown_contact":
+        return f"{exc}; --contact takes a contact's uuid, --urn a URN such as whatsapp:+51987654321"
+    return str(exc)
 
 
 def _line(start: dict[str, Any]) -> str:
@@ -100,7 +143,26 @@ def follow(config: Config, uuid: str, interval: float = 0.5, settle: float = SET
     return 0
 
 
-def cmd_start(config: Config, args: argparse.Namespace) -> int:
+TARGET_FLAGS = "--group NAME, --urn URN or --contact UUID (each repeatable)"
+
+
+def send_at(value: str, now: float) -> str | float:
+    """``--send-at``: an ISO datetime (UTC unless it says), unix seconds, or ``+2h`` from now."""
+    if value.startswith("+"):
+        try:
+            return now + parse_duration(value[1:])
+        except ValueError as exc:
+            raise ApiFailed(f"--send-at {value}: {exc} (e.g. +30m, +2h)") from None
+    try:
+        return float(value)
+    except ValueError:
+        return value  # the server reads ISO 8601 and says when it cannot
+
+
+def start_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The body of POST /api/v1/starts from ``chasqui start``'s flags."""
+    if not (args.group or args.urn or args.contact):
+        raise ApiFailed(f"name who to start: {TARGET_FLAGS}")
     body: dict[str, Any] = {
         "flow": args.flow,
         "groups": args.group or [],
@@ -109,12 +171,47 @@ def cmd_start(config: Config, args: argparse.Namespace) -> int:
     }
     if args.param:
         body["params"] = dict(p.split("=", 1) for p in args.param)
+    if args.exclude_active:
+        body["exclude_active"] = True
+    if args.send_at:
+        body["send_at"] = send_at(args.send_at, time.time())
+    if args.spread_over:
+        body["spread_over"] = args.spread_over
+    return body
+
+
+def print_preview(preview: dict[str, Any]) -> int:
+    """What a start would do; 1 when its opening template cannot be sent."""
+    c = preview["counts"]
+    print(f"{preview['flow']}: would start {c['started']} of {c['targeted']} contacts")
+    for reason, n in c["skipped_by_reason"].items():
+        if n:
+            print(f"  skipped {n}: {reason}")
+    for reason, n in c.get("failed_by_reason", {}).items():
+        print(f"  failed {n}: {reason}")
+    template = preview.get("template")
+    if template:
+        print(f"opens with the template {template['name']} ({template['language']})")
+    opening = template["node"] if template else None
+    for p in preview["template_problems"]:
+        fatal = " (every contact would fail)" if p["node"] == opening else ""
+        print(f"  problem at {p['node']} on {p['channel']}: {p['code']}: {p['message']}{fatal}")
+    return 1 if any(p["node"] == opening for p in preview["template_problems"]) else 0
+
+
+def cmd_start(config: Config, args: argparse.Namespace) -> int:
     try:
+        body = start_body(args)
+        if args.preview:
+            return print_preview(_call(config, "POST", "/api/v1/starts/preview", body))
         start = _call(config, "POST", "/api/v1/starts", body)
-        print(f"start {start['uuid']} of {args.flow}")
-        return follow(config, start["uuid"]) if not args.no_wait else 0
+        when = ""
+        if start.get("send_at"):
+            when = time.strftime(" at %Y-%m-%d %H:%M:%S UTC", time.gmtime(start["send_at"]))
+        print(f"start {start['uuid']} of {args.flow}{when}")
+        return follow(config, start["uuid"]) if not (args.no_wait or when) else 0
     except ApiFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_advice(config, exc)}", file=sys.stderr)
         return 1
 
 
@@ -158,9 +255,24 @@ def _failed(config: Config, uuid: str) -> None:
 
 
 def cmd_starts(config: Config, args: argparse.Namespace) -> int:
+    words: list[str] = list(args.target or [])
     try:
-        if args.uuid:
-            uuid = find_start(config, args.uuid)
+        if words and words[0] in ("cancel", "retry"):
+            if len(words) != 2:
+                raise ApiFailed(f"which start? chasqui starts {words[0]} UUID (or its beginning)")
+            uuid = find_start(config, words[1])
+            done = _call(config, "POST", f"/api/v1/starts/{uuid}/{words[0]}")
+            if words[0] == "cancel":
+                print(f"start {uuid} cancelled (the contacts it started stay in their runs)")
+                return 0
+            r = done.get("retry") or {}
+            left = f", {r['skipped']} left out (started since)" if r.get("skipped") else ""
+            print(f"start {done['uuid']} retries {r.get('contacts', 0)} failed contacts{left}")
+            return follow(config, done["uuid"]) if not args.no_wait else 0
+        if len(words) > 1:
+            raise ApiFailed(f"one start at a time: chasqui starts UUID, not {' '.join(words)}")
+        if words:
+            uuid = find_start(config, words[0])
             if getattr(args, "failed", False):
                 _failed(config, uuid)
                 return 0
@@ -172,5 +284,5 @@ def cmd_starts(config: Config, args: argparse.Namespace) -> int:
             print("(the latest 50; GET /api/v1/starts?cursor=<next> for more)")
         return 0
     except ApiFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_advice(config, exc)}", file=sys.stderr)
         return 1

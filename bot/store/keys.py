@@ -28,7 +28,8 @@ STARTS_DUE = "chasqui:starts:due"  # sorted set: start uuids by when their next 
 def start_key(sid: str, part: str = "") -> str:
     """A start's hash (request, status, counts); with ``part``: ``seen`` (set of contacts
     already decided), ``contacts`` (hash contact -> outcome), ``targets`` (set of explicitly
-    named contacts), ``lock`` (the process expanding it)."""
+    named contacts), ``lock`` (the process expanding it), ``minutes`` (hash
+    ``<bucket start>:<sent|delivered|read|failed>`` -> count: the message outcomes over time)."""
     return f"chasqui:start:{sid}:{part}" if part else f"chasqui:start:{sid}"
 
 
@@ -135,7 +136,9 @@ def seen_key(key: str) -> str:
     return f"chasqui:seen:{key}"
 
 
-START_PATTERNS = (start_key("%s"), start_key("%s", "contacts"))
+# the start's hash, its per-contact outcomes, its outcome buckets (%s = start uuid): the scripts
+# that move a start's message counters take these three, in this order
+START_PATTERNS = (start_key("%s"), start_key("%s", "contacts"), start_key("%s", "minutes"))
 
 
 # -- Studio --------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from bot.store.keys import (
 
 log = logging.getLogger("chasqui.starts")
 
+OUTCOMES = ("sent", "delivered", "read", "failed")  # a start's message outcomes, over time
+
 
 class StartStore(StoreBase):
     # -- the record ------------------------------------------------------------------------------
@@ -107,6 +109,17 @@ class StartStore(StoreBase):
                     found.append(item)
             if cursor == 0 or len(found) >= count:
                 return found, int(cursor)
+
+    async def start_timeline(self, sid: str) -> list[tuple[int, dict[str, int]]]:
+        """The start's message outcomes over time, oldest first: (bucket start, counts of
+        ``sent``, ``delivered``, ``read``, ``failed`` in it). A bucket is a minute in the
+        start's first day, then an hour (``apply_status.lua``), so the hash stays small."""
+        buckets: dict[int, dict[str, int]] = {}
+        for key, value in (await self._r.hgetall(start_key(sid, "minutes"))).items():
+            at, _, kind = text(key).partition(":")
+            counts = buckets.setdefault(int(at), dict.fromkeys(OUTCOMES, 0))
+            counts[kind] = int(value)
+        return sorted(buckets.items())
 
     # -- idempotency -----------------------------------------------------------------------------
     async def idempotent_start(self, key: str) -> str | None:

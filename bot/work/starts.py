@@ -168,7 +168,7 @@ def public(record: dict[str, str]) -> dict[str, Any]:
     for key in ("started_on", "completed_on", "cancelled_on", "send_at", "spread_over"):
         if record.get(key):
             out[key] = float(record[key])
-    for key in ("reason", "retry_of"):
+    for key in ("reason", "retry_of", "by"):
         if record.get(key):
             out[key] = record[key]
     out["kind"] = record.get("kind") or "start"

@@ -23,6 +23,9 @@ async def test_sign_in_with_a_wrong_then_the_right_token_and_out(
     await page.wait_for_url("**/studio/?from=mail")
     await page.get_by_role("link", name="Home", exact=True).click()
     await expect(page.get_by_role("region", name="whatsapp")).to_be_visible()
+    menu = await page.get_by_role("navigation").bounding_box()
+    assert menu is not None and menu["height"] < 60, "on a phone the menu is one row"
+    await shot(page, "home-phone")
     await page.get_by_role("button", name="Sign out").click()
     await page.wait_for_url("**/studio/signin")
     await page.goto("/studio/")

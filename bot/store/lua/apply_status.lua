@@ -3,8 +3,15 @@
 -- The state lives beside the message, in the contact's msgs hash under "<uuid>:s" (flat JSON).
 -- KEYS: msgs, queue, ready
 -- ARGV: message uuid, status, at, error json ('' if none), contact uuid, extra state json ('' if none),
---       start hash pattern, start contacts hash pattern (%s = start uuid; '' or absent: none)
+--       start hash pattern, start contacts hash pattern, start outcome buckets pattern
+--       (%s = start uuid; '' or absent: none)
 -- Returns the status now stored, or 'ignored' / 'unknown'.
+-- A start's outcome buckets: one a minute in its first day, then one an hour (docs/redis.md).
+local function bucket(skey, when)
+  local since = tonumber(redis.call('HGET', skey, 'created_on')) or when
+  local width = (when - since < 86400) and 60 or 3600
+  return string.format('%d', math.floor(when / width) * width)
+end
 local rank = {queued = 0, accepted = 0, sent = 1, delivered = 2, read = 3, played = 4}
 local id, incoming, at = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('HEXISTS', KEYS[1], id) == 0 then return 'unknown' end
@@ -38,9 +45,11 @@ if result ~= 'ignored' and result ~= 'queued' and ARGV[7] and ARGV[7] ~= '' then
     if msg.opening and current == 'queued' then  -- the contact's first message has its outcome
       redis.call('HINCRBY', skey, 'opened', 1)
     end
+    local bkey, at_bucket = string.format(ARGV[9], msg.start), bucket(skey, at)
     if result == 'failed' then
       local code = state.error and state.error.code
       redis.call('HINCRBY', skey, 'msg_failed', 1)
+      redis.call('HINCRBY', bkey, at_bucket .. ':failed', 1)
       redis.call('HINCRBY', skey, 'msg_failed:' .. tostring(code or 'unknown'), 1)
       -- the contact did not get the start's first message: failed, not started (the counts
       -- still add up); a later message failing leaves it started
@@ -57,6 +66,7 @@ if result ~= 'ignored' and result ~= 'queued' and ARGV[7] and ARGV[7] ~= '' then
       local names = {'sent', 'delivered', 'read', 'played'}
       for r = (rank[current] or 0) + 1, rank[result] do
         redis.call('HINCRBY', skey, 'msg_' .. names[r], 1)
+        if r <= 3 then redis.call('HINCRBY', bkey, at_bucket .. ':' .. names[r], 1) end
       end
     end
   end

@@ -10,10 +10,11 @@
 --       group id counter key, group key pattern, members key pattern, now, (name, '1' add |
 --       '0' remove)..., n counter changes, (flow, field, delta)...,
 --       messages kept, runs kept, run key pattern (%s = run uuid), start hash pattern, start
---       contacts hash pattern (%s = start uuid), search index key, n members to remove...,
---       n members to add..., starts index key, start seen set pattern, n runs a trigger
---       began, (day record uuid, flow, day, created_on)...; a message's outbox flag is 's' for a message
---       of a start refused here (not sent, counted for the start)
+--       contacts hash pattern, start outcome buckets pattern (%s = start uuid), search index
+--       key, n members to remove..., n members to add..., starts index key, start seen set
+--       pattern, n runs a trigger began, (day record uuid, flow, day, created_on)...; a
+--       message's outbox flag is 's' for a message of a start refused here (not sent, counted
+--       for the start)
 -- The group, run index and flow stats keys are global (cross-slot: single instance,
 -- docs/redis.md).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -83,7 +84,7 @@ end
 local keep_msgs, keep_runs, run_pattern = tonumber(take()), tonumber(take()), take()
 -- as apply_status.lua counts a failure reported by a channel: the start's message counters,
 -- and a contact whose opening message this was is failed, not started
-local start_hash, start_contacts = take(), take()
+local start_hash, start_contacts, start_buckets = take(), take(), take()
 local search = take()
 for _ = 1, tonumber(take()) do redis.call('ZREM', search, take()) end
 for _ = 1, tonumber(take()) do redis.call('ZADD', search, 0, take()) end
@@ -115,6 +116,12 @@ end
 for _, msg in ipairs(refused) do
   local skey, code = string.format(start_hash, msg.start), tostring(msg.error.code)
   redis.call('HINCRBY', skey, 'msg_failed', 1)
+  -- its outcome bucket, as apply_status.lua makes it (a minute in the start's first day, else an hour)
+  local when = tonumber(msg.created_on) or 0
+  local since = tonumber(redis.call('HGET', skey, 'created_on')) or when
+  local width = (when - since < 86400) and 60 or 3600
+  local b = string.format('%d', math.floor(when / width) * width)
+  redis.call('HINCRBY', string.format(start_buckets, msg.start), b .. ':failed', 1)
   redis.call('HINCRBY', skey, 'msg_failed:' .. code, 1)
   if msg.opening then redis.call('HINCRBY', skey, 'opened', 1) end
   local ckey = string.format(start_contacts, msg.start)
