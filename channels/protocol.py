@@ -42,10 +42,12 @@ from bot.core.config import ChannelConfig, Config, ConfigError
 from bot.core.durations import Duration, parse_duration
 from bot.core.errors import ApiError
 from bot.core.jsonin import loads
+from bot.core.netguard import BlockedAddress, PublicOnlyResolver, check_literal
 from bot.core.validation import summary as validation_summary
 
 __all__ = [
     "Attachment",
+    "BlockedAddress",
     "Capabilities",
     "Channel",
     "ChannelConfig",
@@ -59,6 +61,7 @@ __all__ = [
     "Location",
     "Message",
     "Mount",
+    "PublicOnlyResolver",
     "RateLimit",
     "SendResult",
     "Status",
@@ -70,6 +73,7 @@ __all__ = [
     "build_channels",
     "channel_class",
     "channel_types",
+    "check_literal",
     "is_loopback",
     "loads",
     "parse_duration",
@@ -426,6 +430,12 @@ class Channel(ABC):
         """This template send (a send record's ``template``, parameters rendered) as the
         contact would see it, from the loaded templates; None: this channel has no templates
         (its message's ``text`` goes instead)."""
+        return None
+
+    @classmethod
+    def show_template(cls, item: Mapping[str, Any]) -> TemplatePreview | None:
+        """One of this type's synced templates (an item of ``host.templates``) as written, its
+        placeholders in place, for a person to read; None: this type has no templates."""
         return None
 
     # What a media id of this provider looks like; anything else is refused before any request

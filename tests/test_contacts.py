@@ -73,7 +73,16 @@ async def test_create_normalises_urns(api: Api, given: str, stored: str) -> None
 
 @pytest.mark.parametrize(
     "urn",
-    ["whatsapp:+5511", "tel:+999123", "whatsapp:hello", "telegram:abc", "fax:123", "nourn", 7],
+    [
+        "whatsapp:+5511",
+        "tel:+999123",
+        "whatsapp:hello",
+        "telegram:abc",
+        "ext:a b",
+        "fax:123",
+        "nourn",
+        7,
+    ],
 )
 async def test_invalid_urns_are_refused(api: Api, urn: Any) -> None:
     status, body = await api.request("POST", "/api/v1/contacts", json={"urn": urn})

@@ -653,3 +653,14 @@ def test_reload_reports_an_enter_flow_whose_target_was_removed(tmp_path: Path) -
     assert report.problems == [
         Problem(str(parent), 3, "unknown flow 'child'", "nodes[0] (go)", "enter_flow.flow")
     ]
+
+
+def test_load_folder_takes_a_known_flow_whose_file_is_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("nodes:\n  - id: x\n    send_message: {text: hi}\n")
+    (tmp_path / "b.yaml").write_text("nodes:\n  - id: y\n    send_message: {text: hi}\n")
+    known, _ = load_folder(tmp_path)
+    (tmp_path / "b.yaml").write_text("nodes:\n  - id: z\n    send_message: {text: hi}\n")
+    again, problems = load_folder(tmp_path, None, known)
+    assert not problems
+    assert again["a"] is known["a"]  # not parsed again
+    assert again["b"] is not known["b"] and list(again["b"].nodes) == ["z"]

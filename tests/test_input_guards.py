@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.core.jsonin import loads
+from bot.core.netguard import is_public
 from bot.work.ingest import Ingest
-from bot.work.webhook_calls import WebhookCaller, _public
+from bot.work.webhook_calls import WebhookCaller
 from channels.protocol import Message, Status
 from channels.whatsapp.inbound import parse_webhook
 from channels.whatsapp.sandbox import encode
@@ -119,21 +120,21 @@ def _embeddings(v4: ipaddress.IPv4Address) -> list[str]:
     ["::127.0.0.1", "2002:7f00:1::", "64:ff9b::7f00:1", "::ffff:127.0.0.1", "64:ff9b::a00:1"],
 )
 def test_ipv4_hidden_in_ipv6_is_not_public(address: str) -> None:
-    assert not _public(address)
+    assert not is_public(address)
 
 
 @given(st.ip_addresses(v=4))
 def test_an_embedded_ipv4_is_public_only_when_the_ipv4_is(v4: ipaddress.IPv4Address) -> None:
     if not (v4.is_global and not v4.is_multicast):
         for address in _embeddings(v4):
-            assert not _public(address), address
+            assert not is_public(address), address
     else:  # not simply "refuse IPv6": a public IPv4 behind NAT64 or mapped stays reachable
-        assert _public(f"64:ff9b::{v4}") and _public(f"::ffff:{v4}")
+        assert is_public(f"64:ff9b::{v4}") and is_public(f"::ffff:{v4}")
 
 
 @given(st.ip_addresses(v=6))
 def test_the_guard_never_lets_more_through_than_is_global(v6: ipaddress.IPv6Address) -> None:
-    if _public(str(v6)):
+    if is_public(str(v6)):
         assert v6.is_global and not v6.is_multicast
 
 

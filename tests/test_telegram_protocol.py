@@ -203,3 +203,9 @@ def test_group_chats_and_other_updates_are_skipped() -> None:
     for junk in ([], {"update_id": True}, {"update_id": 4, "message": {"chat": {}}}):
         with pytest.raises(BadUpdate):
             parse_update(junk, "tg", 0)
+
+
+def test_a_message_without_a_date_is_stamped_when_received() -> None:
+    update = {"update_id": 9, "message": {"message_id": 1, "chat": {"id": CHAT}, "text": "hola"}}
+    message = parse_update(update, "tg", 1767855600.0).message
+    assert message is not None and message.timestamp == 1767855600.0

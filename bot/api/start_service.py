@@ -407,8 +407,8 @@ async def page(rt: Runtime, q: m.StartQuery) -> tuple[list[m.Start], str | None]
 
     async def load_page(members: Sequence[str]) -> list[dict[str, Any] | None]:
         out: list[dict[str, Any] | None] = []
-        for member in members:
-            record = await st.start_record(member.split("|", 1)[1])
+        records = await st.start_records([member.split("|", 1)[1] for member in members])
+        for record in records:
             if (
                 record is None
                 or q.flow not in (None, record["flow"])

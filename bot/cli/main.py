@@ -164,6 +164,13 @@ def cmd_templates(args: argparse.Namespace) -> int:
     from bot.work.runtime import Runtime
 
     config = _config(args)
+    if args.action == "show":  # through the running server, like Studio's template page
+        from bot.cli.templates import show
+
+        if not args.name:
+            print("error: name the template: chasqui templates show NAME", file=sys.stderr)
+            return 2
+        return show(config, args.name)
     validate_channels(config.channels)
 
     async def run() -> int:
@@ -233,6 +240,12 @@ def cmd_starts(args: argparse.Namespace) -> int:
     return starts(_config(args), args)
 
 
+def cmd_flows(args: argparse.Namespace) -> int:
+    from bot.cli.flows import cmd_flows as flows
+
+    return flows(_config(args), args)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bot.convtest.simulate import simulate
 
@@ -269,9 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", dest="match", help="only tests whose name contains this")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("templates", help="sync or list the channels' message templates")
-    p.add_argument("action", choices=["sync", "list"])
+    p = sub.add_parser("templates", help="sync, list or show the channels' message templates")
+    p.add_argument("action", choices=["sync", "list", "show"])
+    p.add_argument("name", nargs="?", help="show: the template's name")
     p.set_defaults(func=cmd_templates)
+
+    from bot.cli.flows import add_parser as add_flows
+
+    add_flows(sub).set_defaults(func=cmd_flows)
 
     from bot.cli.contactargs import add_parsers as contacts_parsers
 
@@ -354,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "test",
         "check",
         "templates",
+        "flows",
         "start",
         "starts",
         "contacts",

@@ -21,6 +21,9 @@ FIELD_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # C0, DEL, C1 (Unicode "Cc": NUL, tab, line breaks, ESC...) and the line/paragraph separators. Not
 # format characters: the zero-width joiner holds emoji sequences together.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# an ``ext:`` path: another system's id for the contact (channels/http/payloads.py checks the
+# same): 1 to 128 characters, no whitespace, no control characters
+EXT_PATH = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029]{1,128}")
 
 
 class UrnError(ValueError):
@@ -58,6 +61,10 @@ def normalize_urn(urn: str) -> str:
         )
     if scheme == "telegram" and not path.isdigit():
         raise UrnError(f"{urn!r}: a telegram URN is the numeric chat id, e.g. telegram:123456")
+    if scheme == "ext" and not EXT_PATH.fullmatch(path):
+        raise UrnError(
+            f"{urn!r}: an ext URN is another system's id, 1 to 128 characters without spaces"
+        )
     return f"{scheme}:{path}"
 
 

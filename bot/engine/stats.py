@@ -16,7 +16,7 @@ from bot.flow.nodes.base import Node
 from bot.flow.triggers import TRIGGER_TYPES
 
 
-def _category(node: Node, exit_name: str) -> str | None:
+def exit_category(node: Node, exit_name: str) -> str | None:
     """The category a routing node's exit stands for (its case's, ``other``'s, the timeout's)."""
     body = node.body
     if exit_name.startswith("case"):
@@ -64,7 +64,7 @@ def present(
         entry["exits"] = [
             {
                 "exit": exit_name,
-                **({"category": c} if (c := _category(node, exit_name)) else {}),
+                **({"category": c} if (c := exit_category(node, exit_name)) else {}),
                 "to": target,
                 "count": counted.get(exit_name, 0),
             }

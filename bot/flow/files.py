@@ -312,10 +312,15 @@ def parse_flow(path: Path, data: bytes, channels: set[str] | None = None, label:
         language=header.language,
         expire_after=parse_duration(header.expire_after),
         nodes=nodes,
-        version=hashlib.sha256(data).hexdigest()[:16],
+        version=version_of(data),
         path=path,
         triggers=tuple(triggers),
     )
+
+
+def version_of(data: bytes) -> str:
+    """A flow's version: the hash of its file's bytes."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def flow_files(folder: Path) -> list[Path]:
@@ -385,14 +390,20 @@ def trigger_conflicts(flows: dict[str, Flow]) -> list[tuple[str, str, Problem]]:
 
 
 def load_folder(
-    folder: Path, channels: set[str] | None = None
+    folder: Path, channels: set[str] | None = None, known: dict[str, Flow] | None = None
 ) -> tuple[dict[str, Flow], list[Problem]]:
-    """Every valid flow of ``folder`` and the problems of the others."""
+    """Every valid flow of ``folder`` and the problems of the others. A flow of ``known`` (e.g.
+    the ones running) whose file has not changed since is taken as it is, not parsed again."""
     flows: dict[str, Flow] = {}
     problems: list[Problem] = []
     for path in flow_files(folder):
+        data = path.read_bytes()
+        same = (known or {}).get(path.stem)
+        if same is not None and same.path == path and same.version == version_of(data):
+            flows[path.stem] = same
+            continue
         try:
-            flows[path.stem] = parse_flow(path, path.read_bytes(), channels)
+            flows[path.stem] = parse_flow(path, data, channels)
         except FlowError as exc:
             problems.extend(exc.problems)
     problems.extend(check_references(flows))

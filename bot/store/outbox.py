@@ -193,6 +193,11 @@ class OutboxStore(StoreBase):
         """Whether ``channel`` has any synced template (one HLEN: no template is read)."""
         return bool(await self._r.hlen(templates_key(channel)))
 
+    async def template(self, channel: str, name: str, language: str) -> dict[str, Any] | None:
+        """One synced template, by its exact name and language (one HGET)."""
+        raw = await self._r.hget(templates_key(channel), f"{name}|{language}")
+        return json.loads(raw) if raw else None
+
     async def templates(self, channel: str) -> list[dict[str, Any]]:
         raws = await self._r.hvals(templates_key(channel))
         return sorted((json.loads(r) for r in raws), key=lambda t: (t["name"], t["language"]))

@@ -170,13 +170,7 @@ async def template_problems(flows: dict[str, Flow], config: Config) -> list[Prob
         if not synced:
             return None
         return [
-            Problem(
-                str(flow.path),
-                node.line,
-                f"{found.channel}: {found.code}: {found.message}",
-                f"nodes[{node.index}] ({node.id})",
-                "send_message.template",
-            )
+            template_problem(flow, node, found)
             for flow in flows.values()
             for node, found in flow_template_problems(flow, synced)
         ]
@@ -189,6 +183,17 @@ class TemplateTrouble:
     channel: str
     code: str
     message: str
+
+
+def template_problem(flow: Flow, node: Node, found: TemplateTrouble) -> Problem:
+    """A template's trouble as ``chasqui check`` says it: file, line, node, field, why."""
+    return Problem(
+        str(flow.path),
+        node.line,
+        f"{found.channel}: {found.code}: {found.message}",
+        f"nodes[{node.index}] ({node.id})",
+        "send_message.template",
+    )
 
 
 def flow_template_problems(

@@ -50,13 +50,14 @@ class BadUpdate(ValueError):
 
 
 def parse_update(payload: Any, channel: str, now: float) -> Parsed:
-    """Read one update; ``now`` stamps a tap (a callback query carries no time of its own)."""
+    """Read one update; ``now`` stamps a tap (a callback query carries no time of its own), or
+    a message without its ``date``."""
     if not isinstance(payload, dict) or not _is_int(payload.get("update_id")):
         raise BadUpdate("an update is a JSON object with an integer update_id")
     update_id = int(payload["update_id"])
     message = payload.get("message")
     if isinstance(message, dict):
-        return _message(update_id, message, channel)
+        return _message(update_id, message, channel, now)
     query = payload.get("callback_query")
     if isinstance(query, dict):
         return _callback(update_id, query, channel, now)
@@ -64,7 +65,7 @@ def parse_update(payload: Any, channel: str, now: float) -> Parsed:
     return Parsed(update_id, skipped=f"update {update_id}: {', '.join(kinds) or 'empty'}")
 
 
-def _message(update_id: int, m: dict[str, Any], channel: str) -> Parsed:
+def _message(update_id: int, m: dict[str, Any], channel: str, now: float) -> Parsed:
     chat = m.get("chat")
     if not isinstance(chat, dict) or not _is_int(chat.get("id")):
         raise BadUpdate(f"update {update_id}: message.chat.id is missing")
@@ -88,7 +89,7 @@ def _message(update_id: int, m: dict[str, Any], channel: str) -> Parsed:
             channel=channel,
             urn=f"telegram:{chat_id}",
             external_id=str(update_id),
-            timestamp=float(m["date"]) if _is_int(m.get("date")) else 0.0,
+            timestamp=float(m["date"]) if _is_int(m.get("date")) else now,
             contact_name=_name(sender),
             reply_to=reply_to,
             **content,

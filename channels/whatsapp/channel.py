@@ -50,6 +50,7 @@ from channels.whatsapp.preview import preview
 from channels.whatsapp.protocol import (
     OutboundError,
     TemplateInfo,
+    TemplateParseError,
     WebhookBatch,
     build_mark_read,
     build_send,
@@ -450,6 +451,16 @@ class WhatsAppChannel(Channel):
             available_languages=self._languages.get(template["name"], []),
         )
         return f"{problem.code}: {problem.message}" if problem else None
+
+    @classmethod
+    def show_template(cls, item: Mapping[str, Any]) -> TemplatePreview:
+        try:
+            info = parse_template(item)
+        except TemplateParseError:
+            info = None
+        block = {"name": item.get("name"), "language": item.get("language")}
+        shown = preview(item, info, block, language=str(item.get("language") or ""))
+        return replace(shown, problem=None)  # no parameters given: not a send to judge
 
     def preview_template(self, template: Mapping[str, Any]) -> TemplatePreview:
         language = normalise_language(str(template.get("language") or "")) or ""
