@@ -439,11 +439,12 @@ class Worker:
         return outcomes
 
     async def _index_early(self, message: dict[str, Any], external_id: str) -> None:
-        """Best effort: recording the send indexes the provider's id anyway."""
+        """Best effort: recording the send indexes the provider's id anyway. Debug only: in an
+        outage every message in flight would say so, and the outage is logged once elsewhere."""
         try:
             await self.store.index_external(message, external_id)
         except UNREACHABLE as exc:
-            log.warning("could not index %s early: Redis unreachable (%s)", external_id, exc)
+            log.debug("could not index %s early: Redis unreachable (%s)", external_id, exc)
 
     async def _send_one(self, message: dict[str, Any]) -> SendResult:
         channel = self.channels.get(message.get("channel") or "")
