@@ -18,13 +18,14 @@ an inbound webhook to build and a way to read the answers back; add one to :data
 ``telegram_limited`` keeps Telegram's limits on (30 sends/s per bot, 1/s per chat after a
 burst of 3): its answers/s shows the bot's limit holding.
 
-Usage:  .venv/bin/python bench/channels.py [--quick] [--cases telegram,whatsapp] [--rounds 2]
+Usage:  .venv/bin/python bench/channels.py [--quick] [--cases telegram,whatsapp,http] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import shutil
 import sys
@@ -59,6 +60,8 @@ from channels.whatsapp.sandbox.config import (
 from channels.whatsapp.sandbox.inbound import build_message
 from channels.whatsapp.sandbox.state import SandboxState
 from channels.whatsapp.sandbox.webhooks import inbound_value, messages_envelope
+from tests.support.receiver import SECRET as HTTP_SECRET
+from tests.support.receiver import signature as http_signature
 
 PYTHON = sys.executable
 ADMIN = "bench-admin-token"
@@ -230,9 +233,59 @@ class WhatsAppCase(Case):
         return out
 
 
+class HttpCase(Case):
+    """The signed HTTP channel; its stand-in is tests/support/receiver.py, which checks each
+    post's signature (an answer counts only when it holds)."""
+
+    name = type_name = "http"
+    ready_path = "/posts"
+
+    def __init__(self, stand_in_port: int) -> None:
+        super().__init__(stand_in_port)
+        self.sent = 0
+
+    def section(self) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "send_url": f"{self.stand_in}/chasqui",
+            "secret": HTTP_SECRET,
+            "allow_private": True,  # the stand-in is on loopback
+            "concurrency": 64,
+        }
+
+    def stand_in_argv(self, webhook_url: str) -> list[str]:
+        return [PYTHON, "-m", "tests.support.receiver", "--port", str(self.port)]
+
+    def urn(self, i: int) -> str:
+        return f"ext:bench-{i}"
+
+    def inbound(self, i: int, text: str) -> tuple[bytes, dict[str, str]]:
+        self.sent += 1
+        webhook_id = f"msg_bench_{self.sent}"
+        raw = encode({"id": webhook_id, "from": f"bench-{i}", "text": text, "name": f"Ana {i}"})
+        stamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": http_signature(webhook_id, stamp, raw),
+        }
+        return raw, headers
+
+    async def answers(self, http: aiohttp.ClientSession) -> list[tuple[str, float]]:
+        async with http.get(f"{self.stand_in}/posts") as r:
+            data = await r.json()
+        return [
+            (str(p["body"]["text"]), float(p["at"]))
+            for p in data
+            if p["verified"] and p["status"] == 200
+        ]
+
+
 CASES: dict[str, type[Case]] = {
     "telegram": TelegramCase,
     "whatsapp": WhatsAppCase,
+    "http": HttpCase,
     "telegram_limited": TelegramLimitedCase,
 }
 
@@ -269,7 +322,7 @@ def write_config(tmp: Path, port: int, case: Case) -> Path:
         f"[channels.{case.name}]",
     ]
     for key, value in case.section().items():
-        lines.append(f"{key} = {value!r}".replace("'", '"'))
+        lines.append(f"{key} = {json.dumps(value)}")  # a TOML string, number or boolean
     path = tmp / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -405,7 +458,7 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--cases", default="telegram,whatsapp", help="comma-separated: " + ", ".join(CASES)
+        "--cases", default="telegram,whatsapp,http", help="comma-separated: " + ", ".join(CASES)
     )
     p.add_argument(
         "--rounds", type=int, default=1, help="run the cases this many times, alternating"

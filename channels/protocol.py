@@ -34,9 +34,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from bot.core.config import ChannelConfig, Config, ConfigError
 from bot.core.durations import Duration, parse_duration
@@ -77,6 +78,7 @@ __all__ = [
     "is_loopback",
     "loads",
     "parse_duration",
+    "read_settings",
     "validate_channels",
     "validation_summary",
 ]
@@ -483,6 +485,20 @@ def channel_types() -> list[str]:
     import channels
 
     return sorted(m.name for m in pkgutil.iter_modules(channels.__path__) if m.ispkg)
+
+
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def read_settings(model: type[Settings], config: ChannelConfig) -> Settings:
+    """A channel's ``[channels.<name>]`` section as its settings model; a ValueError naming
+    each bad setting (``build_channels`` and ``validate_channels`` prefix the section)."""
+    try:
+        return model.model_validate(config.model_dump())
+    except ValidationError as exc:
+        raise ValueError(
+            validation_summary(exc, root="channel", unknown=None, missing=None, plain=True)
+        ) from None
 
 
 def validate_channels(configs: Mapping[str, ChannelConfig]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -664,3 +665,18 @@ def test_load_folder_takes_a_known_flow_whose_file_is_unchanged(tmp_path: Path) 
     assert not problems
     assert again["a"] is known["a"]  # not parsed again
     assert again["b"] is not known["b"] and list(again["b"].nodes) == ["z"]
+
+
+def test_load_folder_remembers_what_each_version_of_a_file_gave(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "nodes:\n  - id: x\n    send_message: {text: hi}\n    next: y\n"
+    )
+    parsed: dict[tuple[str, str], Any] = {}
+    _, first = load_folder(tmp_path, None, None, parsed)
+    _, again = load_folder(tmp_path, None, None, parsed)
+    assert first and [p is q for p, q in zip(first, again, strict=True)] == [
+        True
+    ]  # not parsed again
+    (tmp_path / "bad.yaml").write_text("nodes:\n  - id: x\n    send_message: {text: hi}\n")
+    flows, problems = load_folder(tmp_path, None, None, parsed)
+    assert not problems and list(flows) == ["bad"] and len(parsed) == 2

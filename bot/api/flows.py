@@ -15,7 +15,7 @@ from bot.api.context import runtime, store
 from bot.api.routes import Op
 from bot.core.errors import ApiError
 from bot.engine import stats as flowstats
-from bot.flow.files import Flow, Problem, flow_files, load_folder, version_of
+from bot.flow.files import Flow, Parsed, Problem, flow_files, load_folder, version_of
 from bot.flow.nodes.base import Node
 from bot.store import Store
 from bot.work.flowcheck import (
@@ -58,6 +58,12 @@ async def stats(rt: Runtime, store: Store, flow_id: str) -> m.FlowStats:
     return m.FlowStats.model_validate(flowstats.present(flow_id, flow, counters, open_runs))
 
 
+# What each version of a flow file gave when parsed, for check(): a page that checks the folder
+# on every view parses a changed or invalid file once, not each time (ruamel: ~10 ms a file).
+_PARSED: Parsed = {}
+PARSED_MOST = 1000
+
+
 @dataclass
 class FlowFile:
     """A flow as ``chasqui check`` would judge its file now, beside the version running."""
@@ -83,7 +89,9 @@ async def check(rt: Runtime, store: Store) -> list[FlowFile]:
     the same words; a file unchanged since it was loaded is not parsed again), and every flow
     running whose file is gone; by id."""
     folder = rt.registry.folder
-    flows, problems = load_folder(folder, rt.registry.channels, rt.registry.flows)
+    if len(_PARSED) > PARSED_MOST:  # files edited many times: forget the old versions
+        _PARSED.clear()
+    flows, problems = load_folder(folder, rt.registry.channels, rt.registry.flows, _PARSED)
     checked = await synced_channels(store, rt.channels.values())
     problems += [
         template_problem(flow, node, why)

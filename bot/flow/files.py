@@ -389,23 +389,41 @@ def trigger_conflicts(flows: dict[str, Flow]) -> list[tuple[str, str, Problem]]:
     return found
 
 
+Parsed = dict[tuple[str, str], "Flow | list[Problem]"]
+"""What parsing each (file, version) gave: the flow, or its problems (see :func:`load_folder`)."""
+
+
 def load_folder(
-    folder: Path, channels: set[str] | None = None, known: dict[str, Flow] | None = None
+    folder: Path,
+    channels: set[str] | None = None,
+    known: dict[str, Flow] | None = None,
+    parsed: Parsed | None = None,
 ) -> tuple[dict[str, Flow], list[Problem]]:
     """Every valid flow of ``folder`` and the problems of the others. A flow of ``known`` (e.g.
-    the ones running) whose file has not changed since is taken as it is, not parsed again."""
+    the ones running) whose file has not changed since is taken as it is, not parsed again;
+    ``parsed``, kept by the caller between calls with the same ``channels``, remembers what each
+    version of a file gave, so an unchanged file (an invalid one too) is parsed once."""
     flows: dict[str, Flow] = {}
     problems: list[Problem] = []
     for path in flow_files(folder):
         data = path.read_bytes()
+        version = version_of(data)
         same = (known or {}).get(path.stem)
-        if same is not None and same.path == path and same.version == version_of(data):
+        if same is not None and same.path == path and same.version == version:
             flows[path.stem] = same
             continue
-        try:
-            flows[path.stem] = parse_flow(path, data, channels)
-        except FlowError as exc:
-            problems.extend(exc.problems)
+        found = parsed.get((str(path), version)) if parsed is not None else None
+        if found is None:
+            try:
+                found = parse_flow(path, data, channels)
+            except FlowError as exc:
+                found = exc.problems
+            if parsed is not None:
+                parsed[(str(path), version)] = found
+        if isinstance(found, list):
+            problems.extend(found)
+        else:
+            flows[path.stem] = found
     problems.extend(check_references(flows))
     problems.extend(problem for _, _, problem in trigger_conflicts(flows))
     return flows, problems

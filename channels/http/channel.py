@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
 
 from channels.http.config import HttpConfig
 from channels.http.outcomes import answered, refused, unreachable
@@ -33,7 +32,7 @@ from channels.protocol import (
     SendResult,
     WebhookError,
     parse_duration,
-    validation_summary,
+    read_settings,
 )
 
 log = logging.getLogger("chasqui.http")
@@ -167,12 +166,7 @@ class HttpChannel(Channel):
 
 
 def _settings(config: ChannelConfig) -> HttpConfig:
-    try:
-        return HttpConfig.model_validate(config.model_dump())
-    except ValidationError as exc:
-        raise ValueError(
-            validation_summary(exc, root="channel", unknown=None, missing=None, plain=True)
-        ) from None
+    return read_settings(HttpConfig, config)
 
 
 def _too_large() -> WebhookError:

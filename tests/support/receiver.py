@@ -8,6 +8,7 @@ other direction: a system posting a signed message to Chasqui.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import hmac
@@ -54,6 +55,7 @@ class Post:
     verified: bool
     body: dict[str, Any]
     status: int  # what the receiver answered
+    at: float  # when it came (this host's clock)
 
 
 @dataclass
@@ -72,13 +74,18 @@ class Receiver:
             abs(time.time() - int(stamp)) <= 300
         )
         status = self.answers.pop(0) if self.answers else 200
-        self.posts.append(Post(webhook_id, int(stamp), verified, json.loads(raw), status))
+        post = Post(webhook_id, int(stamp), verified, json.loads(raw), status, time.time())
+        self.posts.append(post)
         return web.json_response({"ok": status == 200}, status=status)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/chasqui", self.handle)
+        app.router.add_get("/posts", self.list_posts)
         return app
+
+    async def list_posts(self, request: web.Request) -> web.Response:
+        return web.json_response([p.__dict__ for p in self.posts])
 
     @property
     def delivered(self) -> list[Post]:
@@ -116,3 +123,15 @@ async def signed_post(
         return response.status, (
             json.loads(text) if response.content_type.endswith("json") else text
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a send_url stand-in: POST /chasqui, GET /posts")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8096)
+    args = parser.parse_args()
+    web.run_app(Receiver().app(), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.api.context import runtime, store
 from bot.api.studio import auth
-from bot.api.studio.pages import flows, home, send, starts, templates
+from bot.api.studio.pages import contacts, flows, home, send, starts, templates
 from bot.api.studio.render import NAV_KEY, field, form, page, redirect
 from bot.core.errors import ApiError
 from channels.protocol import STUDIO_CAN_WRITE, STUDIO_CSRF, StudioPage
@@ -28,7 +28,7 @@ log = logging.getLogger("chasqui.studio")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The page modules: each has ``routes`` (a web.RouteTableDef), its templates in templates/<area>/.
-PAGE_MODULES = [home, flows, send, starts, templates]
+PAGE_MODULES = [home, flows, send, starts, contacts, templates]
 
 # The menu, in order: (path, English label). A page module's entry is listed here.
 NAV: list[tuple[str, str]] = [
