@@ -100,6 +100,12 @@ async def test_search_follows_update_delete_and_import(api: Api) -> None:
     )
     assert status == 200 and report["created"] == 1, report
     assert await search(api, "lucia olin") == ["Lúcia Reis"]
+    status, _ = await api.request(
+        "PATCH", f"/api/v1/contacts/{cid}", {"urns": ["whatsapp:+51911222333", "telegram:4455"]}
+    )
+    assert status == 200
+    assert await search(api, "987654") == []  # the number it no longer has
+    assert await search(api, "911 222") == await search(api, "4455") == ["Pablo Neruda"]
     status, _ = await api.request("DELETE", f"/api/v1/contacts/{cid}")
     assert status == 200
     assert await search(api, "pablo") == []

@@ -129,3 +129,21 @@ async def test_an_unknown_flow_is_a_404_page(make_api: MakeApi) -> None:
     for path in ("/studio/flows/nope", "/studio/flows/nope/live"):
         status, html = await pages.get(path)
         assert status == 404 and "no flow &#39;nope&#39;" in html
+
+
+async def test_the_api_answers_the_check_the_page_shows(make_api: MakeApi) -> None:
+    pages = await _studio(make_api)
+    (pages.api.flows / "broken.yaml").write_text(BROKEN)
+    (pages.api.flows / "greeting.yaml").write_text(GREETING + "\n")
+    status, body = await pages.api.request("GET", "/api/v1/flows/check")
+    assert status == 200
+    by_id = {f["id"]: f for f in body["flows"]}
+    assert set(by_id) == {"broken", "greeting"}
+    broken, greeting = by_id["broken"], by_id["greeting"]
+    assert (broken["valid"], broken["live_version"], broken["changed"]) == (False, None, True)
+    [problem] = broken["problems"]
+    assert problem["line"] == 4 and problem["field"] == "next"
+    assert problem["text"].endswith("broken.yaml:4: nodes[0] (a): next: unknown node 'nowhere'")
+    assert greeting["valid"] and greeting["changed"] and greeting["live_version"]
+    _, html = await pages.get("/studio/flows")
+    assert str(escape(problem["text"])) in html

@@ -117,6 +117,34 @@ async def check(rt: Runtime, store: Store) -> list[FlowFile]:
     return sorted(files.values(), key=lambda f: f.id)
 
 
+def check_document(files: list[FlowFile]) -> m.FlowCheckList:
+    """The check as the JSON API answers it (``GET /api/v1/flows/check``)."""
+    return m.FlowCheckList(
+        flows=[
+            m.FlowFileCheck(
+                id=f.id,
+                valid=f.valid,
+                live_version=f.live.version if f.live else None,
+                file_version=f.file_version,
+                changed=f.changed,
+                problems=[
+                    m.FlowProblem(
+                        file=p.file,
+                        line=p.line,
+                        node=p.node,
+                        field=p.field,
+                        message=p.message,
+                        text=str(p),
+                    )
+                    for p in f.problems
+                ],
+                warnings=f.warnings,
+            )
+            for f in files
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class NodeTemplate:
     """A template node's template as the synced templates have it."""
@@ -191,6 +219,11 @@ async def reload_flows(request: web.Request) -> web.Response:
     return web.json_response(report.model_dump(mode="json"))
 
 
+async def check_flows(request: web.Request) -> web.Response:
+    files = await check(runtime(request), store(request))
+    return web.json_response(check_document(files).model_dump(mode="json"))
+
+
 async def flow_stats(request: web.Request) -> web.Response:
     found = await stats(runtime(request), store(request), request.match_info["id"])
     return web.json_response(found.model_dump(mode="json"))
@@ -204,6 +237,13 @@ OPS = [
         reload_flows,
         "Reload the flows folder (an invalid file keeps its previous version live)",
         m.ReloadReport,
+    ),
+    Op(
+        "GET",
+        "/api/v1/flows/check",
+        check_flows,
+        "Every flow file judged as `chasqui check` judges it now, beside the version running",
+        m.FlowCheckList,
     ),
     Op(
         "GET",

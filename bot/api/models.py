@@ -133,6 +133,29 @@ class ReloadReport(Answer):
     )
 
 
+class FlowProblem(Answer):
+    file: str
+    line: int | None
+    node: str | None = Field(description="`nodes[3] (ask)`, when the problem is in a node.")
+    field: str | None = Field(description="`wait_for_reply.cases[0].next`, when known.")
+    message: str
+    text: str = Field(description="The whole line as `chasqui check` prints it.")
+
+
+class FlowFileCheck(Answer):
+    id: str
+    valid: bool = Field(description="The file exists and has no problem.")
+    live_version: str | None = Field(description="The version running (null: not loaded).")
+    file_version: str | None = Field(description="The file's version now (null: file gone).")
+    changed: bool = Field(description="The file differs from the version running.")
+    problems: list[FlowProblem] = Field(description="The file's, then its templates'.")
+    warnings: list[str]
+
+
+class FlowCheckList(Answer):
+    flows: list[FlowFileCheck]
+
+
 class FlowStats(Answer):
     flow: str
     runs: dict[str, int]

@@ -82,18 +82,21 @@ def contact_line(contact: dict[str, Any]) -> str:
     ).rstrip()
 
 
-async def list_contacts(store: Store, args: argparse.Namespace) -> int:
+def _query(args: argparse.Namespace) -> m.ContactQuery | None:
+    """The filters of ``contacts list|export`` as the API's query model; None (said) if wrong."""
+    paging = {"limit": args.limit, "cursor": args.cursor} if hasattr(args, "limit") else {}
     try:
-        query = m.ContactQuery(
-            q=args.search,
-            group=args.group,
-            status=args.status,
-            in_flow=args.in_flow,
-            limit=args.limit,
-            cursor=args.cursor,
+        return m.ContactQuery(
+            q=args.search, group=args.group, status=args.status, in_flow=args.in_flow, **paging
         )
     except ValidationError as exc:
         print(f"error: {summary(exc)}", file=sys.stderr)
+        return None
+
+
+async def list_contacts(store: Store, args: argparse.Namespace) -> int:
+    query = _query(args)
+    if query is None:
         return 2
     try:
         found = await contacts_api.find(store, query)
@@ -110,12 +113,8 @@ async def list_contacts(store: Store, args: argparse.Namespace) -> int:
 
 async def export_contacts(store: Store, args: argparse.Namespace) -> int:
     """The contacts a list would show, all pages, as CSV on stdout."""
-    try:
-        query = m.ContactQuery(
-            q=args.search, group=args.group, status=args.status, in_flow=args.in_flow
-        )
-    except ValidationError as exc:
-        print(f"error: {summary(exc)}", file=sys.stderr)
+    query = _query(args)
+    if query is None:
         return 2
     try:
         async for text in contacts_api.export_csv(store, query):
