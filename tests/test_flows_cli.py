@@ -137,7 +137,7 @@ def test_a_token_the_server_refuses_says_where_it_came_from(served: Served) -> N
     )
     done = run(other, "flows", "reload")
     assert done.returncode == 1
-    assert "refused this config's admin token (from server.admin_token" in done.stderr
+    assert "refused the admin token read from server.admin_token" in done.stderr
 
 
 def test_no_server_is_said_in_words(tmp_path: Path) -> None:

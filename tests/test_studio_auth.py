@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from bot.api.studio.i18n import catalog, language
+from bot.api.studio.i18n import LANGUAGES, catalog, conflicts, language
 from bot.core.config import ConfigError, load_config
 from tests.support.api import GREETING, MakeApi
 from tests.support.studio import Studio, csrf_of
@@ -173,3 +173,9 @@ def test_a_named_token_cannot_take_the_admins_name(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[studio.tokens.admin]\ntoken = "x"\n')
     with pytest.raises(ConfigError, match="admin"):
         load_config(tmp_path / "config.toml")
+
+
+def test_no_label_is_translated_two_ways() -> None:
+    """Two page authors translating one English label differently would show one of them on
+    the other's page."""
+    assert [found for lang in LANGUAGES for found in conflicts(lang)] == []

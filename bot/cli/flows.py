@@ -12,26 +12,8 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from bot.cli.starts import ApiFailed, _call
+from bot.cli.client import ApiFailed, call
 from bot.core.config import Config
-
-
-def call(config: Config, method: str, path: str) -> Any:
-    """The server's answer; a refused token says where this config's token is."""
-    try:
-        return _call(config, method, path)
-    except ApiFailed as exc:
-        if str(exc).startswith("unauthorized"):
-            where = (
-                "server.admin_token in the config"
-                if config.server.admin_token.get_secret_value()
-                else str(config.resolve(config.redis.data_dir) / "admin-token")
-            )
-            raise ApiFailed(
-                f"the server at {config.server.url} refused this config's admin token (from "
-                f"{where}); is it running with the same config?"
-            ) from None
-        raise
 
 
 def reload(config: Config) -> int:

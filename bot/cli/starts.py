@@ -10,68 +10,19 @@ flags that name a target, the groups and flows there are, where the token is rea
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
+from bot.cli.client import ApiFailed, call
 from bot.core.config import Config
 from bot.core.durations import parse_duration
-from bot.work.runtime import admin_token
-
-
-class ApiFailed(Exception):
-    def __init__(self, message: str, code: str = "", details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.code, self.details = code, details or {}
-
-
-def _token_source(config: Config) -> str:
-    if config.server.admin_token.get_secret_value():
-        return "server.admin_token in the config"
-    return str(config.resolve(config.redis.data_dir) / "admin-token")
-
-
-def _call(config: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        config.server.url + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={
-            "Authorization": f"Bearer {admin_token(config)}",
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise ApiFailed(
-                f"unauthorized: the server at {config.server.url} refused the admin token read "
-                f"from {_token_source(config)}; use the config the server runs with (--config)",
-                "unauthorized",
-            ) from None
-        try:
-            error = json.loads(exc.read())["error"]
-            raise ApiFailed(
-                f"{error['code']}: {error['message']}", error["code"], error.get("details")
-            ) from None
-        except (ValueError, KeyError):
-            raise ApiFailed(f"HTTP {exc.code}") from None
-    except OSError as exc:
-        raise ApiFailed(
-            f"cannot reach the server at {config.server.url} ({exc}); is `chasqui serve` running?"
-        ) from None
 
 
 def _group_names(config: Config) -> list[str]:
     """Up to 20 group names, for an error naming a group that is not there."""
     try:
-        page = _call(config, "GET", "/api/v1/groups?limit=20")
+        page = call(config, "GET", "/api/v1/groups?limit=20")
     except ApiFailed:
         return []
     return [str(g["name"]) for g in page["groups"]]
@@ -116,7 +67,7 @@ def follow(config: Config, uuid: str, interval: float = 0.5, settle: float = SET
     tty = sys.stdout.isatty()
     deadline: float | None = None
     while True:
-        start = _call(config, "GET", f"/api/v1/starts/{uuid}")
+        start = call(config, "GET", f"/api/v1/starts/{uuid}")
         line = _line(start)
         print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
         if start["status"] in ("completed", "failed", "cancelled"):
@@ -203,8 +154,8 @@ def cmd_start(config: Config, args: argparse.Namespace) -> int:
     try:
         body = start_body(args)
         if args.preview:
-            return print_preview(_call(config, "POST", "/api/v1/starts/preview", body))
-        start = _call(config, "POST", "/api/v1/starts", body)
+            return print_preview(call(config, "POST", "/api/v1/starts/preview", body))
+        start = call(config, "POST", "/api/v1/starts", body)
         when = ""
         if start.get("send_at"):
             when = time.strftime(" at %Y-%m-%d %H:%M:%S UTC", time.gmtime(start["send_at"]))
@@ -223,7 +174,7 @@ def find_start(config: Config, prefix: str) -> str:
     found: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        page = _call(
+        page = call(
             config, "GET", "/api/v1/starts?limit=200" + (f"&cursor={cursor}" if cursor else "")
         )
         found += [s for s in page["starts"] if s["uuid"].startswith(prefix)]
@@ -246,7 +197,7 @@ def _failed(config: Config, uuid: str) -> None:
         path = f"/api/v1/starts/{uuid}/contacts?status=failed" + (
             f"&cursor={cursor}" if cursor else ""
         )
-        page = _call(config, "GET", path)
+        page = call(config, "GET", path)
         for item in page["contacts"]:
             print(f"{item['contact']}  {item.get('reason', '')}: {item.get('message', '')}")
         cursor = page.get("next")
@@ -261,7 +212,7 @@ def cmd_starts(config: Config, args: argparse.Namespace) -> int:
             if len(words) != 2:
                 raise ApiFailed(f"which start? chasqui starts {words[0]} UUID (or its beginning)")
             uuid = find_start(config, words[1])
-            done = _call(config, "POST", f"/api/v1/starts/{uuid}/{words[0]}")
+            done = call(config, "POST", f"/api/v1/starts/{uuid}/{words[0]}")
             if words[0] == "cancel":
                 print(f"start {uuid} cancelled (the contacts it started stay in their runs)")
                 return 0
@@ -277,7 +228,7 @@ def cmd_starts(config: Config, args: argparse.Namespace) -> int:
                 _failed(config, uuid)
                 return 0
             return follow(config, uuid)
-        page = _call(config, "GET", "/api/v1/starts?limit=50")
+        page = call(config, "GET", "/api/v1/starts?limit=50")
         for start in page["starts"]:
             print(f"{start['uuid']}  {start['flow']:<20} {_line(start)}")
         if page["next"]:

@@ -9,8 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot.api.templates import Shown, describe, segments
-from bot.cli.flows import call
-from bot.cli.starts import ApiFailed
+from bot.cli.client import ApiFailed, call
 from bot.core.config import Config
 from channels.protocol import Channel, channel_class
 

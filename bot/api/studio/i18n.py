@@ -18,22 +18,42 @@ DEFAULT = "en"
 Translate = Callable[..., str]
 
 
-@cache
-def catalog(lang: str) -> dict[str, str]:
-    """Every translation of ``lang``, from all its files; a label translated two ways is a
-    mistake that would show one of them at random, so it fails loudly."""
-    words: dict[str, str] = {}
+def _files(lang: str) -> list[tuple[str, dict[str, str]]]:
+    """(file name, its translations) of ``lang``, in name order."""
     folder = resources.files("bot.api.studio").joinpath("locale", lang)
     if not folder.is_dir():
-        return words
-    for item in sorted(folder.iterdir(), key=lambda f: f.name):
-        if not item.name.endswith(".toml"):
-            continue
-        for english, said in tomllib.loads(item.read_text(encoding="utf-8")).items():
-            if words.get(english, said) != said:
-                raise ValueError(f"locale/{lang}/{item.name}: {english!r} translated twice")
-            words[english] = said
+        return []
+    return [
+        (item.name, tomllib.loads(item.read_text(encoding="utf-8")))
+        for item in sorted(folder.iterdir(), key=lambda f: f.name)
+        if item.name.endswith(".toml")
+    ]
+
+
+@cache
+def catalog(lang: str) -> dict[str, str]:
+    """Every translation of ``lang``, from all its files. A label two files translate two ways
+    keeps the first file's (never an error at run time: a page must not break over a word);
+    :func:`conflicts` lists them, and a test keeps that list empty."""
+    words: dict[str, str] = {}
+    for _, found in _files(lang):
+        for english, said in found.items():
+            words.setdefault(english, said)
     return words
+
+
+def conflicts(lang: str) -> list[str]:
+    """Labels of ``lang`` translated two ways in two files, saying where."""
+    first: dict[str, tuple[str, str]] = {}
+    found = []
+    for name, words in _files(lang):
+        for english, said in words.items():
+            where, before = first.setdefault(english, (name, said))
+            if before != said:
+                found.append(
+                    f"locale/{lang}: {english!r} is {before!r} in {where}, {said!r} in {name}"
+                )
+    return found
 
 
 def translator(lang: str) -> Translate:
