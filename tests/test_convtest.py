@@ -369,3 +369,22 @@ def test_cli_exit_codes_and_summary(
     out = capsys.readouterr().out
     assert "greet.yaml:8: document 2: steps[0].wait: bad duration 'soon'" in out
     assert out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+async def test_writes_first_starts_nothing_and_names_the_flow_the_message_started(
+    flows: Path, valkey_url: str
+) -> None:
+    (flows / "other.yaml").write_text(
+        "triggers: [{catch_all: true}]\nnodes:\n  - id: a\n    send_message: {text: caught}\n"
+    )
+    # greet has no trigger: the contact's message lands in the catch-all, not in greet
+    result = await run_one(
+        flows, valkey_url, "flow: greet\nwrites_first: new\nsteps: [{user: hi}, {bot: caught}]\n"
+    )
+    assert not result.passed
+    assert "flow: the contact's messages started other, not greet" in result.report()
+    with pytest.raises(CaseFileError) as info:
+        await run(flows, valkey_url, "flow: greet\nwrites_first: yes\nsteps: [{user: hi}]\n")
+    assert [p.message for p in info.value.problems] == [
+        "'yes': new (the contact's first message ever) or known"
+    ]

@@ -147,3 +147,28 @@ async def test_the_api_answers_the_check_the_page_shows(make_api: MakeApi) -> No
     assert greeting["valid"] and greeting["changed"] and greeting["live_version"]
     _, html = await pages.get("/studio/flows")
     assert str(escape(problem["text"])) in html
+
+
+TRIGGERED = """
+triggers:
+  - {keywords: [hola, "<b>"], match: any_word, interrupt: true}
+  - {catch_all: true}
+nodes:
+  - id: hi
+    send_message: {text: "hola"}
+"""
+
+
+async def test_a_flows_page_says_what_starts_it_when_a_contact_writes(
+    make_api: MakeApi,
+) -> None:
+    pages = await _studio(make_api, welcome=TRIGGERED)
+    status, html = await pages.get("/studio/flows/welcome")
+    assert status == 200, html[-3000:]
+    section = html[html.index("Starts when a contact writes") :][:1500]
+    assert "<code>hola</code>" in section and "any of its words" in section
+    assert "interrupts a waiting run" in section
+    assert "matched no keyword" in section
+    assert "<b>" not in section
+    _, html = await pages.get("/studio/flows/greeting")
+    assert "Starts when a contact writes" not in html

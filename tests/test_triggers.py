@@ -18,9 +18,10 @@ from bot.engine.events import Reply, Start
 from bot.engine.flows import FlowRegistry
 from bot.engine.sprint import Limits, Route, Session, Sprint
 from bot.engine.triggers import TriggerIndex, day_start
+from bot.flow.casetests import fold
 from bot.flow.files import Flow, FlowError, load_folder, parse_flow, trigger_conflicts
 from bot.flow.machine import compile_flow
-from bot.flow.triggers import normal, words
+from bot.flow.triggers import normal, scan, words
 
 # -- the normaliser ------------------------------------------------------------------------------
 
@@ -65,6 +66,11 @@ def test_words_ignore_accents_and_unicode_form(text: str) -> None:
 @given(latin_text, st.sampled_from(list(PUNCT)))
 def test_words_ignore_punctuation_between_and_around(text: str, mark: str) -> None:
     assert words(mark + text.replace(" ", f" {mark}") + mark) == words(text)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_the_ascii_shortcut_reads_as_the_full_scan(text: str) -> None:
+    assert words(text) == scan(fold(text))
 
 
 @given(st.text(max_size=60))

@@ -17,6 +17,7 @@ Which trigger fires for a message, and in which order, is the engine's decision
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from bot.flow.casetests import fold
 TriggerType = Literal["keyword", "catch_all", "new_contact"]
 TRIGGER_TYPES: tuple[TriggerType, ...] = ("keyword", "catch_all", "new_contact")
 MatchMode = Literal["first_word", "any_word", "whole_message"]
+_ASCII_WORD = re.compile(r"[a-z0-9]+")  # casefolded ASCII: letters and digits
 MAX_KEYWORD = 64  # characters: a keyword is a word or a short phrase, not a message
 
 
@@ -41,9 +43,18 @@ def words(text: str) -> tuple[str, ...]:
     "HOLA" and "hola" are ``("hola",)``, and "info, por favor" is ``("info", "por", "favor")``.
     Pure and cheap enough to run on every inbound message.
     """
+    folded = fold(text)
+    if folded.isascii():  # most messages, once accents are gone: one C-level scan
+        return tuple(_ASCII_WORD.findall(folded))
+    return scan(folded)
+
+
+def scan(folded: str) -> tuple[str, ...]:
+    """The words of folded text, character by character (any script): runs of letters,
+    digits and marks."""
     out: list[str] = []
     current: list[str] = []
-    for char in fold(text):
+    for char in folded:
         if unicodedata.category(char)[0] in "LNM":
             current.append(char)
         elif current:
