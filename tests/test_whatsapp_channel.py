@@ -1054,3 +1054,36 @@ async def test_reply_quotes_the_message_it_answers_with_a_link_preview(wa: WA) -
         "preview_url": True,
         "body": "Sobre esto: https://demo.chasqui.example/pedido",
     }
+
+
+async def test_a_template_send_waits_for_the_first_template_sync(wa: WA) -> None:
+    """A start made in the first second of a fresh server (nothing synced yet, nothing kept
+    from an earlier run) is held, then sent once the templates are known: not failed as
+    ``template_not_found``."""
+    channel = wa.runtime.channels["whatsapp"]
+    await wa.runtime.store.save_templates("whatsapp", [])
+    fresh = type(channel)("whatsapp", channel.config, channel.host)  # a new process's channel
+    fresh.base_url = channel.base_url
+    await fresh.start()
+    assert fresh._sync_task is not None
+    fresh._sync_task.cancel()  # its first sync comes when this test says
+    wa.runtime.channels["whatsapp"] = fresh
+    try:
+        cid = await wa.contact("Ana Quispe")
+        await wa.start(cid, "template_notice")
+
+        async def held() -> bool:
+            out = await wa.messages(cid, "out")
+            return bool(out) and "retry_at" in out[0]
+
+        await wait_for(held, "the template send held")
+        (message,) = await wa.messages(cid, "out")
+        assert message["status"] == "queued"
+        assert message["last_error"]["code"] == "templates_not_synced"
+        await fresh.sync_templates()
+        await wa.fire_retries(cid, 1)
+        (sent,) = await wa.settled(cid, 1)
+        assert (sent["status"], sent["attempts"]) == ("sent", 2)
+    finally:
+        wa.runtime.channels["whatsapp"] = channel
+        await fresh.close()

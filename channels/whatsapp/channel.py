@@ -79,6 +79,7 @@ CAPABILITIES = Capabilities(
     redelivery=7 * 86400,  # Meta redelivers for up to 7 days
 )
 CREDENTIALS_RETRY = 300.0  # seconds between tries while Meta refuses our token
+TEMPLATES_WAIT = 2.0  # seconds a template send waits, each time, for the first template sync
 # credentials problems an operator fixes in minutes (not an account restriction or a lock)
 FIXABLE_CREDENTIALS = {
     "auth_failed",
@@ -103,6 +104,10 @@ class WhatsAppChannel(Channel):
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
         self._items: dict[tuple[str, str], dict[str, Any]] = {}  # their definitions, as synced
         self._languages: dict[str, list[str]] = {}
+        # False until templates were synced once, here or by an earlier run (kept in Redis):
+        # a template send waits for that instead of failing as "not found" (a start made in
+        # the first second of a fresh server)
+        self._templates_known = False
         self._problem: str | None = None  # set by a credentials error, cleared by a success
         self._sync_task: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
@@ -316,6 +321,15 @@ class WhatsAppChannel(Channel):
     async def send(self, message: dict[str, Any]) -> SendResult:
         template = message.get("template")
         info: TemplateInfo | None = None
+        if template and not self._templates_known:
+            return SendResult(
+                False,
+                error={
+                    "code": "templates_not_synced",
+                    "message": f"{self.name} has not synced its templates yet; sending soon",
+                },
+                retry_after=TEMPLATES_WAIT,
+            )
         if template:
             language = normalise_language(template.get("language")) or ""
             info = self._templates.get((template["name"], language))
@@ -421,10 +435,13 @@ class WhatsAppChannel(Channel):
                 break
         await self.host.save_templates(self.name, items)
         self._load(items)
+        self._templates_known = True
         return len(items)
 
     async def load_templates(self) -> None:
-        self._load(await self.host.templates(self.name))
+        items = await self.host.templates(self.name)
+        self._load(items)
+        self._templates_known = self._templates_known or bool(items)
 
     def _load(self, items: Iterable[dict[str, Any]]) -> None:
         templates: dict[tuple[str, str], TemplateInfo] = {}
