@@ -17,7 +17,13 @@ Prints:
 3. template sends per second to the sandbox with the rate limit off (N contacts started in
    ``tpl`` through ``Store.enqueue``), and the measured rate with ``max_mps = 80``.
 
+With ``--baseline`` it instead runs issue 12's comparison: the stateless echo bot of bench/echo.py
+and Chasqui (same sandbox, statuses off, same senders waiting in the echo flow, same generator), one
+process each, at fixed rates, and prints CPU per message (the process, plus its Valkey for Chasqui),
+ack and reply p50/p99, the ratio Chasqui/echo and Valkey's ``INFO commandstats`` per message.
+
 Usage:  .venv/bin/python bench/whatsapp.py [--quick] [--senders 3000] [--duration 15]
+        .venv/bin/python bench/whatsapp.py --baseline [--quick] [--rates 100,300]
 """
 
 from __future__ import annotations
@@ -191,6 +197,8 @@ class Setup:
     sandbox_port: int
     processes: int = 1
     procs: dict[str, Proc] = field(default_factory=dict)
+    senders: int = 0  # --baseline: how many senders wait in the echo flow
+    offset: int = 0  # --baseline: the next sender to write
 
     @property
     def server(self) -> str:
@@ -547,6 +555,272 @@ def top_frames(path: Path, n: int = 25) -> str:
     return f"{total} samples\n" + "\n".join(f"    {c / total:6.1%}  {f}" for f, c in rows)
 
 
+# -- issue 12: the stateless echo baseline, side by side ------------------------------------------
+async def replies_in(
+    http: aiohttp.ClientSession, setup: Setup, phase: Phase, limit: float = 30.0
+) -> list[dict[str, Any]]:
+    """Poll the sandbox until it has an answer to each of this phase's messages (or ``limit``)."""
+    deadline = time.monotonic() + limit
+    while True:
+        sent = await sandbox_sent(http, setup)
+        _, missing = reply_latencies(phase, sent)
+        if missing <= 0 or time.monotonic() > deadline:
+            return sent
+        await asyncio.sleep(0.2)
+
+
+async def commandstats(redis: Redis) -> dict[str, tuple[int, int]]:
+    """Valkey's calls and microseconds per command, since its start."""
+    info = await redis.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+        for name, v in info.items()
+        if isinstance(v, dict)
+    }
+
+
+@dataclass
+class Side:
+    """One target's result at one rate."""
+
+    name: str
+    phase: Phase
+    cpu: float = 0.0  # CPU seconds per message, process (+ its Valkey)
+    commands: dict[str, tuple[float, float]] = field(default_factory=dict)  # calls, usec per msg
+
+
+async def measure(
+    http: aiohttp.ClientSession,
+    setup: Setup,
+    side: Side,
+    url: str,
+    pids: list[int],
+    redis: Redis | None,
+    spy_seconds: float = 0,
+) -> None:
+    phase = side.phase
+    bodies = build_bodies(phase, setup.senders, setup.offset)
+    setup.offset += phase.count
+    spy = py_spy(setup, spy_seconds) if spy_seconds else None
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    stats0 = await commandstats(redis) if redis is not None else {}
+    await run_phase(http, url, phase, bodies)
+    await replies_in(http, setup, phase)
+    await asyncio.sleep(1.0)  # let the last sends finish their bookkeeping (counted, idle included)
+    side.cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu0) / phase.count
+    if redis is not None:
+        stats1 = await commandstats(redis)
+        for name, (calls, usec) in stats1.items():
+            c0, u0 = stats0.get(name, (0, 0))
+            if calls > c0 and name != "info":  # INFO is this bench asking
+                side.commands[name] = ((calls - c0) / phase.count, (usec - u0) / phase.count)
+        await drained(redis)
+    if spy is not None:
+        spy.p.wait(30)
+        print(
+            f"  py-spy of the server at {phase.rate:.0f}/s: {top_frames(setup.tmp / 'server.spy')}"
+        )
+    phase.latencies, phase.missing = reply_latencies(phase, await sandbox_sent(http, setup))
+
+
+async def round_trips(
+    http: aiohttp.ClientSession, setup: Setup, redis: Redis, phase: Phase
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One more Chasqui phase under MONITOR: commands per message sent by clients (round trips)
+    and run inside scripts (MONITOR tags those ``lua``). MONITOR slows Valkey: no timings here."""
+    bodies = build_bodies(phase, setup.senders, setup.offset)
+    setup.offset += phase.count
+    client: dict[str, int] = {}
+    script: dict[str, int] = {}
+    ready = asyncio.Event()
+
+    async def watch() -> None:
+        async with redis.monitor() as monitor:
+            ready.set()
+            async for cmd in monitor.listen():
+                words = [w.strip('"').lower() for w in cmd["command"].split(" ", 2)]
+                name = " ".join(words[:2]) if words[0] in ("script", "client") else words[0]
+                into = script if cmd["client_type"] == "lua" else client
+                into[name] = into.get(name, 0) + 1
+
+    task = asyncio.create_task(watch())
+    await asyncio.wait_for(ready.wait(), 10)
+    await run_phase(http, setup.webhook_url, phase, bodies)
+    await replies_in(http, setup, phase)
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await drained(redis)
+    n = phase.count
+    return (
+        {k: v / n for k, v in client.items() if k not in ("info", "monitor")},
+        {k: v / n for k, v in script.items()},
+    )
+
+
+def print_round_trips(rate: float, client: dict[str, float], script: dict[str, float]) -> None:
+    print(f"\nChasqui's commands per answered message under MONITOR at {rate:.0f}/s")
+    print(f"  {'command':22} {'round trips':>11} {'in scripts':>11}")
+    for name in sorted(set(client) | set(script), key=lambda n: -client.get(n, 0.0)):
+        print(f"  {name:22} {client.get(name, 0.0):11.2f} {script.get(name, 0.0):11.2f}")
+    total = f"{sum(client.values()):11.2f} {sum(script.values()):11.2f}"
+    print(f"  {'total':22} {total}")
+
+
+def print_commandstats(sides: list[Side]) -> None:
+    print("\nValkey INFO commandstats per answered message (Chasqui): calls, usec inside Valkey")
+    zero = (0.0, 0.0)
+    names = sorted(
+        {n for side in sides for n in side.commands},
+        key=lambda n: -max(side.commands.get(n, zero)[0] for side in sides),
+    )
+    print(f"  {'command':22}" + "".join(f" {side.phase.rate:8.0f}/s {'usec':>7}" for side in sides))
+    for name in names:
+        cells = [side.commands.get(name, zero) for side in sides]
+        print(f"  {name:22}" + "".join(f" {calls:10.2f} {usec:7.1f}" for calls, usec in cells))
+    sums = [[sum(v[i] for v in side.commands.values()) for i in (0, 1)] for side in sides]
+    print(f"  {'total':22}" + "".join(f" {calls:10.2f} {usec:7.1f}" for calls, usec in sums))
+
+
+async def baseline(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="chqe", dir="/tmp"))
+    setup = Setup(tmp, free_port(), free_port(), 1)
+    setup.senders = args.senders
+    echo_port = free_port()
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=args.connections)
+    redis: Redis | None = None
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+            # statuses off: both targets do the same job (text in -> text out), nothing else
+            await setup.start_sandbox(http, statuses=False)
+            await setup.start_server(http, max_mps=0)
+            argv = [PYTHON, str(ROOT / "bench" / "echo.py"), "--port", str(echo_port)]
+            argv += ["--graph-url", setup.sandbox, "--app-secret", DEMO_APP_SECRET]
+            argv += ["--token", DEMO_ACCESS_TOKEN, "--phone-number-id", DEMO_PHONE_NUMBER_ID]
+            setup.procs["echo"] = echo = Proc("echo", argv, tmp / "echo.log")
+            await wait_http(http, f"http://127.0.0.1:{echo_port}/healthz", echo)
+            redis = await redis_of(tmp)
+            store = Store(redis)
+            version = (await redis.info("server")).get("valkey_version")
+            print("machine")
+            print(f"  CPU       {cpu_model()} x {os.cpu_count()} cores")
+            print(f"  load avg  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (at start)")
+            print(f"  Python    {platform.python_version()}, aiohttp {aiohttp.__version__}")
+            print(f"  Valkey    {version} (Chasqui's embedded one)")
+            print(f"\nsetup: {args.senders} senders write once and wait in the echo flow ...")
+            await prepare_senders(http, setup, store, args.senders)
+            pids = setup.pids()
+            idle = {"echo": [pids["echo"]], "chasqui": [pids["server"], pids["valkey"]]}
+            cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in idle.items()}
+            await asyncio.sleep(3.0)
+            busy = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / 3.0 for k, v in idle.items()}
+            print("  idle CPU over 3 s: " + ", ".join(f"{k} {v:.1%}" for k, v in busy.items()))
+            results: list[tuple[Side, Side]] = []
+            for rate in args.rates:
+                count = int(rate * args.duration)
+                echo_side = Side("echo", Phase(rate, count, f"e{int(rate)}"))
+                print(f"  {rate:.0f}/s x {count}: echo ...", flush=True)
+                await measure(
+                    http,
+                    setup,
+                    echo_side,
+                    f"http://127.0.0.1:{echo_port}/webhook",
+                    [pids["echo"]],
+                    None,
+                )
+                chq = Side("chasqui", Phase(rate, count, f"c{int(rate)}"))
+                print(f"  {rate:.0f}/s x {count}: chasqui ...", flush=True)
+                spy = args.duration if args.profile_server == rate else 0
+                await measure(
+                    http,
+                    setup,
+                    chq,
+                    setup.webhook_url,
+                    [pids["server"], pids["valkey"]],
+                    redis,
+                    spy,
+                )
+                results.append((echo_side, chq))
+                await asyncio.sleep(1)
+
+            print(
+                "\nside by side (CPU per message: the process, + its Valkey for Chasqui; ack: POST"
+                " -> 200 from the scheduled time; reply: POST -> the sandbox receiving the answer)"
+            )
+            head = f"  {'rate':>5} {'target':8} {'CPU/msg':>9} {'ack p50':>8} {'ack p99':>8}"
+            print(f"{head} {'reply p50':>9} {'reply p99':>9}  missing  HTTP")
+            for pair in results:
+                for side in pair:
+                    ph = side.phase
+                    acks, lat = sorted(ph.acks), sorted(ph.latencies)
+                    print(
+                        f"  {ph.rate:5.0f} {side.name:8} {side.cpu * 1000:6.2f} ms"
+                        f" {pct(acks, 0.5) * 1000:5.1f} ms {pct(acks, 0.99) * 1000:5.1f} ms"
+                        f" {pct(lat, 0.5) * 1000:6.1f} ms {pct(lat, 0.99) * 1000:6.1f} ms"
+                        f"  {ph.missing:7d}  {dict(sorted(ph.statuses.items()))}"
+                    )
+            print("\nratio chasqui / echo")
+            for e, c in results:
+                ratio = {
+                    "CPU/msg": c.cpu / e.cpu,
+                    "ack p99": pct(sorted(c.phase.acks), 0.99) / pct(sorted(e.phase.acks), 0.99),
+                    "reply p50": pct(sorted(c.phase.latencies), 0.5)
+                    / pct(sorted(e.phase.latencies), 0.5),
+                    "reply p99": pct(sorted(c.phase.latencies), 0.99)
+                    / pct(sorted(e.phase.latencies), 0.99),
+                }
+                print(
+                    f"  {e.phase.rate:5.0f}/s  "
+                    + "  ".join(f"{k} {v:.1f}x" for k, v in ratio.items())
+                )
+            print_commandstats([c for _, c in results])
+            if args.monitor:
+                rate = args.rates[0]
+                mon = Phase(rate, int(rate * args.duration), f"m{int(rate)}")
+                print_round_trips(rate, *await round_trips(http, setup, redis, mon))
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        setup.stop("echo")
+        setup.stop_all()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def self_frames(path: Path, n: int = 12) -> str:
+    """Where the samples end (the innermost frame): by package, then the busiest functions.
+
+    Samples of a thread-pool worker blocked in ``work_queue.get`` (py-spy does not always see that
+    thread as idle) are left out and counted apart."""
+    total = waiting = 0
+    packages: dict[str, int] = {}
+    functions: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        if leaf.startswith("_worker (concurrent/futures/thread.py"):
+            waiting += int(count)
+            continue
+        m = re.search(r"\(([^()]*):\d+\)$", leaf)
+        parts = (m.group(1) if m else leaf).split("/")
+        deep = parts[0] in ("bot", "channels") and len(parts) > 2
+        package = "/".join(parts[:2]) if deep else parts[0].removesuffix(".py")
+        total += int(count)
+        packages[package] = packages.get(package, 0) + int(count)
+        name = re.sub(r":\d+\)", ")", leaf)
+        functions[name] = functions.get(name, 0) + int(count)
+    out = [f"{total} samples (+{waiting} of an idle pool thread); innermost frame by package:"]
+    for rows in (packages, functions):
+        top = sorted(rows.items(), key=lambda kv: -kv[1])[:n]
+        out += [f"    {c / total:6.1%}  {name}" for name, c in top]
+        out.append("  busiest functions (self):")
+    return "\n".join(out[:-1])
+
+
 # -- main ----------------------------------------------------------------------------------------
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="chqw", dir="/tmp"))
@@ -683,7 +957,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--processes", type=int, default=1, help="server processes (server.processes)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--quick", action="store_true", help="short run: 500 senders, 3 s, 2k sends")
+    p.add_argument(
+        "--baseline", action="store_true", help="issue 12: the stateless echo bot vs Chasqui"
+    )
+    p.add_argument(
+        "--rates", default="100,300", help="--baseline: webhook rates per second, comma-separated"
+    )
+    p.add_argument(
+        "--no-monitor",
+        dest="monitor",
+        action="store_false",
+        help="--baseline: skip the last pass under MONITOR (round trips per message)",
+    )
     args = p.parse_args(argv)
+    args.rates = [float(r) for r in args.rates.split(",") if r]
     if args.quick:
         args.senders, args.duration = 500, 3.0
         args.template_contacts, args.reps, args.mps_contacts = 2000, 1, 400
@@ -691,4 +978,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    parsed = parse_args()
+    asyncio.run(baseline(parsed) if parsed.baseline else main(parsed))
