@@ -617,9 +617,9 @@ async def measure(
         await drained(redis)
     if spy is not None:
         spy.p.wait(30)
-        print(
-            f"  py-spy of the server at {phase.rate:.0f}/s: {top_frames(setup.tmp / 'server.spy')}"
-        )
+        spy_file = setup.tmp / "server.spy"
+        print(f"  py-spy of the server at {phase.rate:.0f}/s: {top_frames(spy_file)}")
+        print(f"  {self_frames(spy_file)}")
     phase.latencies, phase.missing = reply_latencies(phase, await sandbox_sent(http, setup))
 
 
