@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -632,6 +633,8 @@ async def round_trips(
     setup.offset += phase.count
     client: dict[str, int] = {}
     script: dict[str, int] = {}
+    lua = ROOT / "bot" / "store" / "lua"
+    scripts = {hashlib.sha1(f.read_bytes()).hexdigest(): f.stem for f in lua.glob("*.lua")}
     ready = asyncio.Event()
 
     async def watch() -> None:
@@ -640,6 +643,8 @@ async def round_trips(
             async for cmd in monitor.listen():
                 words = [w.strip('"').lower() for w in cmd["command"].split(" ", 2)]
                 name = " ".join(words[:2]) if words[0] in ("script", "client") else words[0]
+                if words[0] == "evalsha" and len(words) > 1:
+                    name = f"evalsha {scripts.get(words[1], words[1][:12])}"
                 into = script if cmd["client_type"] == "lua" else client
                 into[name] = into.get(name, 0) + 1
 
