@@ -627,8 +627,9 @@ async def measure(
 async def round_trips(
     http: aiohttp.ClientSession, setup: Setup, redis: Redis, phase: Phase
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """One more Chasqui phase under MONITOR: commands per message sent by clients (round trips)
-    and run inside scripts (MONITOR tags those ``lua``). MONITOR slows Valkey: no timings here."""
+    """One more Chasqui phase under MONITOR: commands per message sent by clients and run inside
+    scripts (MONITOR tags those ``lua``). Commands sent in one pipeline share a round trip, so the
+    client column is an upper bound on round trips. MONITOR slows Valkey: no timings here."""
     bodies = build_bodies(phase, setup.senders, setup.offset)
     setup.offset += phase.count
     client: dict[str, int] = {}
@@ -666,7 +667,7 @@ async def round_trips(
 
 def print_round_trips(rate: float, client: dict[str, float], script: dict[str, float]) -> None:
     print(f"\nChasqui's commands per answered message under MONITOR at {rate:.0f}/s")
-    print(f"  {'command':22} {'round trips':>11} {'in scripts':>11}")
+    print(f"  {'command':22} {'by clients':>11} {'in scripts':>11}")
     for name in sorted(set(client) | set(script), key=lambda n: -client.get(n, 0.0)):
         print(f"  {name:22} {client.get(name, 0.0):11.2f} {script.get(name, 0.0):11.2f}")
     total = f"{sum(client.values()):11.2f} {sum(script.values()):11.2f}"
@@ -972,7 +973,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-monitor",
         dest="monitor",
         action="store_false",
-        help="--baseline: skip the last pass under MONITOR (round trips per message)",
+        help="--baseline: skip the last pass under MONITOR (commands per message)",
     )
     args = p.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r]
