@@ -587,6 +587,7 @@ class Side:
     name: str
     phase: Phase
     cpu: float = 0.0  # CPU seconds per message, process (+ its Valkey)
+    cpu_parts: list[float] = field(default_factory=list)  # the same, per pid
     commands: dict[str, tuple[float, float]] = field(default_factory=dict)  # calls, usec per msg
 
 
@@ -603,12 +604,15 @@ async def measure(
     bodies = build_bodies(phase, setup.senders, setup.offset)
     setup.offset += phase.count
     spy = py_spy(setup, spy_seconds) if spy_seconds else None
-    cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    cpu0 = [cpu_seconds(pid) for pid in pids]
     stats0 = await commandstats(redis) if redis is not None else {}
     await run_phase(http, url, phase, bodies)
     await replies_in(http, setup, phase)
     await asyncio.sleep(1.0)  # let the last sends finish their bookkeeping (counted, idle included)
-    side.cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu0) / phase.count
+    side.cpu_parts = [
+        (cpu_seconds(pid) - c0) / phase.count for pid, c0 in zip(pids, cpu0, strict=True)
+    ]
+    side.cpu = sum(side.cpu_parts)
     if redis is not None:
         stats1 = await commandstats(redis)
         for name, (calls, usec) in stats1.items():
@@ -687,6 +691,7 @@ def print_commandstats(sides: list[Side]) -> None:
         print(f"  {name:22}" + "".join(f" {calls:10.2f} {usec:7.1f}" for calls, usec in cells))
     sums = [[sum(v[i] for v in side.commands.values()) for i in (0, 1)] for side in sides]
     print(f"  {'total':22}" + "".join(f" {calls:10.2f} {usec:7.1f}" for calls, usec in sums))
+    print("  (EVALSHA's usec includes the commands its script runs, counted again in their rows)")
 
 
 async def baseline(args: argparse.Namespace) -> None:
@@ -767,6 +772,12 @@ async def baseline(args: argparse.Namespace) -> None:
                         f" {pct(lat, 0.5) * 1000:6.1f} ms {pct(lat, 0.99) * 1000:6.1f} ms"
                         f"  {ph.missing:7d}  {dict(sorted(ph.statuses.items()))}"
                     )
+            for _, c in results:
+                server, valkey = (x * 1000 for x in c.cpu_parts)
+                print(
+                    f"  Chasqui's CPU/msg at {c.phase.rate:.0f}/s: "
+                    f"server {server:.2f} ms + Valkey {valkey:.2f} ms"
+                )
             print("\nratio chasqui / echo")
             for e, c in results:
                 ratio = {
