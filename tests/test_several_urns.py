@@ -21,13 +21,13 @@ nodes:
     update_contact: {channel: console}
     next: one
   - id: one
-    send_message: {text: "por la consola", quick_replies: ["Sí", "No"]}
+    send_message: {text: "por la consola a @contact.urn", quick_replies: ["Sí", "No"]}
     next: whatsapp
   - id: whatsapp
     update_contact: {channel: whatsapp}
     next: two
   - id: two
-    send_message: {text: "por WhatsApp", quick_replies: ["Sí", "No"]}
+    send_message: {text: "por WhatsApp a @contact.urn", quick_replies: ["Sí", "No"]}
     next: ask
   - id: ask
     wait_for_reply:
@@ -109,9 +109,10 @@ async def test_the_flow_chooses_the_channel_and_the_history_holds_both(wa: WA) -
     await wa.start(cid, "two")
     out = await wa.settled(cid, 2)
     by_text = {m["text"]: m for m in out}
-    console = by_text["por la consola\n\n1. Sí\n2. No"]  # no buttons on the console: numbered
+    # no buttons on the console: numbered; @contact.urn is the URN of the channel in use
+    console = by_text["por la consola a console:ana\n\n1. Sí\n2. No"]
     assert (console["channel"], console["urn"]) == ("console", "console:ana")
-    whatsapp = by_text["por WhatsApp"]
+    whatsapp = by_text[f"por WhatsApp a {WA_URN}"]
     assert (whatsapp["channel"], whatsapp["urn"]) == ("whatsapp", WA_URN)
     assert whatsapp["quick_replies"] == ["Sí", "No"]
     (sent,) = await wa.sent()  # only the WhatsApp one went to Meta, as buttons

@@ -232,13 +232,14 @@ class Sprint:
         c = self.contact
         name = c.get("name") or ""
         run = self.run if self.session.frames else {}
+        route = self.engine.route_for(c)  # the URN of the channel that reaches the contact now
         return {
             "contact": {
                 "uuid": c.get("uuid", ""),
                 "name": name,
                 "first_name": name.split()[0] if name.split() else "",
                 "language": c.get("language") or "",
-                "urn": (c.get("urns") or [""])[0],
+                "urn": route[1] if route else (c.get("urns") or [""])[0],
                 "channel": c.get("channel") or "",
             },
             "fields": c.get("fields") or {},
