@@ -556,6 +556,12 @@ def top_frames(path: Path, n: int = 25) -> str:
     return f"{total} samples\n" + "\n".join(f"    {c / total:6.1%}  {f}" for f, c in rows)
 
 
+def generator_session(connections: int) -> aiohttp.ClientSession:
+    """The load generator's HTTP client: ``connections`` sockets, 30 s per request."""
+    timeout = aiohttp.ClientTimeout(total=30)
+    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=connections))
+
+
 # -- issue 12: the stateless echo baseline, side by side ------------------------------------------
 async def replies_in(
     http: aiohttp.ClientSession, setup: Setup, phase: Phase, limit: float = 30.0
@@ -699,11 +705,9 @@ async def baseline(args: argparse.Namespace) -> None:
     setup = Setup(tmp, free_port(), free_port(), 1)
     setup.senders = args.senders
     echo_port = free_port()
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=args.connections)
     redis: Redis | None = None
     try:
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        async with generator_session(args.connections) as http:
             # statuses off: both targets do the same job (text in -> text out), nothing else
             await setup.start_sandbox(http, statuses=False)
             await setup.start_server(http, max_mps=0)
@@ -842,11 +846,9 @@ def self_frames(path: Path, n: int = 12) -> str:
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="chqw", dir="/tmp"))
     setup = Setup(tmp, free_port(), free_port(), args.processes)
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=args.connections)
     redis: Redis | None = None
     try:
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        async with generator_session(args.connections) as http:
             await setup.start_sandbox(http, statuses=True)
             await setup.start_server(http, max_mps=0)
             redis = await redis_of(tmp)
