@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
 
 from channels.protocol import (
     Capabilities,
@@ -36,7 +35,7 @@ from channels.protocol import (
     WebhookError,
     loads,
     parse_duration,
-    validation_summary,
+    read_settings,
 )
 from channels.telegram.config import TelegramConfig
 from channels.telegram.errors import classify, classify_exception
@@ -62,7 +61,7 @@ class TelegramChannel(Channel):
 
     def __init__(self, name: str, config: ChannelConfig, host: ChannelHost) -> None:
         super().__init__(name, config, host)
-        self.settings = _settings(config)
+        self.settings = read_settings(TelegramConfig, config)
         self._token = self.settings.bot_token.get_secret_value()
         self._secret = self.settings.secret_token.get_secret_value().encode()
         self._session: aiohttp.ClientSession | None = None
@@ -76,7 +75,7 @@ class TelegramChannel(Channel):
     # -- lifetime ----------------------------------------------------------------------------
     @classmethod
     def validate(cls, config: ChannelConfig) -> None:
-        _settings(config)
+        read_settings(TelegramConfig, config)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -230,15 +229,6 @@ class TelegramChannel(Channel):
         username = result.get("username") if isinstance(result, dict) else None
         bot = f"@{username}" if username else f"bot {self.settings.bot_id}"
         return f"Telegram posts {bot}'s updates to {url} ({', '.join(ALLOWED_UPDATES)})"
-
-
-def _settings(config: ChannelConfig) -> TelegramConfig:
-    try:
-        return TelegramConfig.model_validate(config.model_dump())
-    except ValidationError as exc:
-        raise ValueError(
-            validation_summary(exc, root="channel", unknown=None, missing=None, plain=False)
-        ) from None
 
 
 def _description(data: Any) -> str:

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
-from pydantic import ValidationError
 
 from channels.protocol import (
     Capabilities,
@@ -40,7 +39,7 @@ from channels.protocol import (
     is_loopback,
     loads,
     parse_duration,
-    validation_summary,
+    read_settings,
 )
 from channels.whatsapp.commands import SANDBOX, SANDBOX_LOOPBACK
 from channels.whatsapp.config import WhatsAppConfig
@@ -98,7 +97,7 @@ class WhatsAppChannel(Channel):
 
     def __init__(self, name: str, config: ChannelConfig, host: ChannelHost) -> None:
         super().__init__(name, config, host)
-        self.settings = _settings(config)
+        self.settings = read_settings(WhatsAppConfig, config)
         self.graph_base = self.settings.graph_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._templates: dict[tuple[str, str], TemplateInfo] = {}
@@ -120,7 +119,7 @@ class WhatsAppChannel(Channel):
     # -- lifetime ----------------------------------------------------------------------------
     @classmethod
     def validate(cls, config: ChannelConfig) -> None:
-        _settings(config)
+        read_settings(WhatsAppConfig, config)
 
     @classmethod
     def mounts(
@@ -129,7 +128,7 @@ class WhatsAppChannel(Channel):
         """With ``graph_url = "sandbox"``, this server also serves a Graph API stand-in (its
         ``/_fake`` controls take the server's admin token); the sandbox package is imported only
         then (production never loads it)."""
-        s = _settings(config)
+        s = read_settings(WhatsAppConfig, config)
         if not s.sandbox:
             return []
         from channels.whatsapp.sandbox.mount import sandbox_for
@@ -150,7 +149,7 @@ class WhatsAppChannel(Channel):
 
     @classmethod
     def serving_problem(cls, config: ChannelConfig, *, host: str, processes: int) -> str | None:
-        if not _settings(config).sandbox:
+        if not read_settings(WhatsAppConfig, config).sandbox:
             return None
         if not is_loopback(host):
             return SANDBOX_LOOPBACK.format(f"server.host = {host!r}")
@@ -509,15 +508,6 @@ class WhatsAppChannel(Channel):
         while True:
             await self._sync_quietly()
             await asyncio.sleep(interval)
-
-
-def _settings(config: ChannelConfig) -> WhatsAppConfig:
-    try:
-        return WhatsAppConfig.model_validate(config.model_dump())
-    except ValidationError as exc:
-        raise ValueError(
-            validation_summary(exc, root="channel", unknown=None, missing=None, plain=False)
-        ) from None
 
 
 def _too_large() -> WebhookError:
