@@ -68,6 +68,39 @@ class _HiredisPacking:
             args = tuple(splits) + args[1:]
         return [hiredis.pack_command(args)]  # str, bytes, int and float: all we ever send
 
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """redis-py's send, without its per-write ``asyncio.wait_for`` when the write is done
+        at once.
+
+        redis-py wraps every write in ``asyncio.wait_for(..., socket_timeout)``: a new task,
+        a timer and a future per command, although a command of a few hundred bytes leaves in
+        the socket's ``send`` and ``drain`` has nothing to wait for. Here a connected socket
+        with nothing buffered is written directly; only when the write did not all leave (the
+        transport buffered some of it, or the connection is closing) do we wait the usual
+        way, with the timeout and redis-py's error handling. A PING due for the health check,
+        a lost connection, a reader holding an error: all go the usual way as well. The read
+        of the reply keeps its ``socket_timeout``, which is what notices a Redis that hangs.
+        """
+        writer, reader = self._writer, self._reader  # type: ignore[attr-defined]
+        if (
+            not isinstance(command, list)
+            or writer is None
+            or reader is None
+            or writer.transport.is_closing()
+            or writer.transport.get_write_buffer_size()
+            or reader.exception() is not None
+            or (check_health and self._health_due())
+        ):
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        writer.writelines(command)
+        if writer.transport.is_closing() or writer.transport.get_write_buffer_size():
+            await super().send_packed_command([], False)  # type: ignore[misc]  # drain, timed
+
+    def _health_due(self) -> bool:
+        interval = self.health_check_interval  # type: ignore[attr-defined]
+        return bool(interval) and asyncio.get_running_loop().time() > self.next_health_check  # type: ignore[attr-defined]
+
 
 class FastConnection(_HiredisPacking, Connection):
     pass
