@@ -13,15 +13,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.core.clock import Clock
 from bot.store import SendOutcome, Store
 from bot.store.redisconn import UNREACHABLE, once_reachable
 from channels.protocol import Channel, SendResult
-
-if TYPE_CHECKING:
-    from bot.work.worker import WorkerSettings
 
 log = logging.getLogger("chasqui.queues")
 T = TypeVar("T")
@@ -32,13 +29,24 @@ MESSAGES_PER_TAKE = 10
 STORE_RETRY = 2.0  # seconds before a send that met an unreachable Redis is tried again
 
 
+class SendSettings(Protocol):
+    """What the sender reads of the worker's settings (``WorkerSettings``)."""
+
+    @property
+    def batch(self) -> int: ...
+    @property
+    def lock_ttl_ms(self) -> int: ...
+    @property
+    def max_send_attempts(self) -> int: ...
+
+
 class Sender:
     def __init__(
         self,
         store: Store,
         channels: dict[str, Channel],
         clock: Clock,
-        settings: WorkerSettings,
+        settings: SendSettings,
     ) -> None:
         self.store = store
         self.channels = channels
