@@ -1,15 +1,14 @@
-"""What every part of the store shares: the connection, the one Lua loader, JSON encoding."""
+"""What every part of the store shares: the connection, the scripts, JSON encoding."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+
+from bot.store.scripts import Script
 
 
 def dumps(value: Any) -> str:
@@ -21,20 +20,14 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@cache
-def lua_source(name: str) -> str:
-    """The text of ``bot/store/lua/<name>.lua`` (read once per process)."""
-    return resources.files("bot.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-
-
 class StoreBase:
-    """The connection and the scripts, registered on first use (EVALSHA, loaded on a miss)."""
+    """The connection and the scripts (bare EVALSHA: bot/store/scripts.py)."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         # redis-py types replies as bytes/str unions; this client always answers bytes.
         self._r: Any = redis
-        self._scripts: dict[str, AsyncScript] = {}
+        self._scripts: dict[str, Script] = {}
 
     async def ping(self) -> None:
         await self._r.ping()
@@ -43,10 +36,10 @@ class StoreBase:
         """Empty the database (a throwaway one: conversation tests)."""
         await self._r.flushdb()
 
-    def _script(self, name: str) -> AsyncScript:
+    def _script(self, name: str) -> Script:
         script = self._scripts.get(name)
         if script is None:
-            script = self._scripts[name] = self.redis.register_script(lua_source(name))
+            script = self._scripts[name] = Script(self.redis, name)
         return script
 
     async def _read_own(

@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store.embedded import EmbeddedValkey
+from bot.store.scripts import ChasquiRedis, ScriptLoading
 
 # Redis cannot be reached (down, restarting, loading its AOF): worth waiting for, unlike a
 # script error or a wrong type, which would fail the same way again.
@@ -69,15 +70,15 @@ class _HiredisPacking:
         return [hiredis.pack_command(args)]  # str, bytes, int and float: all we ever send
 
 
-class FastConnection(_HiredisPacking, Connection):
+class FastConnection(ScriptLoading, _HiredisPacking, Connection):
     pass
 
 
-class FastUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+class FastUnixConnection(ScriptLoading, _HiredisPacking, UnixDomainSocketConnection):
     pass
 
 
-class FastSSLConnection(_HiredisPacking, SSLConnection):
+class FastSSLConnection(ScriptLoading, _HiredisPacking, SSLConnection):
     pass
 
 
@@ -89,7 +90,8 @@ _FAST: dict[type[Any], type[Any]] = {
 
 
 def connect(url: str, **kwargs: Any) -> Redis:
-    """``Redis.from_url`` with hiredis packing (bytes replies unless told otherwise).
+    """``Redis.from_url`` with hiredis packing (bytes replies unless told otherwise), our
+    scripts loaded on every connection and sent as bare EVALSHA (bot/store/scripts.py).
 
     The pool makes a caller wait for a free connection (up to 20 s) instead of raising
     ``MaxConnectionsError`` at the 101st concurrent command: under a burst of webhooks that
@@ -98,7 +100,7 @@ def connect(url: str, **kwargs: Any) -> Redis:
     kwargs = {"max_connections": 128, "timeout": 20, **kwargs}
     pool = BlockingConnectionPool.from_url(url, **kwargs)
     pool.connection_class = _FAST.get(pool.connection_class, pool.connection_class)
-    return Redis.from_pool(pool)
+    return ChasquiRedis.from_pool(pool)
 
 
 def has_embedded_data(data_dir: Path) -> bool:
