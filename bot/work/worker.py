@@ -5,6 +5,8 @@ order and exactly once: the contact's lock is taken and its queue read in one sc
 the sprint's effects are written and the consumed events removed in another (commit) that does
 nothing if the lock was lost meanwhile. Stream entries are only signals ("this contact has work");
 a signal acknowledged before its work was committed is re-raised by the commit script itself.
+A contact may also be claimed by the webhook that queued its event (the fast lane,
+bot/work/lane.py): the claim comes to this worker with no signal, a timer standing in for one.
 """
 
 from __future__ import annotations
