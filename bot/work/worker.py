@@ -27,12 +27,13 @@ from bot.core.runstatus import RunStatus
 from bot.engine.apply import Engine
 from bot.engine.events import WebhookAnswered, decode
 from bot.engine.sprint import Session, Sprint
-from bot.store import Claim, Commit, SendOutcome, Store
+from bot.store import Claim, Commit, Store
 from bot.store.redisconn import UNREACHABLE, once_reachable
 from bot.work.lane import Lane
+from bot.work.sender import Sender
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
-from channels.protocol import Channel, SendResult
+from channels.protocol import Channel
 
 log = logging.getLogger("chasqui.queues")
 T = TypeVar("T")
@@ -40,10 +41,6 @@ T = TypeVar("T")
 # Deciding for a batch is pure CPU (~0.3 ms a contact); handing the loop back every few contacts
 # keeps webhook acknowledgements from waiting behind a whole batch (ack p99 at 500/s, bench/).
 YIELD_EVERY = 10
-# Messages sent per contact per take: small enough that a batch (at a throttled 80/s) ends well
-# inside the send lock's TTL; a contact with more is signalled again.
-MESSAGES_PER_TAKE = 10
-STORE_RETRY = 2.0  # seconds before a send that met an unreachable Redis is tried again
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._tasks: list[asyncio.Task[None]] = []
         self.starter = Starter(store, engine, clock)  # group starts, a chunk at a time
+        self.sender = Sender(store, channels, clock, self.settings)  # outboxes to channels
         # contacts the webhooks claim for this process (bot/work/lane.py): a few batches' worth
         self.lane = Lane(2 * self.settings.batch)
         self._lane_task: asyncio.Task[None] | None = None
@@ -210,11 +208,7 @@ class Worker:
         consumer = f"{self.name}:s{n}"
 
         async def step(again: bool) -> None:
-            batch = self.settings.batch
-            entries = await self.store.read_own_sendq(consumer, batch) if again else []
-            entries = entries or await self.store.read_sendq(consumer, batch, 1000)
-            if entries:
-                await self.send(entries)
+            await self.sender.step(consumer, again)
 
         await self._forever("send loop", step)
 
@@ -253,6 +247,10 @@ class Worker:
             await asyncio.sleep(max(idle / 4000, 0.05))
 
         await self._forever("reclaim loop", step)
+
+    async def send(self, entries: list[tuple[bytes, str]]) -> None:
+        """Send the outboxes of the contacts these send signals name (bot/work/sender.py)."""
+        await self.sender.send(entries)
 
     # -- events ------------------------------------------------------------------------------
     async def process(self, entries: list[tuple[bytes, str]]) -> None:
@@ -438,85 +436,3 @@ class Worker:
                 log.warning(
                     "lost the lock of contact %s; its events will be applied again", commit.cid
                 )
-
-    # -- sends -------------------------------------------------------------------------------
-    async def send(self, entries: list[tuple[bytes, str]]) -> None:
-        cids = list(dict.fromkeys(cid for _, cid in entries))
-        token = uuid.uuid4().hex
-        outboxes = await self.store.take_outboxes(
-            cids, token, self.settings.lock_ttl_ms, MESSAGES_PER_TAKE, self.clock.now()
-        )
-        todo = [(cid, msgs) for cid, msgs in zip(cids, outboxes, strict=True) if msgs]
-        # Contacts are sent to concurrently; their outcomes are recorded in one pipeline (a
-        # script call per contact would hold one pooled connection each: a batch of 100 would
-        # exhaust redis-py's default pool of 100 connections).
-        results = await asyncio.gather(*(self._send_contact(msgs) for _, msgs in todo))
-        outcomes = [(cid, done) for (cid, _), done in zip(todo, results, strict=True)]
-        # sent is sent: what the channel accepted must be recorded, or it would go out again
-        await self._until_stored(
-            "record sends", lambda: self.store.finish_sends_many(token, outcomes)
-        )
-        eids = [eid for eid, _ in entries]
-        await self._until_stored("ack sends", lambda: self.store.ack_sendq(eids))
-
-    async def _send_contact(
-        self, queued: list[tuple[dict[str, Any], dict[str, Any]]]
-    ) -> list[SendOutcome]:
-        """One contact's messages, in order: a contact never gets its second message first.
-        A message to retry later stops the contact's line until its retry timer fires."""
-        outcomes: list[SendOutcome] = []
-        for message, state in queued:
-            if state.get("external_id") or state.get("status", "queued") != "queued":
-                # sent by a sender whose lock expired before it could clear the outbox
-                outcomes.append(SendOutcome(message, "skip", self.clock.now()))
-                continue
-            attempts = int(state.get("attempts", 0)) + 1
-            # the channel grows its suggested retry delay with the attempt (4^n for 131056)
-            result = await self._send_one(
-                message if attempts == 1 else {**message, "attempt": attempts}
-            )
-            now = self.clock.now()
-            if result.ok:
-                if result.external_id:  # now: its statuses may come before finish_sends_many
-                    await self._index_early(message, result.external_id)
-                outcomes.append(
-                    SendOutcome(message, "sent", now, result.external_id, attempts=attempts)
-                )
-            elif result.retry_after is not None and attempts < self.settings.max_send_attempts:
-                outcomes.append(
-                    SendOutcome(
-                        message,
-                        "retry",
-                        now,
-                        error=result.error,
-                        retry_at=now + result.retry_after,
-                        attempts=attempts,
-                    )
-                )
-                break
-            else:
-                outcomes.append(
-                    SendOutcome(message, "failed", now, error=result.error, attempts=attempts)
-                )
-        return outcomes
-
-    async def _index_early(self, message: dict[str, Any], external_id: str) -> None:
-        """Best effort: recording the send indexes the provider's id anyway. Debug only: in an
-        outage every message in flight would say so, and the outage is logged once elsewhere."""
-        try:
-            await self.store.index_external(message, external_id)
-        except UNREACHABLE as exc:
-            log.debug("could not index %s early: Redis unreachable (%s)", external_id, exc)
-
-    async def _send_one(self, message: dict[str, Any]) -> SendResult:
-        channel = self.channels.get(message.get("channel") or "")
-        if channel is None:
-            return SendResult(False, error={"code": "channel_unavailable"})
-        try:
-            return await channel.send(message)
-        except UNREACHABLE as exc:  # a channel that keeps state in Redis: not the message's fault
-            error = {"code": "store_unavailable", "message": type(exc).__name__}
-            return SendResult(False, error=error, retry_after=STORE_RETRY)
-        except Exception as exc:  # a channel bug must not stop other contacts' sends
-            log.exception("channel %s failed to send", channel.name)
-            return SendResult(False, error={"code": "channel_error", "message": type(exc).__name__})
