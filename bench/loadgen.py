@@ -53,7 +53,9 @@ def _loop() -> asyncio.AbstractEventLoop:
 async def _fire(url: str, bodies: list[Body], t0: float, rate: float, connections: int) -> Shot:
     if "http" not in _state:
         timeout = aiohttp.ClientTimeout(total=30)
-        connector = aiohttp.TCPConnector(limit=connections)
+        # a server closes kept-alive connections it finds idle, and a POST racing that close
+        # fails; the generator pauses between steps: it drops its idle sockets first
+        connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=5)
         _state["http"] = aiohttp.ClientSession(timeout=timeout, connector=connector)
     http: aiohttp.ClientSession = _state["http"]
     loop = asyncio.get_running_loop()
@@ -74,7 +76,8 @@ async def _fire(url: str, bodies: list[Body], t0: float, rate: float, connection
                 status = r.status
         except (aiohttp.ClientError, TimeoutError) as e:
             status = -1
-            shot.errors[type(e).__name__] = shot.errors.get(type(e).__name__, 0) + 1
+            what = f"{type(e).__name__}: {str(e)[:60]}"
+            shot.errors[what] = shot.errors.get(what, 0) + 1
         shot.acks[k] = loop.time() - due
         shot.statuses[status] = shot.statuses.get(status, 0) + 1
 
