@@ -157,16 +157,20 @@ class Bench:
         return wab.replies_by_index(phase, sent)
 
     async def settle(self, bot: Bot, phase: wab.Phase, limit: float = 120.0) -> None:
-        """Wait until the bot has answered everything (a failed step leaves a backlog)."""
+        """Wait until the bot has answered everything (a failed step leaves a backlog): every
+        reply in, or none new for 2 s; Chasqui's work streams empty, before and after."""
         if bot.redis is not None:
             await wab.drained(bot.redis, limit=limit)
-        deadline, last = time.monotonic() + limit, -1
+        deadline, last, still = time.monotonic() + limit, -1, 0
         while time.monotonic() < deadline:
             got = len(await self.replies(phase))
-            if got >= phase.count or got == last:
+            still = still + 1 if got == last else 0
+            if got >= phase.count or still >= 2:
                 break
             last = got
             await asyncio.sleep(1.0)
+        if bot.redis is not None:
+            await wab.drained(bot.redis, limit=limit)
         await asyncio.sleep(0.5)
 
 
