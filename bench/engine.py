@@ -412,7 +412,7 @@ async def main(args: argparse.Namespace) -> None:
         per_contact = (mem["used"][last] - mem["base"]) / n
         print(f"\n3. Redis memory, {n:,} waiting contacts ({mem['dbsize']:,} keys)")
         print(
-            f"  {per_session:>9,.0f} B  per waiting session (used_memory delta / N, target <= 1024)"
+            f"  {per_session:>9,.0f} B  per waiting session, all it wrote (used_memory delta / N)"
         )
         print(
             f"  {mem['contacts_only'] / n:>9,.0f} B  per contact record + URN index, before start"
@@ -427,6 +427,8 @@ async def main(args: argparse.Namespace) -> None:
                 if kind != "contact" and not kind.startswith("urn"):
                     total += size
         print(f"    {total:>7,.0f}  = session-related keys (all but contact + urn)")
+        exact = mem["per_kind"]["session"] + mem["per_kind"]["timers zset share (1 a wait)"]
+        print(f"    {exact:>7,.0f}  = session key + its timer's share (issue 12: <= 1,024)")
         print(
             "  payload sizes (JSON bytes): "
             + ", ".join(f"{k} {v:,.0f}" for k, v in mem["value_sizes"].items())

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -199,6 +198,7 @@ class Setup:
     processes: int = 1
     procs: dict[str, Proc] = field(default_factory=dict)
     senders: int = 0  # --baseline: how many senders wait in the echo flow
+    record_limit: int = 0  # the sandbox's --record-limit (0: its default, 10,000)
     offset: int = 0  # --baseline: the next sender to write
 
     @property
@@ -256,6 +256,8 @@ max_mps = {max_mps}
         argv += ["--webhook-url", self.webhook_url, "--max-mps", "0", "--no-pair-rate"]
         if not statuses:
             argv.append("--no-statuses")
+        if self.record_limit:
+            argv += ["--record-limit", str(self.record_limit)]
         self.procs["sandbox"] = proc = Proc("sandbox", argv, self.tmp / "sandbox.log")
         await wait_http(http, f"{self.sandbox}/_fake/clock", proc)
 
@@ -319,8 +321,12 @@ async def drained(redis: Redis, limit: float = 120.0, poll: float = 0.02) -> flo
     raise SystemExit(f"streams not drained within {limit}s (ready={ready}, sendq={sendq})")
 
 
-async def sandbox_sent(http: aiohttp.ClientSession, setup: Setup) -> list[dict[str, Any]]:
-    async with http.get(f"{setup.sandbox}/_fake/sent", headers=AUTH) as r:
+async def sandbox_sent(
+    http: aiohttp.ClientSession, setup: Setup, limit: int = 0
+) -> list[dict[str, Any]]:
+    """The sends the sandbox kept (the last ``limit`` of them, if given)."""
+    query = f"?limit={limit}" if limit else ""
+    async with http.get(f"{setup.sandbox}/_fake/sent{query}", headers=AUTH) as r:
         data: list[dict[str, Any]] = (await r.json())["data"]
     return data
 
@@ -450,15 +456,22 @@ async def run_phase(
 TOKEN = re.compile(r"Recibido: (\w+)-(\d+) hola")
 
 
-def reply_latencies(phase: Phase, sent: list[dict[str, Any]]) -> tuple[list[float], int]:
-    """For each of this phase's messages, the sandbox's receive time of its answer - our POST."""
-    out = []
+def replies_by_index(phase: Phase, sent: list[dict[str, Any]]) -> dict[int, float]:
+    """Message index -> the sandbox's receive time of its answer - our POST, for this phase."""
+    out = {}
     for record in sent:
         body = record.get("body") or {}
         text = (body.get("text") or {}).get("body", "") if isinstance(body, dict) else ""
         m = TOKEN.match(text)
         if m and m.group(1) == phase.tag and record.get("http_status") == 200:
-            out.append(record["at"] - phase.posted_at[int(m.group(2))])
+            i = int(m.group(2))
+            out[i] = record["at"] - phase.posted_at[i]
+    return out
+
+
+def reply_latencies(phase: Phase, sent: list[dict[str, Any]]) -> tuple[list[float], int]:
+    """This phase's reply latencies, and how many of its messages have no answer yet."""
+    out = list(replies_by_index(phase, sent).values())
     return out, phase.count - len(out)
 
 
@@ -556,262 +569,6 @@ def top_frames(path: Path, n: int = 25) -> str:
     return f"{total} samples\n" + "\n".join(f"    {c / total:6.1%}  {f}" for f, c in rows)
 
 
-def generator_session(connections: int) -> aiohttp.ClientSession:
-    """The load generator's HTTP client: ``connections`` sockets, 30 s per request."""
-    timeout = aiohttp.ClientTimeout(total=30)
-    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=connections))
-
-
-# -- issue 12: the stateless echo baseline, side by side ------------------------------------------
-async def replies_in(
-    http: aiohttp.ClientSession, setup: Setup, phase: Phase, limit: float = 30.0
-) -> list[dict[str, Any]]:
-    """Poll the sandbox until it has an answer to each of this phase's messages (or ``limit``)."""
-    deadline = time.monotonic() + limit
-    while True:
-        sent = await sandbox_sent(http, setup)
-        _, missing = reply_latencies(phase, sent)
-        if missing <= 0 or time.monotonic() > deadline:
-            return sent
-        await asyncio.sleep(0.2)
-
-
-async def commandstats(redis: Redis) -> dict[str, tuple[int, int]]:
-    """Valkey's calls and microseconds per command, since its start."""
-    info = await redis.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
-        for name, v in info.items()
-        if isinstance(v, dict)
-    }
-
-
-@dataclass
-class Side:
-    """One target's result at one rate."""
-
-    name: str
-    phase: Phase
-    cpu: float = 0.0  # CPU seconds per message, process (+ its Valkey)
-    cpu_parts: list[float] = field(default_factory=list)  # the same, per pid
-    commands: dict[str, tuple[float, float]] = field(default_factory=dict)  # calls, usec per msg
-
-
-async def measure(
-    http: aiohttp.ClientSession,
-    setup: Setup,
-    side: Side,
-    url: str,
-    pids: list[int],
-    redis: Redis | None,
-    spy_seconds: float = 0,
-) -> None:
-    phase = side.phase
-    bodies = build_bodies(phase, setup.senders, setup.offset)
-    setup.offset += phase.count
-    spy = py_spy(setup, spy_seconds) if spy_seconds else None
-    cpu0 = [cpu_seconds(pid) for pid in pids]
-    stats0 = await commandstats(redis) if redis is not None else {}
-    await run_phase(http, url, phase, bodies)
-    await replies_in(http, setup, phase)
-    await asyncio.sleep(1.0)  # let the last sends finish their bookkeeping (counted, idle included)
-    side.cpu_parts = [
-        (cpu_seconds(pid) - c0) / phase.count for pid, c0 in zip(pids, cpu0, strict=True)
-    ]
-    side.cpu = sum(side.cpu_parts)
-    if redis is not None:
-        stats1 = await commandstats(redis)
-        for name, (calls, usec) in stats1.items():
-            c0, u0 = stats0.get(name, (0, 0))
-            if calls > c0 and name != "info":  # INFO is this bench asking
-                side.commands[name] = ((calls - c0) / phase.count, (usec - u0) / phase.count)
-        await drained(redis)
-    if spy is not None:
-        spy.p.wait(30)
-        spy_file = setup.tmp / "server.spy"
-        print(f"  py-spy of the server at {phase.rate:.0f}/s: {top_frames(spy_file)}")
-        print(f"  {self_frames(spy_file)}")
-    phase.latencies, phase.missing = reply_latencies(phase, await sandbox_sent(http, setup))
-
-
-async def round_trips(
-    http: aiohttp.ClientSession, setup: Setup, redis: Redis, phase: Phase
-) -> tuple[dict[str, float], dict[str, float]]:
-    """One more Chasqui phase under MONITOR: commands per message sent by clients and run inside
-    scripts (MONITOR tags those ``lua``). Commands sent in one pipeline share a round trip, so the
-    client column is an upper bound on round trips. MONITOR slows Valkey: no timings here."""
-    bodies = build_bodies(phase, setup.senders, setup.offset)
-    setup.offset += phase.count
-    client: dict[str, int] = {}
-    script: dict[str, int] = {}
-    lua = ROOT / "bot" / "store" / "lua"
-    scripts = {hashlib.sha1(f.read_bytes()).hexdigest(): f.stem for f in lua.glob("*.lua")}
-    ready = asyncio.Event()
-
-    async def watch() -> None:
-        async with redis.monitor() as monitor:
-            ready.set()
-            async for cmd in monitor.listen():
-                words = [w.strip('"').lower() for w in cmd["command"].split(" ", 2)]
-                name = " ".join(words[:2]) if words[0] in ("script", "client") else words[0]
-                if words[0] == "evalsha" and len(words) > 1:
-                    name = f"evalsha {scripts.get(words[1], words[1][:12])}"
-                into = script if cmd["client_type"] == "lua" else client
-                into[name] = into.get(name, 0) + 1
-
-    task = asyncio.create_task(watch())
-    await asyncio.wait_for(ready.wait(), 10)
-    await run_phase(http, setup.webhook_url, phase, bodies)
-    await replies_in(http, setup, phase)
-    await asyncio.sleep(1.0)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await drained(redis)
-    n = phase.count
-    return (
-        {k: v / n for k, v in client.items() if k not in ("info", "monitor")},
-        {k: v / n for k, v in script.items()},
-    )
-
-
-def print_round_trips(rate: float, client: dict[str, float], script: dict[str, float]) -> None:
-    print(f"\nChasqui's commands per answered message under MONITOR at {rate:.0f}/s")
-    print(f"  {'command':22} {'by clients':>11} {'in scripts':>11}")
-    for name in sorted(set(client) | set(script), key=lambda n: -client.get(n, 0.0)):
-        print(f"  {name:22} {client.get(name, 0.0):11.2f} {script.get(name, 0.0):11.2f}")
-    total = f"{sum(client.values()):11.2f} {sum(script.values()):11.2f}"
-    print(f"  {'total':22} {total}")
-
-
-def print_commandstats(sides: list[Side]) -> None:
-    print("\nValkey INFO commandstats per answered message (Chasqui): calls, usec inside Valkey")
-    zero = (0.0, 0.0)
-    names = sorted(
-        {n for side in sides for n in side.commands},
-        key=lambda n: -max(side.commands.get(n, zero)[0] for side in sides),
-    )
-    print(f"  {'command':22}" + "".join(f" {side.phase.rate:8.0f}/s {'usec':>7}" for side in sides))
-    for name in names:
-        cells = [side.commands.get(name, zero) for side in sides]
-        print(f"  {name:22}" + "".join(f" {calls:10.2f} {usec:7.1f}" for calls, usec in cells))
-    sums = [[sum(v[i] for v in side.commands.values()) for i in (0, 1)] for side in sides]
-    print(f"  {'total':22}" + "".join(f" {calls:10.2f} {usec:7.1f}" for calls, usec in sums))
-    print("  (EVALSHA's usec includes the commands its script runs, counted again in their rows)")
-
-
-async def baseline(args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="chqe", dir="/tmp"))
-    setup = Setup(tmp, free_port(), free_port(), 1)
-    setup.senders = args.senders
-    echo_port = free_port()
-    redis: Redis | None = None
-    try:
-        async with generator_session(args.connections) as http:
-            # statuses off: both targets do the same job (text in -> text out), nothing else
-            await setup.start_sandbox(http, statuses=False)
-            await setup.start_server(http, max_mps=0)
-            argv = [PYTHON, str(ROOT / "bench" / "echo.py"), "--port", str(echo_port)]
-            argv += ["--graph-url", setup.sandbox, "--app-secret", DEMO_APP_SECRET]
-            argv += ["--token", DEMO_ACCESS_TOKEN, "--phone-number-id", DEMO_PHONE_NUMBER_ID]
-            setup.procs["echo"] = echo = Proc("echo", argv, tmp / "echo.log")
-            await wait_http(http, f"http://127.0.0.1:{echo_port}/healthz", echo)
-            redis = await redis_of(tmp)
-            store = Store(redis)
-            version = (await redis.info("server")).get("valkey_version")
-            print("machine")
-            print(f"  CPU       {cpu_model()} x {os.cpu_count()} cores")
-            print(f"  load avg  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (at start)")
-            print(f"  Python    {platform.python_version()}, aiohttp {aiohttp.__version__}")
-            print(f"  Valkey    {version} (Chasqui's embedded one)")
-            print(f"\nsetup: {args.senders} senders write once and wait in the echo flow ...")
-            await prepare_senders(http, setup, store, args.senders)
-            pids = setup.pids()
-            idle = {"echo": [pids["echo"]], "chasqui": [pids["server"], pids["valkey"]]}
-            cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in idle.items()}
-            await asyncio.sleep(3.0)
-            busy = {k: (sum(cpu_seconds(p) for p in v) - cpu0[k]) / 3.0 for k, v in idle.items()}
-            print("  idle CPU over 3 s: " + ", ".join(f"{k} {v:.1%}" for k, v in busy.items()))
-            results: list[tuple[Side, Side]] = []
-            for rate in args.rates:
-                count = int(rate * args.duration)
-                echo_side = Side("echo", Phase(rate, count, f"e{int(rate)}"))
-                print(f"  {rate:.0f}/s x {count}: echo ...", flush=True)
-                await measure(
-                    http,
-                    setup,
-                    echo_side,
-                    f"http://127.0.0.1:{echo_port}/webhook",
-                    [pids["echo"]],
-                    None,
-                )
-                chq = Side("chasqui", Phase(rate, count, f"c{int(rate)}"))
-                print(f"  {rate:.0f}/s x {count}: chasqui ...", flush=True)
-                spy = args.duration if args.profile_server == rate else 0
-                await measure(
-                    http,
-                    setup,
-                    chq,
-                    setup.webhook_url,
-                    [pids["server"], pids["valkey"]],
-                    redis,
-                    spy,
-                )
-                results.append((echo_side, chq))
-                await asyncio.sleep(1)
-
-            print(
-                "\nside by side (CPU per message: the process, + its Valkey for Chasqui; ack: POST"
-                " -> 200 from the scheduled time; reply: POST -> the sandbox receiving the answer)"
-            )
-            head = f"  {'rate':>5} {'target':8} {'CPU/msg':>9} {'ack p50':>8} {'ack p99':>8}"
-            print(f"{head} {'reply p50':>9} {'reply p99':>9}  missing  HTTP")
-            for pair in results:
-                for side in pair:
-                    ph = side.phase
-                    acks, lat = sorted(ph.acks), sorted(ph.latencies)
-                    print(
-                        f"  {ph.rate:5.0f} {side.name:8} {side.cpu * 1000:6.2f} ms"
-                        f" {pct(acks, 0.5) * 1000:5.1f} ms {pct(acks, 0.99) * 1000:5.1f} ms"
-                        f" {pct(lat, 0.5) * 1000:6.1f} ms {pct(lat, 0.99) * 1000:6.1f} ms"
-                        f"  {ph.missing:7d}  {dict(sorted(ph.statuses.items()))}"
-                    )
-            for _, c in results:
-                server, valkey = (x * 1000 for x in c.cpu_parts)
-                print(
-                    f"  Chasqui's CPU/msg at {c.phase.rate:.0f}/s: "
-                    f"server {server:.2f} ms + Valkey {valkey:.2f} ms"
-                )
-            print("\nratio chasqui / echo")
-            for e, c in results:
-                ratio = {
-                    "CPU/msg": c.cpu / e.cpu,
-                    "ack p99": pct(sorted(c.phase.acks), 0.99) / pct(sorted(e.phase.acks), 0.99),
-                    "reply p50": pct(sorted(c.phase.latencies), 0.5)
-                    / pct(sorted(e.phase.latencies), 0.5),
-                    "reply p99": pct(sorted(c.phase.latencies), 0.99)
-                    / pct(sorted(e.phase.latencies), 0.99),
-                }
-                print(
-                    f"  {e.phase.rate:5.0f}/s  "
-                    + "  ".join(f"{k} {v:.1f}x" for k, v in ratio.items())
-                )
-            print_commandstats([c for _, c in results])
-            if args.monitor:
-                rate = args.rates[0]
-                mon = Phase(rate, int(rate * args.duration), f"m{int(rate)}")
-                print_round_trips(rate, *await round_trips(http, setup, redis, mon))
-    finally:
-        if redis is not None:
-            await redis.aclose()
-        setup.stop("echo")
-        setup.stop_all()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def self_frames(path: Path, n: int = 12) -> str:
     """Where the samples end (the innermost frame): by package, then the busiest functions.
 
@@ -840,6 +597,12 @@ def self_frames(path: Path, n: int = 12) -> str:
         out += [f"    {c / total:6.1%}  {name}" for name, c in top]
         out.append("  busiest functions (self):")
     return "\n".join(out[:-1])
+
+
+def generator_session(connections: int) -> aiohttp.ClientSession:
+    """The load generator's HTTP client: ``connections`` sockets, 30 s per request."""
+    timeout = aiohttp.ClientTimeout(total=30)
+    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=connections))
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -973,14 +736,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile-server", type=float, default=0, help="py-spy the server at this webhook rate"
     )
-    p.add_argument("--processes", type=int, default=1, help="server processes (server.processes)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes (server.processes); --baseline: one process first, then a search"
+        " with this many, unpinned",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--quick", action="store_true", help="short run: 500 senders, 3 s, 2k sends")
     p.add_argument(
         "--baseline", action="store_true", help="issue 12: the stateless echo bot vs Chasqui"
     )
     p.add_argument(
-        "--rates", default="100,300", help="--baseline: webhook rates per second, comma-separated"
+        "--rates",
+        default=None,
+        help="--baseline: fixed webhook rates per second, comma-separated (default 100,300;"
+        " none with --search)",
     )
     p.add_argument(
         "--no-monitor",
@@ -988,7 +760,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="--baseline: skip the last pass under MONITOR (commands per message)",
     )
+    b = p.add_argument_group("--baseline, issue 12's sustained rate (bench/baseline.py)")
+    b.add_argument(
+        "--pin",
+        action="store_true",
+        help="each bot (Chasqui: server + its Valkey) on core 0; generator, sandbox on core 1",
+    )
+    b.add_argument(
+        "--search",
+        action="store_true",
+        help="search each bot's sustained rate, then measure at 50/90/110 %% of Chasqui's",
+    )
+    b.add_argument("--max-rate", type=float, default=4000.0, help="the search's highest rate")
+    b.add_argument("--search-start", type=float, default=100.0, help="the search's first rate")
+    b.add_argument("--step-seconds", type=float, default=4.0, help="seconds per search step")
+    b.add_argument(
+        "--search-budget", type=float, default=240.0, help="seconds of search per bot, at most"
+    )
+    b.add_argument(
+        "--precision", type=float, default=0.1, help="stop bisecting when hi - lo <= this x hi"
+    )
+    b.add_argument("--generators", type=int, default=1, help="load generator processes")
     args = p.parse_args(argv)
+    if args.rates is None:
+        args.rates = "" if args.search else "100,300"
     args.rates = [float(r) for r in args.rates.split(",") if r]
     if args.quick:
         args.senders, args.duration = 500, 3.0
@@ -998,4 +793,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     parsed = parse_args()
-    asyncio.run(baseline(parsed) if parsed.baseline else main(parsed))
+    if parsed.baseline:
+        from baseline import baseline  # bench/baseline.py imports this module: import it late
+
+        asyncio.run(baseline(parsed))
+    else:
+        asyncio.run(main(parsed))
