@@ -5,6 +5,8 @@ order and exactly once: the contact's lock is taken and its queue read in one sc
 the sprint's effects are written and the consumed events removed in another (commit) that does
 nothing if the lock was lost meanwhile. Stream entries are only signals ("this contact has work");
 a signal acknowledged before its work was committed is re-raised by the commit script itself.
+A contact may also be claimed by the webhook that queued its event (the fast lane,
+bot/work/lane.py): the claim comes to this worker with no signal, a timer standing in for one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bot.engine.events import WebhookAnswered, decode
 from bot.engine.sprint import Session, Sprint
 from bot.store import Claim, Commit, Store
 from bot.store.redisconn import UNREACHABLE, once_reachable
+from bot.work.lane import Lane
 from bot.work.sender import Sender
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
@@ -76,6 +79,9 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self.starter = Starter(store, engine, clock)  # group starts, a chunk at a time
         self.sender = Sender(store, channels, clock, self.settings)  # outboxes to channels
+        # contacts the webhooks claim for this process (bot/work/lane.py): a few batches' worth
+        self.lane = Lane(2 * self.settings.batch)
+        self._lane_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -85,8 +91,11 @@ class Worker:
         loops += [self._timer_loop(), self._reclaim_loop()]
         loops.append(self._start_loop())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
+        self.lane.open = True
+        self._lane_task = asyncio.create_task(self._lane_loop())
 
     async def stop(self) -> None:
+        await self._stop_lane()
         pending = set(self._tasks)
         while pending:  # cancel again if a cancel was lost (see _forever)
             for task in pending:
@@ -136,6 +145,54 @@ class Worker:
                 if down:
                     log.warning("%s: Redis is back", what)
                 again = down = False
+
+    async def _stop_lane(self) -> None:
+        """Take no more claims from webhooks; commit those in hand (for a while), release what
+        is left (their timers signal them again if even that fails)."""
+        self.lane.close()
+        task, self._lane_task = self._lane_task, None
+        if task is None:
+            return
+        _, pending = await asyncio.wait({task}, timeout=min(self.settings.lock_ttl_ms / 2000, 10))
+        if pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._release(self.lane.leftover())
+
+    async def _lane_loop(self) -> None:
+        while await self.lane_step():
+            pass
+
+    async def lane_step(self) -> bool:
+        """Decide and commit a batch of the contacts webhooks claimed for this process (the fast
+        lane), one commit pipeline for all; False once the lane is closed and nothing is left.
+        A batch that cannot be committed is released: its events are signalled again."""
+        claims = await self.lane.take(self.settings.batch)
+        if claims is None:
+            return False
+        try:
+            await self.apply(claims)
+        except Exception:
+            log.exception("fast lane: could not commit %d contact(s)", len(claims))
+            await self._release(claims)
+        finally:
+            self.lane.done(len(claims))
+        return True
+
+    async def _release(self, claims: list[Claim]) -> None:
+        """Give claims back undone: a commit that consumes nothing unlocks the contact and
+        signals its events (if the lock is still ours; else it writes nothing). Best effort:
+        when Redis is unreachable, each claim's timer signals its contact once its lock expires."""
+        if not claims:
+            return
+        release = [
+            Commit(c.cid, c.token, 0, timers_remove=[c.timer] if c.timer else []) for c in claims
+        ]
+        try:
+            await self.store.commit(release)
+        except Exception as exc:
+            log.warning("could not release %d contact(s) (%s); their timers will", len(claims), exc)
 
     async def _event_loop(self, n: int) -> None:
         consumer = f"{self.name}:{n}"
@@ -206,14 +263,19 @@ class Worker:
         cids = list(by_contact)
         s = self.settings
         claims = await self.store.claim(cids, s.lock_ttl_ms, s.max_events)
+        # a contact another worker holds is None: its commit re-signals what is left, and if
+        # it died, claim.lua left a timer that signals again when its lock expires
+        await self.apply([claim for claim in claims if claim is not None])
+        acked = [e for eid in by_contact.values() for e in eid]
+        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
+
+    async def apply(self, claims: list[Claim]) -> None:
+        """Decide each claimed contact's sprint and commit them (the fast ones in one pipeline,
+        those that wait on a webhook call in another)."""
         commits: list[Commit] = []
         slow: list[asyncio.Task[Commit]] = []
         engine = self.engine()
         for n, claim in enumerate(claims):
-            if claim is None:
-                # another worker holds the contact: its commit re-signals what is left, and if
-                # it died, claim.lua left a timer that signals again when its lock expires
-                continue
             if n and n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let webhooks be acknowledged between contacts
             sprint, pending = self._decide(engine, claim)
@@ -228,8 +290,6 @@ class Worker:
         if slow:
             done = await asyncio.gather(*slow)
             await self._commit(list(done))
-        acked = [e for eid in by_contact.values() for e in eid]
-        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
 
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Record work already done once Redis is back, instead of dropping it.
@@ -361,7 +421,9 @@ class Worker:
             new_runs=sprint.new_runs,
             ended_runs=sprint.ended_runs,
             messages=sprint.messages,
-            timers_remove=sprint.timers_remove,
+            timers_remove=[*sprint.timers_remove, claim.timer]
+            if claim.timer
+            else sprint.timers_remove,
             timers_add=sprint.timers_add,
             groups=sprint.group_changes,
             counts=sprint.counts,
