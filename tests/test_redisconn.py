@@ -1,6 +1,8 @@
 """The connections of bot/store/redisconn.py write a command without redis-py's per-write
-``asyncio.wait_for`` when the socket takes it at once; what that must not change: replies, big
-commands the socket cannot take at once, a connection the server closed, a Redis that hangs."""
+``asyncio.wait_for`` when the socket takes it at once, and its pool hands a connection out (and
+takes it back) in one step when nobody waits; what that must not change: replies, big commands
+the socket cannot take at once, a connection the server closed, a Redis that hangs, and the
+pool's bound on connections with callers waiting their turn."""
 
 from __future__ import annotations
 
@@ -54,6 +56,27 @@ async def test_a_redis_that_does_not_answer_times_the_read_out(redis: Redis) -> 
             assert time.monotonic() - began < 1.5
         finally:
             await redis.execute_command("CLIENT", "UNPAUSE")
+    finally:
+        await client.aclose()
+
+
+async def test_more_callers_than_connections_wait_their_turn(redis: Redis) -> None:
+    client = connect(_url(redis), max_connections=3, timeout=10)
+    pool = client.connection_pool
+    most = 0
+
+    async def incr_and_count() -> int:
+        nonlocal most
+        value: int = await client.incr("n")
+        most = max(most, len(pool._in_use_connections) + len(pool._available_connections))  # type: ignore[attr-defined]
+        return value
+
+    try:
+        for _ in range(3):  # rounds: the pool goes from busy (waiters) to quiet and back
+            await asyncio.gather(*(incr_and_count() for _ in range(150)))
+        assert await client.get("n") == b"450"
+        assert most <= 3
+        assert len(pool._in_use_connections) == 0  # type: ignore[attr-defined]
     finally:
         await client.aclose()
 
