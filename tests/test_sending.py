@@ -8,6 +8,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.store.keys import SENDQ, TIMERS, contact_key
+from bot.store.work import Inbound
 from channels.protocol import SendResult
 from tests.support.harness import Bot, CapturingChannel, MakeBot
 
@@ -133,12 +134,17 @@ async def test_rate_limit_is_shared_and_spaces_sends(bot: Bot) -> None:
     assert await bot.store.rate_wait("pn2", per_second=10, burst=2) == 0.0  # other number
 
 
-async def test_enqueue_once_dedups_within_ttl(bot: Bot) -> None:
+async def test_inbound_dedups_within_ttl(bot: Bot) -> None:
     cid = await bot.contact()
-    event = {"type": "timeout", "token": "t", "at": 0.0}
-    assert await bot.store.enqueue_once("wa:wamid.A", 60, cid, event) is True
-    assert await bot.store.enqueue_once("wa:wamid.A", 60, cid, event) is False
-    assert await bot.store.enqueue_once("wa:wamid.B", 60, cid, event) is True
+    event = {"type": "reply", "text": "x", "at": 0.0}
+
+    def msg(wamid: str) -> Inbound:
+        return Inbound(f"wa:{wamid}", 60, "tel:+15550001", "", 0.0, event)
+
+    outcomes, _ = await bot.store.inbound([msg("wamid.A"), msg("wamid.A")], 0, 60_000, 100)
+    assert outcomes == [(cid, False), None]
+    outcomes, _ = await bot.store.inbound([msg("wamid.A"), msg("wamid.B")], 0, 60_000, 100)
+    assert outcomes == [None, (cid, False)]
     assert await bot.queue_len(cid) == 2
 
 

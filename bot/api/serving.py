@@ -33,6 +33,8 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
+from bot.core import eventloop
+
 log = logging.getLogger("chasqui.server")
 
 
@@ -168,6 +170,7 @@ async def serve(
 
 
 def run(app: web.Application, **kwargs: Any) -> None:
-    """``serve`` in a new event loop until SIGINT or SIGTERM: ``chasqui serve``."""
+    """``serve`` in a new event loop (uvloop's when installed: bot/core/eventloop.py) until
+    SIGINT or SIGTERM: ``chasqui serve``."""
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(serve(app, handle_signals=True, **kwargs))
+        eventloop.run(serve(app, handle_signals=True, **kwargs))

@@ -51,6 +51,18 @@ def _session_wait(raw: bytes | None) -> dict[str, Any] | None:
     return wait if isinstance(wait, dict) and wait.get("token") else None
 
 
+def new_contact(urn: str, name: str, now: float) -> dict[str, Any]:
+    """The record of a contact made for ``urn`` (its uuid, first, is added by the caller)."""
+    return {
+        "name": name,
+        "urns": [urn],
+        "fields": {},
+        "groups": [],
+        "status": "active",
+        "created_on": now,
+    }
+
+
 def _create_call(urn: str, record: dict[str, Any]) -> tuple[list[str], list[Any]]:
     """keys and args of ``contact_for_urn.lua`` creating ``record`` unless one of its URNs
     (``urn`` first, then the record's others) has a contact."""
@@ -79,26 +91,11 @@ class ContactStore(SearchStore, GroupStore):
         contact = await self.get_contact(cid)
         return (contact if contact is not None else {**record, "uuid": cid}), created
 
-    async def ensure_contact(self, urn: str, name: str = "", now: float = 0.0) -> tuple[str, bool]:
-        """The uuid of the URN's contact, created if new, and True when it was created now: one
-        round trip (the webhook path)."""
-        cid, created, _ = await self._contact_for_urn(urn, name, now, {})
-        return cid, created
-
     async def _contact_for_urn(
         self, urn: str, name: str, now: float, extra: dict[str, Any]
     ) -> tuple[str, bool, dict[str, Any]]:
         proposed = str(uuid.uuid4())
-        record = {
-            "uuid": proposed,
-            "name": name,
-            "urns": [urn],
-            "fields": {},
-            "groups": [],
-            "status": "active",
-            "created_on": now,
-            **extra,
-        }
+        record = {"uuid": proposed, **new_contact(urn, name, now), **extra}
         keys, args = _create_call(urn, record)
         found, created = await self._script("contact_for_urn")(keys=keys, args=args)
         cid = found.decode() if isinstance(found, bytes) else str(found)

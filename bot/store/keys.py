@@ -16,6 +16,14 @@ READY = "chasqui:ready"  # stream: "contact <uuid> has events queued"
 SENDQ = "chasqui:sendq"  # stream: "contact <uuid> has messages in its outbox"
 TIMERS = "chasqui:timers"  # sorted set: "<contact>|<kind>|<token>" scored by due time
 WORKERS = "workers"  # consumer group on READY
+
+
+def signal_timer(cid: str, token: str) -> str:
+    """The timer that signals a contact on READY when it fires (fire_timers.lua): left by a
+    claim whose holder might die holding the contact's lock, due when that lock expires."""
+    return f"{cid}|signal|{token}"
+
+
 SENDERS = "senders"  # consumer group on SENDQ
 
 # -- starts --------------------------------------------------------------------------------------

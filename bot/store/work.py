@@ -14,7 +14,9 @@ from redis.exceptions import ResponseError
 
 from bot.core.records import Message, Run
 from bot.store.base import StoreBase, dumps
+from bot.store.contacts import new_contact
 from bot.store.keys import (
+    CONTACTS,
     GROUP_SEQ,
     GROUPS,
     QUEUE_PATTERN,
@@ -30,15 +32,18 @@ from bot.store.keys import (
     TIMERS,
     WORKERS,
     contact_key,
+    created_prefix,
     flow_runs_key,
     flow_stats_key,
     group_key,
     members_key,
     run_member,
     seen_key,
+    signal_timer,
     start_key,
+    urn_key,
 )
-from bot.store.search import member_diff
+from bot.store.search import contact_words, member_diff
 
 # A contact's history is bounded: its last messages and runs are kept (the API shows fewer),
 # older ones are dropped at the next commit, so Redis does not grow with all traffic ever.
@@ -56,6 +61,35 @@ class Claim:
     contact: dict[str, Any] | None
     session_raw: bytes
     contact_raw: bytes = b""  # as read: a sprint changes ``contact`` in place
+    # taken by the webhook (the fast lane): the timer that re-signals the contact when the lock
+    # expires, should this process die holding it; the commit removes it
+    timer: str = ""
+
+    @classmethod
+    def of(cls, cid: str, token: str, read: Sequence[Any], timer: str = "") -> Claim:
+        """The claim of a script's reply (events, contact, session as stored)."""
+        events, contact, session = read
+        return cls(
+            cid,
+            token,
+            [json.loads(e) for e in events],
+            json.loads(contact) if contact else None,
+            session,
+            contact or b"",
+            timer,
+        )
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One inbound message for :meth:`WorkStore.inbound`."""
+
+    dedup: str  # "<channel>:<external id>": a redelivery of it is dropped
+    redelivery: int  # for this many seconds
+    urn: str
+    name: str  # of a contact made for it
+    at: float  # its time: a contact made for it was created then
+    event: dict[str, Any]  # its reply event; ``new_contact`` is set by the script
 
 
 @dataclass
@@ -75,6 +109,10 @@ class Commit:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, field) -> change
     now: float = 0.0
     contact_before: bytes = b""  # the contact as claimed: its search words change with it
+    # inline sends (bot/work/sender.py): > 0 asks the commit to take the contact's send line for
+    # this long (with ``token``) when it is free; ``sending`` says it did: send these now
+    send_ttl_ms: int = 0
+    sending: bool = False
 
 
 class WorkStore(StoreBase):
@@ -90,13 +128,34 @@ class WorkStore(StoreBase):
     async def enqueue(self, cid: str, event: dict[str, Any]) -> None:
         await self._script("enqueue")(keys=[contact_key(cid, "q"), READY], args=[dumps(event), cid])
 
-    async def enqueue_once(self, dedup: str, ttl: int, cid: str, event: dict[str, Any]) -> bool:
-        """Queue ``event`` unless ``dedup`` was seen within ``ttl`` seconds; True if queued."""
-        queued = await self._script("enqueue_once")(
-            keys=[seen_key(dedup), contact_key(cid, "q"), READY],
-            args=[ttl, dumps(event), cid],
-        )
-        return bool(queued)
+    async def inbound(
+        self, messages: Sequence[Inbound], claims: int, ttl_ms: int, max_events: int
+    ) -> tuple[list[tuple[str, bool] | None], list[Claim]]:
+        """One webhook's messages in one call (inbound.lua): each dropped if a redelivery, else
+        queued for the contact of its URN (created if new). Per message: None for a
+        redelivery, else (contact uuid, True when the contact was made for it). Up to
+        ``claims`` of the contacts that got events are claimed at once when their lock is free
+        (lock held for ``ttl_ms``, up to ``max_events`` events read); the others are signalled
+        on the ready stream."""
+        keys = [CONTACTS, SEARCH, READY, TIMERS]
+        prefix = uuid.uuid4().hex
+        args: list[Any] = [contact_key("%s", "%s"), claims, prefix, ttl_ms, max_events]
+        for m in messages:
+            keys += [seen_key(m.dedup), urn_key(m.urn)]
+            record = new_contact(m.urn, m.name, m.at)
+            found = contact_words(record)
+            args += [m.redelivery, str(uuid.uuid4()), dumps(record), created_prefix(m.at)]
+            args += [dumps(m.event), len(found), *found]
+        outcomes, taken = await self._script("inbound")(keys=keys, args=args)
+        queued: list[tuple[str, bool] | None] = [
+            (cid.decode(), int(outcome) == 2) if int(outcome) else None
+            for cid, outcome in zip(outcomes[::2], outcomes[1::2], strict=True)
+        ]
+        fast: list[Claim] = []
+        for raw_cid, raw_token, *read in taken:
+            cid, token = raw_cid.decode(), raw_token.decode()
+            fast.append(Claim.of(cid, token, read, signal_timer(cid, token)))
+        return queued, fast
 
     async def read_ready(
         self, consumer: str, count: int, block_ms: int | None
@@ -140,23 +199,10 @@ class WorkStore(StoreBase):
                     keys=[*keys, TIMERS], args=[token, ttl_ms, max_events, cid], client=pipe
                 )
             replies = await pipe.execute()
-        claims: list[Claim | None] = []
-        for cid, token, reply in zip(cids, tokens, replies, strict=True):
-            if not reply:
-                claims.append(None)
-                continue
-            events, contact, session = reply
-            claims.append(
-                Claim(
-                    cid,
-                    token,
-                    [json.loads(e) for e in events],
-                    json.loads(contact) if contact else None,
-                    session,
-                    contact or b"",
-                )
-            )
-        return claims
+        return [
+            Claim.of(cid, token, reply) if reply else None
+            for cid, token, reply in zip(cids, tokens, replies, strict=True)
+        ]
 
     async def extend_lock(self, cid: str, token: str, ttl_ms: int) -> bool:
         """Renew a contact's lock we still hold (before a long webhook call)."""
@@ -165,7 +211,8 @@ class WorkStore(StoreBase):
         )
 
     async def commit(self, commits: Sequence[Commit]) -> list[int]:
-        """Write each sprint's effects; -1 for one whose lock was lost (nothing written)."""
+        """Write each sprint's effects; -1 for one whose lock was lost (nothing written).
+        A commit given ``send_ttl_ms`` says in ``sending`` whether it took the send line."""
         script = self._script("commit")
         async with self._r.pipeline(transaction=False) as pipe:
             for c in commits:
@@ -220,8 +267,15 @@ class WorkStore(StoreBase):
                 unindex, index = _search_changes(c)
                 args += [SEARCH, len(unindex), *unindex, len(index), *index]
                 args += [STARTS, start_key("%s", "seen"), *_triggered(c.new_runs)]
+                args += [contact_key(c.cid, "sendlock"), c.send_ttl_ms]
                 await script(keys=keys, args=args, client=pipe)
-            return [int(r) for r in await pipe.execute()]
+            replies = await pipe.execute()
+        results: list[int] = []
+        for c, reply in zip(commits, replies, strict=True):
+            if isinstance(reply, list):  # it took the send line: the caller sends at once
+                c.sending, reply = True, reply[0]
+            results.append(int(reply))
+        return results
 
     async def next_timer(self, until: float) -> float | None:
         """When the first timer due by ``until`` is due, if any."""

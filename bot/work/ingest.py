@@ -3,10 +3,12 @@
 A channel parses a webhook into typed events (``channels.protocol``); :class:`Ingest` does the
 rest, the same for every channel type:
 
-- a :class:`Message`: find the contact by URN (create it if new, with the name the channel
-  gave, and say so on the event: a ``new_contact`` trigger fires on it), then queue a ``reply``
-  event for it once — a redelivery of the same external id within
-  the channel's ``redelivery`` seconds is dropped, atomically with the queueing;
+- :class:`Message` s, all of a webhook's in one script call: a redelivery of the same external
+  id within the channel's ``redelivery`` seconds is dropped; otherwise the contact is found by
+  URN (created if new, with the name the channel gave, and said so on the event: a
+  ``new_contact`` trigger fires on it) and a ``reply`` event queued for it. A contact whose
+  lock is free is claimed in the same call when this process's worker has room (the fast lane,
+  bot/work/lane.py) and handed to it; the others are signalled on the ready stream;
 - :class:`Status` es: applied to the messages we sent (monotonic: a late ``delivered`` never
   undoes ``read``), many in two round trips;
 - a :class:`TemplateUpdate`: written onto the synced template, or a resync asked for when the
@@ -27,6 +29,8 @@ from typing import Any, TypeVar
 from bot.core.clock import no_later_than
 from bot.engine.events import Reply
 from bot.store import Store
+from bot.store.work import Inbound
+from bot.work.lane import Lane
 from channels.protocol import (
     Attachment,
     Channel,
@@ -61,23 +65,29 @@ class Ingest:
         store: Store,
         channels: Mapping[str, Channel],
         clock: Callable[[], float] = time.time,
+        lane: Lane | None = None,
+        lock_ttl_ms: int = 60_000,
+        max_events: int = 100,
     ) -> None:
         self.store = store
         self.channels = channels
         self.clock = clock  # the receive time: no event's own time may be later
+        # the worker's fast lane (None: every message signals the ready stream); a contact
+        # claimed here is locked for ``lock_ttl_ms`` with up to ``max_events`` events read
+        self.lane = lane
+        self.lock_ttl_ms = lock_ttl_ms
+        self.max_events = max_events
 
     async def accept(self, events: Sequence[InboundEvent]) -> Outcome:
         """Apply one webhook's events: messages first, then statuses, then template updates."""
         outcome = Outcome()
         statuses: dict[str, list[StatusRow]] = {}
         updates: list[TemplateUpdate] = []
+        messages: list[Message] = []
         now = self.clock()
         for event in events:
             if isinstance(event, Message):
-                if await self.message(_no_later(event, now)):
-                    outcome.queued += 1
-                else:
-                    outcome.duplicates += 1
+                messages.append(_no_later(event, now))
             elif isinstance(event, Status):
                 event = _no_later(event, now)
                 statuses.setdefault(event.channel, []).append(
@@ -85,6 +95,10 @@ class Ingest:
                 )
             else:
                 updates.append(event)
+        if messages:
+            queued = await self.messages(messages)
+            outcome.queued += queued
+            outcome.duplicates += len(messages) - queued
         for channel, rows in statuses.items():
             results = await self.store.apply_statuses(channel, rows)
             unknown = results.count("unknown")
@@ -97,24 +111,42 @@ class Ingest:
             outcome.templates += 1
         return outcome
 
-    async def message(self, message: Message) -> bool:
-        """Queue ``message`` for its contact (created if new); False if it was a redelivery."""
-        cid, created = await self.store.ensure_contact(
-            message.urn, message.contact_name, message.timestamp
-        )
-        channel = self.channels.get(message.channel)
-        redelivery = channel.capabilities.redelivery if channel is not None else 86400
-        queued = await self.store.enqueue_once(
-            f"in:{message.channel}:{message.external_id}",
-            redelivery,
-            cid,
-            reply_event(message, new_contact=created),
-        )
-        if not queued:
-            log.debug("duplicate delivery of %s ignored", message.external_id)
-        elif channel is not None:
-            await channel.accepted(message)
-        return queued
+    async def messages(self, messages: Sequence[Message]) -> int:
+        """Queue each message for its contact (created if new), in one call; how many were
+        queued (the others were redeliveries)."""
+        items = []
+        for message in messages:
+            channel = self.channels.get(message.channel)
+            items.append(
+                Inbound(
+                    f"in:{message.channel}:{message.external_id}",
+                    channel.capabilities.redelivery if channel is not None else 86400,
+                    message.urn,
+                    message.contact_name,
+                    message.timestamp,
+                    reply_event(message),
+                )
+            )
+        lane = self.lane
+        room = lane.reserve(len(items)) if lane is not None else 0
+        try:
+            outcomes, claims = await self.store.inbound(
+                items, room, self.lock_ttl_ms, self.max_events
+            )
+        except BaseException:
+            if lane is not None:
+                lane.hand([], room)  # nothing was claimed: the room is free again
+            raise
+        if lane is not None:
+            lane.hand(claims, room)  # durable now: the webhook may be answered
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome is None:
+                log.debug("duplicate delivery of %s ignored", message.external_id)
+                continue
+            channel = self.channels.get(message.channel)
+            if channel is not None:
+                await channel.accepted(message)
+        return sum(outcome is not None for outcome in outcomes)
 
     async def template_update(self, update: TemplateUpdate) -> None:
         stored = await self.store.templates(update.channel)
@@ -150,16 +182,15 @@ def _no_later(event: Stamped, now: float) -> Stamped:
     return dataclasses.replace(event, timestamp=now)
 
 
-def reply_event(message: Message, new_contact: bool = False) -> dict[str, Any]:
-    """The ``reply`` event the engine applies for an inbound message, as queued;
-    ``new_contact``: the contact was created for this message (its first message ever)."""
+def reply_event(message: Message) -> dict[str, Any]:
+    """The ``reply`` event the engine applies for an inbound message, as queued (``inbound.lua``
+    adds ``new_contact`` when the contact was created for this message: its first ever)."""
     return Reply(
         at=message.timestamp,
         text=message.text,
         channel=message.channel,
         urn=message.urn,
         record_only=not message.is_reply,
-        new_contact=new_contact,
         external_id=message.external_id,
         msg_type=message.kind,
         payload=message.payload or None,

@@ -120,7 +120,6 @@ class Runtime:
         """Connect, build channels and routes; with ``work``, run the event/send/timer loops."""
         store = await self.connect()
         self.channels = build_channels(self.config.channels, StoreHost(store))
-        self._ingest = Ingest(store, self.channels, self.clock.now)
         for channel in self.channels.values():
             channel.base_url = self.config.server.url
             await channel.start()
@@ -139,6 +138,11 @@ class Runtime:
                 reclaim_idle_ms=parse_duration(e.lock_ttl) * 1000 + 5000,
             ),
             WebhookCaller(allow_private=e.webhook_allow_private),
+        )
+        # the webhooks hand the contacts they claim to this worker (when it runs)
+        s = self.worker.settings
+        self._ingest = Ingest(
+            store, self.channels, self.clock.now, self.worker.lane, s.lock_ttl_ms, s.max_events
         )
         if work:
             await self.worker.start()

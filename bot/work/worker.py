@@ -5,6 +5,8 @@ order and exactly once: the contact's lock is taken and its queue read in one sc
 the sprint's effects are written and the consumed events removed in another (commit) that does
 nothing if the lock was lost meanwhile. Stream entries are only signals ("this contact has work");
 a signal acknowledged before its work was committed is re-raised by the commit script itself.
+A contact may also be claimed by the webhook that queued its event (the fast lane,
+bot/work/lane.py): the claim comes to this worker with no signal, a timer standing in for one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bot.engine.events import WebhookAnswered, decode
 from bot.engine.sprint import Session, Sprint
 from bot.store import Claim, Commit, Store
 from bot.store.redisconn import UNREACHABLE, once_reachable
+from bot.work.lane import Lane
 from bot.work.sender import Sender
 from bot.work.starts import Starter
 from bot.work.webhook_calls import WebhookCaller
@@ -49,6 +52,7 @@ class WorkerSettings:
     reclaim_idle_ms: int = 65_000  # longer than the lock's TTL: a dead holder's lock is gone
     timer_interval: float = 0.2
     max_send_attempts: int = 8  # retries (throttling, pair rate, 5xx) before a send fails
+    inline_sends: int = 64  # contacts sent to at once straight from their commit (sender.py)
 
 
 class LockLost(Exception):
@@ -75,6 +79,10 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self.starter = Starter(store, engine, clock)  # group starts, a chunk at a time
         self.sender = Sender(store, channels, clock, self.settings)  # outboxes to channels
+        # contacts the webhooks claim for this process (bot/work/lane.py): a few batches' worth
+        self.lane = Lane(2 * self.settings.batch)
+        self._lane_task: asyncio.Task[None] | None = None
+        self._lane_slow_tasks: set[asyncio.Task[None]] = set()  # lane contacts in a webhook call
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,8 +92,11 @@ class Worker:
         loops += [self._timer_loop(), self._reclaim_loop()]
         loops.append(self._start_loop())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
+        self.lane.open = True
+        self._lane_task = asyncio.create_task(self._lane_loop())
 
     async def stop(self) -> None:
+        await self._stop_lane()
         pending = set(self._tasks)
         while pending:  # cancel again if a cancel was lost (see _forever)
             for task in pending:
@@ -95,6 +106,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.sender.close()
         await self.webhooks.close()
         # our consumers leave the groups (those still owning entries stay, for the reclaimer)
         with contextlib.suppress(Exception):
@@ -134,6 +146,76 @@ class Worker:
                 if down:
                     log.warning("%s: Redis is back", what)
                 again = down = False
+
+    async def _stop_lane(self) -> None:
+        """Take no more claims from webhooks; commit those in hand (for a while), release what
+        is left (their timers signal them again if even that fails)."""
+        self.lane.close()
+        task, self._lane_task = self._lane_task, None
+        if task is None:
+            return
+        _, pending = await asyncio.wait({task}, timeout=min(self.settings.lock_ttl_ms / 2000, 10))
+        for unfinished in (*pending, *self._lane_slow_tasks):
+            unfinished.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await unfinished
+        await self._release(self.lane.leftover())
+
+    async def _lane_loop(self) -> None:
+        while await self.lane_step():
+            pass
+
+    async def lane_step(self) -> bool:
+        """Decide and commit a batch of the contacts webhooks claimed for this process (the fast
+        lane), one commit pipeline for all; False once the lane is closed and nothing is left.
+        Contacts waiting on a webhook call finish in a task of their own, so that one slow call
+        does not hold up the lane. Claims that cannot be committed are released: their events
+        are signalled again."""
+        claims = await self.lane.take(self.settings.batch)
+        if claims is None:
+            return False
+        quick = claims
+        try:
+            commits, slow = await self._decide_all(claims)
+            if slow:
+                waiting = {id(claim) for claim, _ in slow}
+                quick = [claim for claim in claims if id(claim) not in waiting]
+                task = asyncio.create_task(self._lane_slow(slow))
+                self._lane_slow_tasks.add(task)
+                task.add_done_callback(self._lane_slow_tasks.discard)
+            if commits:
+                await self._commit(commits)
+        except Exception:
+            log.exception("fast lane: could not commit %d contact(s)", len(quick))
+            await self._release(quick)
+        finally:
+            self.lane.done(len(quick))
+        return True
+
+    async def _lane_slow(self, slow: list[tuple[Claim, asyncio.Task[Commit]]]) -> None:
+        claims = [claim for claim, _ in slow]
+        try:
+            done = await asyncio.gather(*(task for _, task in slow))
+            await self._commit(list(done))
+        except Exception:
+            log.exception("fast lane: could not commit %d contact(s)", len(claims))
+            await self._release(claims)
+        finally:
+            self.lane.done(len(claims))
+
+    async def _release(self, claims: list[Claim]) -> None:
+        """Give claims back undone: a commit that consumes nothing unlocks the contact and
+        signals its events (if the lock is still ours; else it writes nothing). Best effort:
+        when Redis is unreachable, each claim's timer signals its contact once its lock expires."""
+        if not claims:
+            return
+        release = [
+            Commit(c.cid, c.token, 0, timers_remove=[c.timer] if c.timer else []) for c in claims
+        ]
+        try:
+            await self.store.commit(release)
+        except Exception as exc:
+            log.warning("could not release %d contact(s) (%s); their timers will", len(claims), exc)
 
     async def _event_loop(self, n: int) -> None:
         consumer = f"{self.name}:{n}"
@@ -204,30 +286,40 @@ class Worker:
         cids = list(by_contact)
         s = self.settings
         claims = await self.store.claim(cids, s.lock_ttl_ms, s.max_events)
+        # a contact another worker holds is None: its commit re-signals what is left, and if
+        # it died, claim.lua left a timer that signals again when its lock expires
+        await self.apply([claim for claim in claims if claim is not None])
+        acked = [e for eid in by_contact.values() for e in eid]
+        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
+
+    async def apply(self, claims: list[Claim]) -> None:
+        """Decide each claimed contact's sprint and commit them (the fast ones in one pipeline,
+        those that wait on a webhook call in another)."""
+        commits, slow = await self._decide_all(claims)
+        if commits:
+            await self._commit(commits)
+        if slow:
+            done = await asyncio.gather(*(task for _, task in slow))
+            await self._commit(list(done))
+
+    async def _decide_all(
+        self, claims: list[Claim]
+    ) -> tuple[list[Commit], list[tuple[Claim, asyncio.Task[Commit]]]]:
+        """The commits of the contacts decided without I/O, and a task for each one whose
+        sprint waits on a webhook call (it gives that contact's commit)."""
         commits: list[Commit] = []
-        slow: list[asyncio.Task[Commit]] = []
+        slow: list[tuple[Claim, asyncio.Task[Commit]]] = []
         engine = self.engine()
         for n, claim in enumerate(claims):
-            if claim is None:
-                # another worker holds the contact: its commit re-signals what is left, and if
-                # it died, claim.lua left a timer that signals again when its lock expires
-                continue
             if n and n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let webhooks be acknowledged between contacts
             sprint, pending = self._decide(engine, claim)
             if pending is None:
                 commits.append(self._commit_of(claim, len(claim.events), sprint))
             else:
-                slow.append(
-                    asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
-                )
-        if commits:
-            await self._commit(commits)
-        if slow:
-            done = await asyncio.gather(*slow)
-            await self._commit(list(done))
-        acked = [e for eid in by_contact.values() for e in eid]
-        await self._until_stored("ack events", lambda: self.store.ack_ready(acked))
+                task = asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
+                slow.append((claim, task))
+        return commits, slow
 
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Record work already done once Redis is back, instead of dropping it.
@@ -359,7 +451,9 @@ class Worker:
             new_runs=sprint.new_runs,
             ended_runs=sprint.ended_runs,
             messages=sprint.messages,
-            timers_remove=sprint.timers_remove,
+            timers_remove=[*sprint.timers_remove, claim.timer]
+            if claim.timer
+            else sprint.timers_remove,
             timers_add=sprint.timers_add,
             groups=sprint.group_changes,
             counts=sprint.counts,
@@ -368,7 +462,11 @@ class Worker:
         )
 
     async def _commit(self, commits: list[Commit]) -> None:
-        results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        offered = self.sender.offer(commits)  # a free send line is taken by the commit itself
+        try:
+            results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        finally:
+            self.sender.hand_over(offered)
         for commit, result in zip(commits, results, strict=True):
             if result < 0:
                 log.warning(
