@@ -52,6 +52,7 @@ class WorkerSettings:
     reclaim_idle_ms: int = 65_000  # longer than the lock's TTL: a dead holder's lock is gone
     timer_interval: float = 0.2
     max_send_attempts: int = 8  # retries (throttling, pair rate, 5xx) before a send fails
+    inline_sends: int = 64  # contacts sent to at once straight from their commit (sender.py)
 
 
 class LockLost(Exception):
@@ -105,6 +106,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.sender.close()
         await self.webhooks.close()
         # our consumers leave the groups (those still owning entries stay, for the reclaimer)
         with contextlib.suppress(Exception):
@@ -460,7 +462,11 @@ class Worker:
         )
 
     async def _commit(self, commits: list[Commit]) -> None:
-        results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        offered = self.sender.offer(commits)  # a free send line is taken by the commit itself
+        try:
+            results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        finally:
+            self.sender.hand_over(offered)
         for commit, result in zip(commits, results, strict=True):
             if result < 0:
                 log.warning(
