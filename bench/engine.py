@@ -121,11 +121,11 @@ class Bench:
             raise SystemExit(f"flow {FLOW!r} did not load: {report.problems}")
         self.clock = Clock()
         channel = NullChannel(CHANNEL, ChannelConfig(type="console"), StoreHost(self.store))
-        settings = WorkerSettings(batch=args.batch)
+        # the stages are timed apart: sends go through the send stream, not inline
+        settings = WorkerSettings(batch=args.batch, inline_sends=0)
         self.worker = Worker(
-            self.store, lambda: self.registry.engine, {CHANNEL: channel}, self.clock
+            self.store, lambda: self.registry.engine, {CHANNEL: channel}, self.clock, settings
         )
-        self.worker.settings = settings
 
     async def reset(self) -> None:
         await self.redis.flushall()

@@ -4,10 +4,13 @@ signals it again if the process dies holding it. On real Valkey, driven step by 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
+from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.core.clock import ManualClock
@@ -215,6 +218,56 @@ async def test_a_claim_whose_process_dies_is_signalled_by_its_timer(
         assert len(await bot.messages(cid, "in")) == 1
     finally:
         await bot.close()
+
+
+async def test_a_webhook_call_does_not_hold_up_the_lane(
+    make_bot: MakeBot, aiohttp_server: Any
+) -> None:
+    answer = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.json_response({"n": 7})
+
+    app = web.Application()
+    app.router.add_get("/n", slow)
+    server = await aiohttp_server(app)
+    bot = await make_bot()
+    bot.write("echo", ECHO)
+    bot.write(
+        "hook",
+        f"""
+        nodes:
+          - id: ask
+            wait_for_reply: {{}}
+            next: call
+          - id: call
+            call_webhook: {{url: "http://127.0.0.1:{server.port}/n"}}
+            next: say
+          - id: say
+            send_message: {{text: "call @webhook.n"}}
+        """,
+    )
+    calling = await bot.contact("tel:+15550009")
+    await bot.start(calling, "hook")
+    await bot.drain()
+    cid = await waiting(bot)
+    ingest = ingest_of(bot)
+    await ingest.accept([message("wamid.1", "x", "tel:+15550009")])
+    assert await bot.worker.lane_step()  # its webhook call now waits for the answer
+    await ingest.accept([message("wamid.2", "uno")])
+    assert await bot.worker.lane_step()  # not behind that call
+    assert [m["text"] for m in await bot.messages(cid)] == ["got uno"]
+    assert bot.worker.lane.in_hand == 1 and await bot.queue_len(calling) == 1
+
+    answer.set()
+
+    async def settled() -> bool:
+        return bot.worker.lane.in_hand == 0
+
+    await wait_for(settled, "the webhook call's contact to be committed")
+    assert [m["text"] for m in await bot.messages(calling)] == ["call 7"]
+    assert await bot.queue_len(calling) == 0 and await signal_timers(bot) == []
 
 
 class FailingWorker(Worker):

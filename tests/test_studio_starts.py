@@ -9,6 +9,8 @@ import re
 import time
 
 from bot.api.studio.chart import outcome_chart
+from bot.api.studio.pages.starts import LATE_OUTCOMES
+from bot.store.keys import start_key
 from tests.support.api import GREETING, Api, MakeApi
 from tests.support.studio import Studio
 
@@ -122,6 +124,10 @@ async def test_a_start_page_names_the_failed_contacts_and_retries_them(
     assert "Ana Quispe" in html and "not delivered" in html  # the failed contact, by name
     assert "<svg" in html and "series-failed" in html  # the outcomes over time
     assert "<script>alert" not in html
+    # a provider's failure may still come: the counts stay live a while after the start ended
+    status, live = await pages.get(f"/studio/starts/{sid}/live", headers=FRAGMENT)
+    assert status == 200 and "data-live-done" not in live
+    await api.store.redis.hset(start_key(sid), "completed_on", time.time() - LATE_OUTCOMES - 1)
     status, live = await pages.get(f"/studio/starts/{sid}/live", headers=FRAGMENT)
     assert status == 200 and "data-live-done" in live
 

@@ -232,8 +232,8 @@ class Driver:
             sends = await self.store.read_sendq(CONSUMER, 100, None)
             if sends:
                 await self.worker.send(sends)
-            if not ready and not sends:
-                return
+            if not ready and not sends and not await self.worker.sender.settle():
+                return  # (inline sends in hand may have signalled more: another round)
         raise RuntimeError(f"still busy after {MAX_DRAIN_ROUNDS} rounds of events")
 
     async def pass_time(self, seconds: float) -> None:

@@ -87,47 +87,33 @@ class OutboxStore(StoreBase):
                 )
         return taken
 
-    async def finish_sends_many(
-        self, token: str, contacts: Sequence[tuple[str, Sequence[SendOutcome]]]
+    async def record_sends(
+        self, contacts: Sequence[tuple[str, str, Sequence[SendOutcome]]]
     ) -> None:
-        """Record what became of each send, release the contacts, in one pipeline.
+        """Record what became of each contact's sends and release its line: one script per
+        contact (record_sends.lua), all in one pipeline.
 
-        A sent message's provider id is indexed first, so a status webhook that races our
-        bookkeeping still finds it; statuses go through the same monotonic script as webhooks.
-        """
+        A sent message's provider id is indexed in the same script as its outcome; statuses go
+        through the same monotonic logic as webhooks (lua/status.lua)."""
         if not contacts:
             return
-        apply, finish = self._script("apply_status"), self._script("finish_sends")
+        script = self._script("record_sends")
         async with self._r.pipeline(transaction=False) as pipe:
-            for cid, outcomes in contacts:
-                status_keys = [contact_key(cid, "msgs"), contact_key(cid, "q"), READY]
-                done: list[str] = []
-                hold = False
+            for cid, token, outcomes in contacts:
+                keys = [contact_key(cid, p) for p in ("sendlock", "outbox", "msgs", "q")]
+                args: list[Any] = [token, cid, EXTERNAL_ID_TTL, *START_PATTERNS, len(outcomes)]
                 for o in outcomes:
-                    mid = o.message["uuid"]
                     extra: dict[str, Any] = {"attempts": o.attempts}
+                    ext = ""
                     if o.external_id:
                         extra["external_id"] = o.external_id
-                        pipe.set(
-                            ext_key(o.message.get("channel") or "", o.external_id),
-                            f"{cid} {mid}",
-                            ex=EXTERNAL_ID_TTL,
-                        )
-                    if o.status == "skip":  # already sent by an earlier take: just drop it
-                        done.append(mid)
-                        continue
+                        ext = ext_key(o.message.get("channel") or "", o.external_id)
                     if o.status == "retry":
-                        hold = True
                         extra.update(retry_at=o.retry_at, last_error=o.error)
-                        pipe.zadd(TIMERS, {f"{cid}|send|{mid}": o.retry_at or o.at})
-                        args = [mid, "queued", o.at, "", cid, dumps(extra)]
-                    else:
-                        done.append(mid)
-                        error = dumps(o.error) if o.error else ""
-                        args = [mid, o.status, o.at, error, cid, dumps(extra), *START_PATTERNS]
-                    await apply(keys=status_keys, args=args, client=pipe)
-                keys = [contact_key(cid, "sendlock"), contact_key(cid, "outbox"), SENDQ]
-                await finish(keys=keys, args=[token, cid, "1" if hold else "0", *done], client=pipe)
+                    error = dumps(o.error) if o.error and o.status == "failed" else ""
+                    retry_at = "" if o.retry_at is None else o.retry_at
+                    args += [o.message["uuid"], o.status, o.at, error, dumps(extra), ext, retry_at]
+                await script(keys=[*keys, READY, SENDQ, TIMERS], args=args, client=pipe)
             await pipe.execute()
 
     async def index_external(self, message: dict[str, Any], external_id: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -29,10 +30,16 @@ from redis.exceptions import NoScriptError
 log = logging.getLogger("chasqui.redis")
 
 
+# A line ``--!include <name>`` in a script is replaced by ``lua/<name>.lua``: logic two scripts
+# share (lua/status.lua) is written once and sent inside each.
+INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
+
+
 @cache
 def lua_source(name: str) -> str:
-    """The text of ``bot/store/lua/<name>.lua`` (read once per process)."""
-    return resources.files("bot.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """The text of ``bot/store/lua/<name>.lua`` with its includes (read once per process)."""
+    raw = resources.files("bot.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return INCLUDE.sub(lambda m: lua_source(m.group(1)), raw)
 
 
 @cache

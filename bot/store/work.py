@@ -109,6 +109,10 @@ class Commit:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (flow, field) -> change
     now: float = 0.0
     contact_before: bytes = b""  # the contact as claimed: its search words change with it
+    # inline sends (bot/work/sender.py): > 0 asks the commit to take the contact's send line for
+    # this long (with ``token``) when it is free; ``sending`` says it did: send these now
+    send_ttl_ms: int = 0
+    sending: bool = False
 
 
 class WorkStore(StoreBase):
@@ -207,7 +211,8 @@ class WorkStore(StoreBase):
         )
 
     async def commit(self, commits: Sequence[Commit]) -> list[int]:
-        """Write each sprint's effects; -1 for one whose lock was lost (nothing written)."""
+        """Write each sprint's effects; -1 for one whose lock was lost (nothing written).
+        A commit given ``send_ttl_ms`` says in ``sending`` whether it took the send line."""
         script = self._script("commit")
         async with self._r.pipeline(transaction=False) as pipe:
             for c in commits:
@@ -262,8 +267,15 @@ class WorkStore(StoreBase):
                 unindex, index = _search_changes(c)
                 args += [SEARCH, len(unindex), *unindex, len(index), *index]
                 args += [STARTS, start_key("%s", "seen"), *_triggered(c.new_runs)]
+                args += [contact_key(c.cid, "sendlock"), c.send_ttl_ms]
                 await script(keys=keys, args=args, client=pipe)
-            return [int(r) for r in await pipe.execute()]
+            replies = await pipe.execute()
+        results: list[int] = []
+        for c, reply in zip(commits, replies, strict=True):
+            if isinstance(reply, list):  # it took the send line: the caller sends at once
+                c.sending, reply = True, reply[0]
+            results.append(int(reply))
+        return results
 
     async def next_timer(self, until: float) -> float | None:
         """When the first timer due by ``until`` is due, if any."""

@@ -52,6 +52,7 @@ class WorkerSettings:
     reclaim_idle_ms: int = 65_000  # longer than the lock's TTL: a dead holder's lock is gone
     timer_interval: float = 0.2
     max_send_attempts: int = 8  # retries (throttling, pair rate, 5xx) before a send fails
+    inline_sends: int = 64  # contacts sent to at once straight from their commit (sender.py)
 
 
 class LockLost(Exception):
@@ -81,6 +82,7 @@ class Worker:
         # contacts the webhooks claim for this process (bot/work/lane.py): a few batches' worth
         self.lane = Lane(2 * self.settings.batch)
         self._lane_task: asyncio.Task[None] | None = None
+        self._lane_slow_tasks: set[asyncio.Task[None]] = set()  # lane contacts in a webhook call
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,6 +106,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.sender.close()
         await self.webhooks.close()
         # our consumers leave the groups (those still owning entries stay, for the reclaimer)
         with contextlib.suppress(Exception):
@@ -152,10 +155,10 @@ class Worker:
         if task is None:
             return
         _, pending = await asyncio.wait({task}, timeout=min(self.settings.lock_ttl_ms / 2000, 10))
-        if pending:
-            task.cancel()
+        for unfinished in (*pending, *self._lane_slow_tasks):
+            unfinished.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await unfinished
         await self._release(self.lane.leftover())
 
     async def _lane_loop(self) -> None:
@@ -165,18 +168,40 @@ class Worker:
     async def lane_step(self) -> bool:
         """Decide and commit a batch of the contacts webhooks claimed for this process (the fast
         lane), one commit pipeline for all; False once the lane is closed and nothing is left.
-        A batch that cannot be committed is released: its events are signalled again."""
+        Contacts waiting on a webhook call finish in a task of their own, so that one slow call
+        does not hold up the lane. Claims that cannot be committed are released: their events
+        are signalled again."""
         claims = await self.lane.take(self.settings.batch)
         if claims is None:
             return False
+        quick = claims
         try:
-            await self.apply(claims)
+            commits, slow = await self._decide_all(claims)
+            if slow:
+                waiting = {id(claim) for claim, _ in slow}
+                quick = [claim for claim in claims if id(claim) not in waiting]
+                task = asyncio.create_task(self._lane_slow(slow))
+                self._lane_slow_tasks.add(task)
+                task.add_done_callback(self._lane_slow_tasks.discard)
+            if commits:
+                await self._commit(commits)
+        except Exception:
+            log.exception("fast lane: could not commit %d contact(s)", len(quick))
+            await self._release(quick)
+        finally:
+            self.lane.done(len(quick))
+        return True
+
+    async def _lane_slow(self, slow: list[tuple[Claim, asyncio.Task[Commit]]]) -> None:
+        claims = [claim for claim, _ in slow]
+        try:
+            done = await asyncio.gather(*(task for _, task in slow))
+            await self._commit(list(done))
         except Exception:
             log.exception("fast lane: could not commit %d contact(s)", len(claims))
             await self._release(claims)
         finally:
             self.lane.done(len(claims))
-        return True
 
     async def _release(self, claims: list[Claim]) -> None:
         """Give claims back undone: a commit that consumes nothing unlocks the contact and
@@ -270,8 +295,20 @@ class Worker:
     async def apply(self, claims: list[Claim]) -> None:
         """Decide each claimed contact's sprint and commit them (the fast ones in one pipeline,
         those that wait on a webhook call in another)."""
+        commits, slow = await self._decide_all(claims)
+        if commits:
+            await self._commit(commits)
+        if slow:
+            done = await asyncio.gather(*(task for _, task in slow))
+            await self._commit(list(done))
+
+    async def _decide_all(
+        self, claims: list[Claim]
+    ) -> tuple[list[Commit], list[tuple[Claim, asyncio.Task[Commit]]]]:
+        """The commits of the contacts decided without I/O, and a task for each one whose
+        sprint waits on a webhook call (it gives that contact's commit)."""
         commits: list[Commit] = []
-        slow: list[asyncio.Task[Commit]] = []
+        slow: list[tuple[Claim, asyncio.Task[Commit]]] = []
         engine = self.engine()
         for n, claim in enumerate(claims):
             if n and n % YIELD_EVERY == 0:
@@ -280,14 +317,9 @@ class Worker:
             if pending is None:
                 commits.append(self._commit_of(claim, len(claim.events), sprint))
             else:
-                slow.append(
-                    asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
-                )
-        if commits:
-            await self._commit(commits)
-        if slow:
-            done = await asyncio.gather(*slow)
-            await self._commit(list(done))
+                task = asyncio.create_task(self._finish_with_io(engine, sprint, claim, pending))
+                slow.append((claim, task))
+        return commits, slow
 
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Record work already done once Redis is back, instead of dropping it.
@@ -430,7 +462,11 @@ class Worker:
         )
 
     async def _commit(self, commits: list[Commit]) -> None:
-        results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        offered = self.sender.offer(commits)  # a free send line is taken by the commit itself
+        try:
+            results = await self._until_stored("commit", lambda: self.store.commit(commits))
+        finally:
+            self.sender.hand_over(offered)
         for commit, result in zip(commits, results, strict=True):
             if result < 0:
                 log.warning(

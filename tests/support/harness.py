@@ -144,12 +144,14 @@ class Bot:
     async def drain(
         self, worker: Worker | None = None, consumer: str = "t", batch: int = 100
     ) -> None:
-        """Process ready and send signals until both streams are empty."""
+        """Process ready and send signals until both streams are empty and no send is in hand."""
         worker = worker or self.worker
         while True:
             entries = await self.store.read_ready(consumer, batch, None)
             sends = await self.store.read_sendq(consumer, batch, None)
             if not entries and not sends:
+                if await worker.sender.settle():  # inline sends may have signalled more
+                    continue
                 return
             if entries:
                 await worker.process(entries)

@@ -14,7 +14,8 @@
 --       key, n members to remove..., n members to add..., starts index key, start seen set
 --       pattern, n runs a trigger began, (day record uuid, flow, day, created_on)...; a
 --       message's outbox flag is 's' for a message of a start refused here (not sent, counted
---       for the start)
+--       for the start); then the send lock key and the ms to take it for inline ('0': never)
+-- Returns the events left queued, or {left, 1} when it took the send line inline.
 -- The group, run index and flow stats keys are global (cross-slot: single instance,
 -- docs/redis.md).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -155,5 +156,18 @@ end
 redis.call('DEL', KEYS[1])
 local remaining = redis.call('LLEN', KEYS[2])
 if remaining > 0 then redis.call('XADD', KEYS[10], '*', 'c', ARGV[5]) end
-if outboxed > 0 then redis.call('XADD', KEYS[11], '*', 'c', ARGV[5]) end
+-- inline send (bot/work/sender.py): when the outbox held nothing before this commit and the send
+-- lock is free, the line is taken here with our token and the caller sends at once -- no send
+-- signal. A "send" timer due when that lock expires signals the line should the caller die.
+local sendlock, inline_ttl = take(), tonumber(take() or '0') or 0
+if outboxed > 0 then
+  if inline_ttl > 0 and redis.call('LLEN', KEYS[8]) == outboxed
+      and redis.call('SET', sendlock, ARGV[1], 'NX', 'PX', inline_ttl) then
+    local t = redis.call('TIME')
+    local due = tonumber(t[1]) + tonumber(t[2]) / 1000000 + inline_ttl / 1000
+    redis.call('ZADD', KEYS[9], due, ARGV[5] .. '|send|' .. ARGV[1])
+    return {remaining, 1}
+  end
+  redis.call('XADD', KEYS[11], '*', 'c', ARGV[5])
+end
 return remaining

@@ -40,6 +40,9 @@ def status_class(status: str) -> str:
 HELPERS = {"utc": utc, "status_class": status_class}
 
 
+LATE_OUTCOMES = 60.0  # seconds a finished start's page keeps refreshing its counts
+
+
 def running(start: m.Start) -> bool:
     """Still moving: expanding, or its first messages have no outcome yet."""
     return start.status not in FINISHED or start.sending > 0
@@ -100,11 +103,15 @@ async def _detail(request: web.Request) -> dict[str, Any]:
     timeline = await rt.store.start_timeline(start.uuid)
     extra = start.model_extra or {}
     ended = extra.get("completed_on") or extra.get("cancelled_on")
-    until = float(rt.clock.now()) if running(start) or not ended else float(ended)
+    now = float(rt.clock.now())
+    until = now if running(start) or not ended else float(ended)
     return {
         "start": start,
         "progress": await progress(rt, start),
         "running": running(start),
+        # a provider's failure of a message it accepted comes a moment after the send's outcome
+        # (a status webhook): the counts stay live for a while after the start is done
+        "live": running(start) or not ended or now - float(ended) < LATE_OUTCOMES,
         "chart": outcome_chart(timeline, translator(lang(request)), now=until),
         "extra": extra,
         "reason_words": REASON_WORDS,
