@@ -23,7 +23,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from bot.core.clock import Clock
 from bot.core.records import Message
@@ -177,7 +177,9 @@ class Sender:
 
     async def _send_inline(self, cid: str, token: str, messages: list[Message]) -> None:
         try:
-            outcomes = await self._send_contact([(dict(m), {}) for m in messages], False)
+            fresh: dict[str, Any] = {}  # no delivery state yet
+            queued = [(cast(dict[str, Any], m), fresh) for m in messages]
+            outcomes = await self._send_contact(queued, False)
         except Exception:
             # our line stays taken until its lock expires; then its timer signals it again
             log.exception("inline send to contact %s failed", cid)
