@@ -13,11 +13,13 @@ Parts (each prints as it goes, then a summary):
   generator, the sandbox and this process on core 1.
 
 A step *sustains* its rate when every webhook is answered 200, >= 99 % of the replies reach the
-sandbox within 1 s of the window's last POST, the reply p99 (missing replies counted as late) is
-<= 1 s, and the backlog does not grow: the reply p50 of the step's last quarter is at most 0.25 s
-over the first quarter's (without this, a few seconds' step passes rates a little over capacity).
-A step where the generator itself fell behind (achieved < 97 % of the rate, or its own lag p99
-> 50 ms) does not count as the bot's failure: the search stops there and says so.
+sandbox by 1.2 s after the step's last POST (a later reply took over 1 s anyway), the reply p99
+(missing replies counted as late) is <= 1 s, and the backlog does not grow: the reply p50 of the
+step's last quarter is at most 0.25 s over the first quarter's (without this, a step of a few
+seconds passes rates a little over capacity). A failed step runs again (``--retries``): a rate
+fails only when it fails every time, since the machine may be shared. Each step prints the
+generator's achieved rate, its lag and its CPU, and the driving side's share of a core; a step
+where the generator did not reach 97 % of the rate is marked, and the summary names the lowest.
 """
 
 from __future__ import annotations
@@ -154,16 +156,20 @@ class Bench:
         return wab.replies_by_index(phase, sent)
 
     async def settle(self, bot: Bot, phase: wab.Phase, limit: float = 120.0) -> None:
-        """Wait until the bot has answered everything (a failed step leaves a backlog)."""
+        """Wait until the bot has answered everything (a failed step leaves a backlog): every
+        reply in, or none new for 2 s; Chasqui's work streams empty, before and after."""
         if bot.redis is not None:
             await wab.drained(bot.redis, limit=limit)
-        deadline, last = time.monotonic() + limit, -1
+        deadline, last, still = time.monotonic() + limit, -1, 0
         while time.monotonic() < deadline:
             got = len(await self.replies(phase))
-            if got >= phase.count or got == last:
+            still = still + 1 if got == last else 0
+            if got >= phase.count or still >= 2:
                 break
             last = got
             await asyncio.sleep(1.0)
+        if bot.redis is not None:
+            await wab.drained(bot.redis, limit=limit)
         await asyncio.sleep(0.5)
 
 
@@ -183,6 +189,7 @@ class Result:
     drift: float
     cpu: float  # the bot's CPU seconds per message (the window, idle included)
     rest: float  # the driving side's CPU (bench, generators, sandbox): share of a core, sending
+    sandbox: float  # the sandbox's CPU seconds per message, sending
 
     @property
     def p99(self) -> float:
@@ -202,7 +209,7 @@ class Result:
     def failures(self) -> list[str]:
         out = []
         if self.step.statuses != {200: self.step.count}:
-            out.append(f"HTTP {dict(sorted(self.step.statuses.items()))}")
+            out.append(f"HTTP {dict(sorted(self.step.statuses.items()))} {self.step.errors}")
         if self.received < REPLIED:
             out.append(f"replies {self.received:.1%}")
         if self.p99 > REPLY_LIMIT:
@@ -220,7 +227,7 @@ class Result:
             f" reply p50 {wab.pct(lat, 0.5) * 1000:6.1f} p99 {self.p99 * 1000:7.1f} ms,"
             f" CPU/msg {self.cpu * 1000:5.2f} ms; generator {s.achieved:5.0f}/s lag p99"
             f" {wab.pct(s.lags, 0.99) * 1000:4.1f} ms, {s.cpu / s.count * 1000:4.2f} ms/msg;"
-            f" driving side {self.rest:4.0%} of a core"
+            f" sandbox {self.sandbox * 1000:4.2f} ms/msg; driving side {self.rest:4.0%} of a core"
             f" -> {verdict}"
             + (" [generator behind]" if self.generator_bound else "")
             + (" [generator late]" if wab.pct(s.lags, 0.99) > 0.05 else "")
@@ -229,10 +236,12 @@ class Result:
 
 async def run_step(bench: Bench, bot: Bot, rate: float) -> Result:
     phase, bodies = bench.phase(rate, bench.args.step_seconds)
-    cpu0, rest0 = bot.cpu(), bench.rest_cpu()
+    sandbox = bench.setup.procs["sandbox"].p.pid
+    cpu0, rest0, sandbox0 = bot.cpu(), bench.rest_cpu(), wab.cpu_seconds(sandbox)
     w0 = time.monotonic()
     step = await bench.gen.run(bot.url, bodies, rate)
     rest = (bench.rest_cpu() - rest0) / (time.monotonic() - w0)
+    sandbox_cpu = (wab.cpu_seconds(sandbox) - sandbox0) / phase.count
     phase.posted_at = step.posted
     # a reply arriving after this has taken more than REPLY_LIMIT: no need to wait longer
     await asyncio.sleep(max(0.0, max(step.posted) + REPLY_LIMIT + 0.2 - time.time()))
@@ -241,7 +250,7 @@ async def run_step(bench: Bench, bot: Bot, rate: float) -> Result:
     n = phase.count
     drift = quarter_p50(by_index, n - n // 4, n) - quarter_p50(by_index, 0, n // 4)
     latencies = sorted(by_index.values())
-    result = Result(bot.name, step, latencies, n - len(latencies), drift, cpu, rest)
+    result = Result(bot.name, step, latencies, n - len(latencies), drift, cpu, rest, sandbox_cpu)
     print(result.line(), flush=True)
     await bench.settle(bot, phase)
     return result
@@ -281,6 +290,13 @@ async def search(bench: Bench, bot: Bot, start: float) -> Search:
     while True:
         result = await run_step(bench, bot, rate)
         steps.append(result)
+        for _ in range(args.retries if result.failures() else 0):
+            # a shared machine has spells: a rate fails only when it fails every time
+            print("    once more:", flush=True)
+            result = await run_step(bench, bot, rate)
+            steps.append(result)
+            if not result.failures():
+                break
         if result.generator_bound:  # a failure here may be the generator's: said in the summary
             behind = min(rate, behind or rate)
         if result.failures():
@@ -398,6 +414,7 @@ def print_sides(results: list[tuple[Side, Side]], title: str) -> None:
                 f" {pct_ms(acks, 0.5)} {pct_ms(acks, 0.99)}"
                 f" {pct_ms(lat, 0.5):>9} {pct_ms(lat, 0.99):>9}"
                 f"  {ph.missing:7d}  {dict(sorted(ph.statuses.items()))}  {gen}"
+                + (f"  errors {step.errors}" if step and step.errors else "")
             )
     for _, c in results:
         parts = " + ".join(f"{x * 1000:.2f}" for x in c.cpu_parts)

@@ -38,6 +38,7 @@ class Shot:
     posted: list[float] = field(default_factory=list)  # wall clock when the POST started
     lags: list[float] = field(default_factory=list)  # POST start - scheduled time
     statuses: dict[int, int] = field(default_factory=dict)  # -1: connection error or timeout
+    errors: dict[str, int] = field(default_factory=dict)  # the -1s by exception
     cpu: float = 0.0  # CPU seconds of this process over its part
     last_start: float = 0.0  # monotonic time the last POST started
 
@@ -52,7 +53,9 @@ def _loop() -> asyncio.AbstractEventLoop:
 async def _fire(url: str, bodies: list[Body], t0: float, rate: float, connections: int) -> Shot:
     if "http" not in _state:
         timeout = aiohttp.ClientTimeout(total=30)
-        connector = aiohttp.TCPConnector(limit=connections)
+        # a server closes kept-alive connections it finds idle, and a POST racing that close
+        # fails; the generator pauses between steps: it drops its idle sockets first
+        connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=5)
         _state["http"] = aiohttp.ClientSession(timeout=timeout, connector=connector)
     http: aiohttp.ClientSession = _state["http"]
     loop = asyncio.get_running_loop()
@@ -71,8 +74,10 @@ async def _fire(url: str, bodies: list[Body], t0: float, rate: float, connection
             async with http.post(url, data=raw, headers=headers) as r:
                 await r.read()
                 status = r.status
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError) as e:
             status = -1
+            what = f"{type(e).__name__}: {str(e)[:60]}"
+            shot.errors[what] = shot.errors.get(what, 0) + 1
         shot.acks[k] = loop.time() - due
         shot.statuses[status] = shot.statuses.get(status, 0) + 1
 
@@ -110,6 +115,7 @@ class Step:
     posted: list[float]
     lags: list[float]  # sorted
     statuses: dict[int, int]
+    errors: dict[str, int]
     cpu: float  # CPU seconds of all generator processes
     elapsed: float  # first due -> last POST started
     processes: int
@@ -154,12 +160,15 @@ class Generator:
         acks, posted = [0.0] * count, [0.0] * count
         lags: list[float] = []
         statuses: dict[int, int] = {}
+        errors: dict[str, int] = {}
         for shot in shots:
             for k, i in enumerate(shot.index):
                 acks[i], posted[i] = shot.acks[k], shot.posted[k]
             lags += shot.lags
             for status, c in shot.statuses.items():
                 statuses[status] = statuses.get(status, 0) + c
+            for name, c in shot.errors.items():
+                errors[name] = errors.get(name, 0) + c
         last = max(shot.last_start for shot in shots)
         return Step(
             rate,
@@ -168,6 +177,7 @@ class Generator:
             posted,
             sorted(lags),
             statuses,
+            errors,
             sum(s.cpu for s in shots),
             last - t0,
             n,

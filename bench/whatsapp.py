@@ -17,13 +17,15 @@ Prints:
 3. template sends per second to the sandbox with the rate limit off (N contacts started in
    ``tpl`` through ``Store.enqueue``), and the measured rate with ``max_mps = 80``.
 
-With ``--baseline`` it instead runs issue 12's comparison: the stateless echo bot of bench/echo.py
-and Chasqui (same sandbox, statuses off, same senders waiting in the echo flow, same generator), one
-process each, at fixed rates, and prints CPU per message (the process, plus its Valkey for Chasqui),
-ack and reply p50/p99, the ratio Chasqui/echo and Valkey's ``INFO commandstats`` per message.
+With ``--baseline`` it instead runs issue 12's comparison (bench/baseline.py): the stateless echo
+bot of bench/echo.py and Chasqui (same sandbox, statuses off, same senders waiting in the echo
+flow, same generator), one process each: CPU per message, ack and reply p50/p99 at fixed rates,
+the ratio Chasqui/echo and Valkey's ``INFO commandstats`` per message; with ``--search`` each
+bot's sustained rate and the figures at 50/90/110 % of Chasqui's; ``--pin``, ``--processes 2``.
 
 Usage:  .venv/bin/python bench/whatsapp.py [--quick] [--senders 3000] [--duration 15]
         .venv/bin/python bench/whatsapp.py --baseline [--quick] [--rates 100,300]
+        .venv/bin/python bench/whatsapp.py --baseline --pin --search --processes 2 --senders 1000
 """
 
 from __future__ import annotations
@@ -781,6 +783,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--precision", type=float, default=0.1, help="stop bisecting when hi - lo <= this x hi"
     )
     b.add_argument("--generators", type=int, default=1, help="load generator processes")
+    b.add_argument("--retries", type=int, default=1, help="run a failed step again this many times")
     args = p.parse_args(argv)
     if args.rates is None:
         args.rates = "" if args.search else "100,300"

@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -310,3 +310,49 @@ async def test_stopping_the_worker_commits_the_claims_in_hand(make_bot: MakeBot)
     assert [m["text"] for m in await bot.messages(cid)] == ["got uno"]
     assert await signal_timers(bot) == []
     assert bot.worker.lane.reserve(1) == 0  # a stopped worker takes no claim
+
+
+class StuckWorker(Worker):
+    """A worker that never finishes deciding the contacts in ``stuck``."""
+
+    stuck: ClassVar[set[str]] = set()
+
+    async def _decide_all(
+        self, claims: list[Claim]
+    ) -> tuple[list[Commit], list[tuple[Claim, asyncio.Task[Commit]]]]:
+        if any(claim.cid in self.stuck for claim in claims):
+            await asyncio.Event().wait()
+        return await super()._decide_all(claims)
+
+
+async def test_stopping_releases_the_claims_it_could_not_commit(make_bot: MakeBot) -> None:
+    bot = await make_bot()
+    bot.write("echo", ECHO)
+    stuck = await waiting(bot)
+    other = await waiting(bot, "tel:+15550002")
+    # stop() waits min(TTL / 2, 10 s) for the lane: 0.2 s here; no event loop reads the ready
+    # stream (consumers=0): what the lane released stays there for the test to see
+    settings = WorkerSettings(lock_ttl_ms=400, consumers=0)
+    worker = bot.new_worker(settings=settings, cls=StuckWorker)
+    StuckWorker.stuck = {stuck}
+    await worker.start()
+    ingest = ingest_of(bot, worker)
+    await ingest.accept([message("wamid.1", "uno")])
+
+    async def taken() -> bool:
+        return worker.lane.in_hand == 1 and in_hand(worker) == []
+
+    await wait_for(taken, "the lane to take the stuck contact")
+    await ingest.accept([message("wamid.2", "dos", "tel:+15550002")])
+    assert [c.cid for c in in_hand(worker)] == [other]  # waits behind the stuck one
+    (claim,) = in_hand(worker)
+    await worker.stop()
+    assert worker.lane.in_hand == 0
+    # the waiting claim was released: unlocked, its timer gone, its event signalled
+    assert not await bot.redis.exists(contact_key(other, "lock"))
+    assert claim.timer not in await signal_timers(bot)
+    assert await ready_signals(bot) == [other] and await bot.queue_len(other) == 1
+    # the one stuck mid-sprint keeps its timer: it is signalled when its lock expires
+    assert [t for t in await signal_timers(bot) if t.startswith(stuck)] != []
+    await bot.drain()
+    assert [m["text"] for m in await bot.messages(other)] == ["got dos"]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.store import Inbound
 from bot.store.keys import SENDQ, TIMERS, contact_key
-from bot.store.work import Inbound
 from channels.protocol import SendResult
 from tests.support.harness import Bot, CapturingChannel, MakeBot
 

@@ -8,9 +8,8 @@ import json
 
 from redis.asyncio import Redis
 
-from bot.store import Store
+from bot.store import Inbound, Store
 from bot.store.keys import CONTACTS, SEARCH, contact_key, created_prefix, urn_key
-from bot.store.work import Inbound
 
 
 async def first_message(

@@ -4,8 +4,8 @@ Nothing outside this package names a key or calls Redis directly. May import ``b
 the store knows no flow semantics and no channel.
 
 Others import :class:`Store` (and the records it takes and gives: :class:`Claim`,
-:class:`Commit`, :class:`SendOutcome`, :class:`ContactBusy`) from here; key names, for the
-few tests and benches that look at Redis itself, from :mod:`bot.store.keys`.
+:class:`Commit`, :class:`Inbound`, :class:`SendOutcome`, :class:`ContactBusy`) from here; key
+names, for the few tests and benches that look at Redis itself, from :mod:`bot.store.keys`.
 
 The modules, one concern each: ``keys`` (every key name), ``base`` (connection, the Lua
 loader), ``groups``, ``contacts`` (records, URNs, compare-and-set writes, deletion), ``work``
@@ -28,9 +28,9 @@ from bot.store.outbox import OutboxStore, SendOutcome
 from bot.store.runs import RunStore
 from bot.store.sessions import SessionStore
 from bot.store.starts import StartStore
-from bot.store.work import Claim, Commit, WorkStore
+from bot.store.work import Claim, Commit, Inbound, WorkStore
 
-__all__ = ["Claim", "Commit", "ContactBusy", "SendOutcome", "Store", "dumps"]
+__all__ = ["Claim", "Commit", "ContactBusy", "Inbound", "SendOutcome", "Store", "dumps"]
 
 
 class Store(ContactStore, WorkStore, OutboxStore, RunStore, StartStore, SessionStore):

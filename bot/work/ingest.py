@@ -28,8 +28,7 @@ from typing import Any, TypeVar
 
 from bot.core.clock import no_later_than
 from bot.engine.events import Reply
-from bot.store import Store
-from bot.store.work import Inbound
+from bot.store import Inbound, Store
 from bot.work.lane import Lane
 from channels.protocol import (
     Attachment,
