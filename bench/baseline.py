@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -449,8 +448,10 @@ async def round_trips(
     phase, bodies = bench.phase(rate, bench.args.duration)
     client: dict[str, int] = {}
     script: dict[str, int] = {}
+    from bot.store.scripts import lua_source, sha_of  # a script's sha is of its includes too
+
     lua = ROOT / "bot" / "store" / "lua"
-    scripts = {hashlib.sha1(f.read_bytes()).hexdigest(): f.stem for f in lua.glob("*.lua")}
+    scripts = {sha_of(lua_source(f.stem)): f.stem for f in lua.glob("*.lua")}
     ready = asyncio.Event()
 
     async def watch() -> None:

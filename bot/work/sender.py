@@ -23,7 +23,8 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from functools import partial
+from typing import Any, Protocol, TypeVar, cast
 
 from bot.core.clock import Clock
 from bot.core.records import Message
@@ -67,7 +68,8 @@ class Sender:
         self.settings = settings
         self._in_hand = 0  # contacts whose line we took inline and have not recorded yet
         self._tasks: set[asyncio.Task[None]] = set()  # inline sends and their records
-        self._records: list[tuple[str, str, list[SendOutcome]]] = []  # to record next turn
+        self._records: list[tuple[str, str, list[SendOutcome]]] = []  # to record next
+        self._recording = False  # a record is in flight (or about to start)
 
     async def step(self, consumer: str, again: bool) -> None:
         """One turn of a send loop: read send signals (our own unacknowledged ones first after
@@ -177,28 +179,39 @@ class Sender:
 
     async def _send_inline(self, cid: str, token: str, messages: list[Message]) -> None:
         try:
-            outcomes = await self._send_contact([(dict(m), {}) for m in messages], False)
+            fresh: dict[str, Any] = {}  # no delivery state yet
+            queued = [(cast(dict[str, Any], m), fresh) for m in messages]
+            outcomes = await self._send_contact(queued, False)
         except Exception:
             # our line stays taken until its lock expires; then its timer signals it again
             log.exception("inline send to contact %s failed", cid)
             self._in_hand -= 1
             return
         self._records.append((cid, token, outcomes))
-        if len(self._records) == 1:  # the first since the last record: record on the next turn
+        if not self._recording:  # else the record in flight takes these next
+            self._recording = True
             self._spawn(self._record())
 
     async def _record(self) -> None:
-        """Record the outcomes of every inline send done since the last record, one pipeline.
-        Records do not wait for each other: a status webhook must find the provider id soon."""
-        batch, self._records = self._records, []
+        """Record the outcomes of the inline sends done meanwhile, one pipeline at a time: the
+        first on the next turn of the loop (with every send that ended in this one), then
+        whatever ended while it was in flight. One connection, however many sends."""
         try:
-            await self._until_stored("record sends", lambda: self.store.record_sends(batch))
-        except Exception:
-            # the lines' timers signal them again when the locks expire; a message sent and
-            # not recorded may then go again (as when a process dies between send and record)
-            log.exception("could not record the sends to %d contacts", len(batch))
+            while self._records:
+                batch, self._records = self._records, []
+                try:
+                    await self._until_stored(
+                        "record sends", partial(self.store.record_sends, batch)
+                    )
+                except Exception:
+                    # the lines' timers signal them again when the locks expire; a message sent
+                    # and not recorded may then go again (as when a process dies between send
+                    # and record)
+                    log.exception("could not record the sends to %d contacts", len(batch))
+                finally:
+                    self._in_hand -= len(batch)
         finally:
-            self._in_hand -= len(batch)
+            self._recording = False
 
     async def settle(self) -> bool:
         """Wait until no inline send is in hand; whether there was one (tests, shutdown)."""
