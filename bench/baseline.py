@@ -422,7 +422,7 @@ def print_sides(results: list[tuple[Side, Side]], title: str) -> None:
     print("  ratio chasqui / echo")
     for e, c in results:
         ratio = {
-            "CPU/msg": c.cpu / e.cpu,
+            "CPU/msg": c.cpu / max(e.cpu, 1e-9),
             "ack p99": ratio_of(c.phase.acks, e.phase.acks, 0.99),
             "reply p50": ratio_of(c.phase.latencies, e.phase.latencies, 0.5),
             "reply p99": ratio_of(c.phase.latencies, e.phase.latencies, 0.99),
@@ -551,7 +551,10 @@ def print_machine(version: str, args: argparse.Namespace) -> None:
     print(f"  load avg  {load()} (at start)")
     print(f"  Python    {platform.python_version()}, aiohttp {aiohttp.__version__}")
     print(f"  Valkey    {version} (Chasqui's embedded one)")
-    print(f"  generator {args.generators} process(es), {args.connections} connections in all")
+    print(
+        f"  generator {args.generators} process(es), {args.connections} connections in all,"
+        f" {args.client} client"
+    )
 
 
 def load() -> str:
@@ -570,7 +573,7 @@ async def baseline(args: argparse.Namespace) -> None:
         if not all_cores >= BOT_CORES | REST_CORES:
             raise SystemExit(f"--pin needs cores 0 and 1; this process may use {all_cores}")
         os.sched_setaffinity(0, REST_CORES)  # the sandbox, the server and generators inherit it
-    gen = Generator(args.generators, args.connections)
+    gen = Generator(args.generators, args.connections, args.client)
     started = time.monotonic()
     try:
         await gen.start()

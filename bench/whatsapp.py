@@ -783,8 +783,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--precision", type=float, default=0.1, help="stop bisecting when hi - lo <= this x hi"
     )
     b.add_argument("--generators", type=int, default=1, help="load generator processes")
+    b.add_argument(
+        "--client",
+        choices=("aiohttp", "raw"),
+        default=None,
+        help="the generator's HTTP client: aiohttp's, or a minimal one at ~40 %% of its CPU per"
+        " POST (default: raw with --search, else aiohttp)",
+    )
     b.add_argument("--retries", type=int, default=1, help="run a failed step again this many times")
     args = p.parse_args(argv)
+    if args.client is None:
+        args.client = "raw" if args.search else "aiohttp"
     if args.rates is None:
         args.rates = "" if args.search else "100,300"
     args.rates = [float(r) for r in args.rates.split(",") if r]
