@@ -5,16 +5,10 @@
 -- (The timer is re-armed here too, so an early signal can never leave the line without one.)
 -- When another sender holds the line, a "send" timer due when its lock expires makes sure the
 -- line is signalled again should that sender have died (a commit that took the line inline
--- left one already; this re-arms it, as claim.lua does for the event lock).
+-- left one already; this re-arms it: lua/lock.lua, which claim.lua shares for the event lock).
 -- KEYS: sendlock, outbox, msgs, timers   ARGV: token, ttl_ms, max, now, contact uuid
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local holder = redis.call('GET', KEYS[1])
-  local ttl = redis.call('PTTL', KEYS[1])
-  if holder and ttl > 0 then
-    local t = redis.call('TIME')
-    local due = tonumber(t[1]) + tonumber(t[2]) / 1000000 + ttl / 1000
-    redis.call('ZADD', KEYS[4], 'NX', due, ARGV[5] .. '|send|' .. holder)
-  end
+--!include lock
+if not take_or_cover(KEYS[1], ARGV[1], ARGV[2], KEYS[4], ARGV[5] .. '|send') then
   return false
 end
 local ids = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1)
