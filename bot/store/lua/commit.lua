@@ -18,6 +18,7 @@
 -- Returns the events left queued, or {left, 1} when it took the send line inline.
 -- The group, run index and flow stats keys are global (cross-slot: single instance,
 -- docs/redis.md).
+--!include lock
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   -- we lost the lock (it expired): write nothing, but make sure the queued events still have
   -- a signal -- our caller acknowledges its own
@@ -162,10 +163,7 @@ if remaining > 0 then redis.call('XADD', KEYS[10], '*', 'c', ARGV[5]) end
 local sendlock, inline_ttl = take(), tonumber(take() or '0') or 0
 if outboxed > 0 then
   if inline_ttl > 0 and redis.call('LLEN', KEYS[8]) == outboxed
-      and redis.call('SET', sendlock, ARGV[1], 'NX', 'PX', inline_ttl) then
-    local t = redis.call('TIME')
-    local due = tonumber(t[1]) + tonumber(t[2]) / 1000000 + inline_ttl / 1000
-    redis.call('ZADD', KEYS[9], due, ARGV[5] .. '|send|' .. ARGV[1])
+      and take_covered(sendlock, ARGV[1], inline_ttl, KEYS[9], ARGV[5] .. '|send|' .. ARGV[1]) then
     return {remaining, 1}
   end
   redis.call('XADD', KEYS[11], '*', 'c', ARGV[5])

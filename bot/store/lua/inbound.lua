@@ -15,6 +15,7 @@
 --       json ('{"type":...'), n search words, words...
 -- Returns {outcomes, claims}: outcomes has per message its uuid and 0 (a redelivery), 1
 -- (queued) or 2 (queued, contact created); a claim is {uuid, token, events, contact, session}.
+--!include lock
 local pattern = ARGV[1]
 local allowed, prefix, ttl_ms, max_events = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local outcomes, order, seen = {}, {}, {}
@@ -60,11 +61,8 @@ end
 local claims = {}
 for _, cid in ipairs(order) do
   local token = prefix .. '.' .. (#claims + 1)
-  if #claims < allowed
-    and redis.call('SET', string.format(pattern, cid, 'lock'), token, 'NX', 'PX', ttl_ms) then
-    local t = redis.call('TIME')
-    local due = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ttl_ms) / 1000
-    redis.call('ZADD', KEYS[4], due, cid .. '|signal|' .. token)
+  if #claims < allowed and take_covered(string.format(pattern, cid, 'lock'), token, ttl_ms,
+                                        KEYS[4], cid .. '|signal|' .. token) then
     claims[#claims + 1] = {
       cid, token,
       redis.call('LRANGE', string.format(pattern, cid, 'q'), 0, tonumber(max_events) - 1),
